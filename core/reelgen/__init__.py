@@ -1,0 +1,52 @@
+"""reelgen: turn still images into short videos through any provider, from one contract.
+
+Public names (plugin authors and scripts rely on these)::
+
+    from reelgen import hookimpl, VideoProvider, VideoRequest, Job, JobStatus, VideoResult
+    from reelgen import generate, agenerate
+
+Heavy modules load on first use, so ``reelgen --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "hookimpl": "reelgen.hookspecs",
+    "hookspec": "reelgen.hookspecs",
+    "VideoProvider": "reelgen.provider",
+    "Capabilities": "reelgen.provider",
+    "ModelSpec": "reelgen.provider",
+    "ImageLimits": "reelgen.provider",
+    "ProviderSettings": "reelgen.provider",
+    "VideoRequest": "reelgen.models",
+    "Job": "reelgen.models",
+    "JobStatus": "reelgen.models",
+    "VideoResult": "reelgen.models",
+    "Video": "reelgen.models",
+    "CostEstimate": "reelgen.models",
+    "ReelgenError": "reelgen.errors",
+    "generate": "reelgen.engine",
+    "agenerate": "reelgen.engine",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from .engine import agenerate, generate
+    from .errors import ReelgenError
+    from .hookspecs import hookimpl, hookspec
+    from .models import CostEstimate, Job, JobStatus, Video, VideoRequest, VideoResult
+    from .provider import Capabilities, ImageLimits, ModelSpec, ProviderSettings, VideoProvider
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'reelgen' has no attribute {name!r}")

@@ -1,0 +1,636 @@
+"""The ``reelgen`` command line: parse, call the library, print.
+
+Errors end in one line on stderr and a non-zero exit (see :data:`EXIT_CODES`); ``--debug``
+shows tracebacks and HTTP traffic (with Authorization redacted). Heavy modules are imported
+inside the commands so ``reelgen --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from .engine import Engine, Prepared
+    from .models import CostEstimate, Job, VideoRequest
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 1  # the provider or the network failed the job
+EXIT_USAGE = 2  # bad input, config, keys or budget: nothing was paid for
+EXIT_TIMEOUT = 3  # still running when we stopped waiting: `reelgen wait JOB_ID`
+EXIT_INTERRUPTED = 130
+
+
+class State:
+    debug = False
+    json = False
+
+
+def _exit_code(err: BaseException) -> int:
+    from .errors import UsageError, WaitTimeout
+
+    if isinstance(err, UsageError):
+        return EXIT_USAGE
+    if isinstance(err, WaitTimeout):
+        return EXIT_TIMEOUT
+    return EXIT_FAILED
+
+
+def fail(err: BaseException, *, as_json: bool) -> None:
+    """Print one line for ``err`` and exit."""
+    from .errors import ReelgenError
+
+    message = str(err) if isinstance(err, ReelgenError) else f"{err.__class__.__name__}: {err}"
+    if as_json:
+        payload: dict[str, Any] = {"error": message, "type": err.__class__.__name__}
+        job_id = getattr(err, "job_id", None)
+        if job_id:
+            payload["job_id"] = job_id
+        click.echo(json.dumps(payload))
+    click.secho(f"error: {message}", err=True, fg="red")
+    if not isinstance(err, ReelgenError):
+        click.echo("(this is a bug in reelgen; rerun with --debug for the traceback)", err=True)
+    sys.exit(_exit_code(err))
+
+
+def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coro_fn())
+
+
+def parse_option(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> Any:
+    """``--option key=value``: value parsed as JSON when it is JSON, else kept as text."""
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except ValueError:
+            options[key.strip()] = raw
+    return options
+
+
+def request_options(fn: F) -> F:
+    """The arguments shared by ``generate`` and ``estimate``."""
+    decorators = [
+        click.argument("image", required=False),
+        click.option("-p", "--prompt", default="", help="What should happen in the clip."),
+        click.option("-P", "--provider", help="Provider to use (default: config, else local)."),
+        click.option("--model", help="Model (see `reelgen providers`)."),
+        click.option("--duration", type=float, help="Seconds of video."),
+        click.option("--mode", help="std (cheaper) or pro (higher quality), where offered."),
+        click.option("--cfg-scale", type=float, help="Prompt adherence, 0..1 (Kling v1 models)."),
+        click.option("--negative-prompt", help="What to avoid."),
+        click.option("--aspect-ratio", help="Frame shape for text-to-video, e.g. 16:9."),
+        click.option("--seed", type=int, help="Seed, where the provider takes one."),
+        click.option(
+            "--option",
+            "options",
+            multiple=True,
+            callback=parse_option,
+            metavar="KEY=VALUE",
+            help="Provider option (JSON values allowed); see `reelgen providers --options`.",
+        ),
+        click.option("--max-cost", type=float, help="Refuse if the estimate is above this (USD)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def build_request(params: dict[str, Any]) -> VideoRequest:
+    from pydantic import ValidationError
+
+    from .errors import InvalidRequest
+    from .models import VideoRequest
+
+    try:
+        return VideoRequest(
+            image=params["image"],
+            prompt=params["prompt"] or "",
+            negative_prompt=params["negative_prompt"],
+            duration=params["duration"],
+            aspect_ratio=params["aspect_ratio"],
+            model=params["model"],
+            mode=params["mode"],
+            cfg_scale=params["cfg_scale"],
+            seed=params["seed"],
+            options=params["options"],
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"--{field.replace('_', '-')}: {first['msg']}") from None
+
+
+def guarded(fn: F) -> F:
+    """The CLI's error boundary: ReelgenError -> one line and an exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted; jobs already submitted keep running (see `reelgen jobs`)", err=True
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as err:
+            if State.debug:
+                raise
+            fail(err, as_json=as_json)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def make_engine() -> Engine:
+    from .engine import Engine
+
+    return Engine()
+
+
+async def _closing(engine: Engine, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    finally:
+        await engine.aclose()
+
+
+def describe_estimate(estimate: CostEstimate) -> dict[str, Any]:
+    return {
+        "amount": estimate.amount,
+        "currency": estimate.currency,
+        "duration": estimate.duration,
+        "price_per_second": estimate.price_per_second,
+        "model": estimate.model,
+        "mode": estimate.mode,
+        "basis": estimate.basis,
+    }
+
+
+def job_payload(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "provider": job.provider,
+        "state": job.state,
+        "task_id": job.task_id,
+        "output": job.output,
+        "message": job.message or None,
+        "estimate": describe_estimate(job.estimate) if job.estimate else None,
+        "charged": job.data.get("charged"),
+        "sha256": job.data.get("sha256"),
+    }
+
+
+def resolve_output(output: str | None, job_id: str) -> Path:
+    if output is None:
+        return Path(f"{job_id}.mp4")
+    path = Path(output).expanduser()
+    if path.is_dir():
+        return path / f"{job_id}.mp4"
+    return path
+
+
+def check_output_writable(output: str | None) -> None:
+    """Refuse before paying when the result could not be saved where asked."""
+    import os
+
+    from .errors import InvalidRequest
+
+    if output is None:
+        target_dir = Path.cwd()
+    else:
+        path = Path(output).expanduser()
+        target_dir = path if path.is_dir() else path.parent
+        if path.is_dir():
+            pass
+        elif path.exists() and not os.access(path, os.W_OK):
+            raise InvalidRequest(f"cannot write {path}; choose another -o")
+    probe = target_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise InvalidRequest(f"cannot write to {target_dir}; choose another -o")
+
+
+# -- the group -----------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelgen")
+@click.option("--debug", is_flag=True, help="Show tracebacks and HTTP traffic (keys redacted).")
+def cli(debug: bool) -> None:
+    """reelgen: turn still images into short videos with any provider.
+
+    \b
+    Try it offline (no keys):   reelgen generate photo.jpg -p "slow zoom in" -o clip.mp4
+    With Kling:                 export KLING_ACCESS_KEY=... KLING_SECRET_KEY=...
+                                reelgen generate photo.jpg -p "waves roll in" -P kling -o clip.mp4
+    """
+    State.debug = debug
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        logging.getLogger("httpcore").setLevel(logging.INFO)
+
+
+@cli.command("generate")
+@request_options
+@click.option("-o", "--output", help="Where to save the mp4 (default: JOB_ID.mp4).")
+@click.option("--dry-run", is_flag=True, help="Validate and estimate only; send nothing.")
+@click.option("--no-wait", is_flag=True, help="Submit, print the job id and exit.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=1800,
+    show_default=True,
+    help="Seconds to wait for the job before giving up waiting (it keeps running).",
+)
+@guarded
+def cli_generate(
+    output: str | None,
+    dry_run: bool,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+    max_cost: float | None,
+    **params: Any,
+) -> None:
+    """Make a video from IMAGE (a path or URL), or from the prompt alone."""
+    request = build_request(params)
+    engine = make_engine()
+    prepared = engine.prepare(
+        request, params["provider"], max_cost=max_cost, need_credentials=not dry_run
+    )
+    if dry_run:
+        print_estimate(prepared, as_json=as_json, dry_run=True)
+        return
+    check_output_writable(output)
+    progress = make_progress(as_json)
+
+    async def work() -> Job:
+        job = await engine.submit(prepared)
+        target = resolve_output(output, job.id)
+        job = engine.store.update(
+            job.model_copy(update={"data": {**job.data, "target": str(target)}})
+        )
+        if no_wait:
+            return job
+        progress.start(job, prepared.provider.expected_seconds(job.request))
+        try:
+            job = await engine.wait(job, timeout=timeout, on_status=progress.update)
+        finally:
+            progress.stop()
+        await engine.save(job, target)
+        return engine.store.get(job.id)
+
+    job = run_async(lambda: _closing(engine, work()))
+    report_job(job, as_json=as_json, submitted_only=no_wait)
+
+
+def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None:
+    if as_json:
+        click.echo(json.dumps(job_payload(job)))
+        return
+    if submitted_only:
+        click.echo(f"submitted {job.id} to {job.provider}; `reelgen wait {job.id}` saves it")
+        return
+    size = job.data.get("size")
+    click.echo(
+        f"saved {job.output}"
+        + (f" ({size / 1e6:.1f} MB)" if isinstance(size, int) else "")
+        + f" from {job.provider}, job {job.id}"
+    )
+
+
+def print_estimate(prepared: Prepared, *, as_json: bool, dry_run: bool = False) -> None:
+    estimate = prepared.estimate
+    if as_json:
+        payload: dict[str, Any] = {
+            "provider": prepared.provider.name,
+            "estimate": describe_estimate(estimate),
+        }
+        if dry_run:
+            payload["dry_run"] = True
+        click.echo(json.dumps(payload))
+        return
+    click.echo(f"estimate: {estimate.describe()}")
+    published = prepared.provider.capabilities.models[estimate.model].published_prices.get(
+        estimate.mode
+    )
+    if published is not None and abs(published - estimate.price_per_second) > 1e-9:
+        click.echo(
+            f"          {prepared.provider.name}'s published price for {estimate.model} "
+            f"{estimate.mode} is ${published:g}/s (${published * estimate.duration:.2f})"
+        )
+    if dry_run:
+        click.echo("dry run: nothing was sent")
+
+
+@cli.command("estimate")
+@request_options
+@guarded
+def cli_estimate(as_json: bool, max_cost: float | None, **params: Any) -> None:
+    """Print what a generate with the same arguments would cost, and why."""
+    request = build_request(params)
+    prepared = make_engine().prepare(
+        request, params["provider"], max_cost=max_cost, need_credentials=False
+    )
+    print_estimate(prepared, as_json=as_json)
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+@cli.command("status")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@guarded
+def cli_status(job_id: str, as_json: bool) -> None:
+    """Show a job's state (asks the provider once if it is not finished)."""
+    engine = make_engine()
+    job = engine.store.get(job_id)
+
+    async def refresh() -> Job:
+        if job.state in ("succeeded", "failed", "canceled") or job.task_id is None:
+            return job
+        provider = engine.provider(job.provider)
+        status = await engine.waiter.retry(f"poll {job.id}", lambda: provider.poll(job))
+        return engine.store.update(
+            job.model_copy(update={"state": status.state, "message": status.message})
+        )
+
+    job = run_async(lambda: _closing(engine, refresh()))
+    if as_json:
+        payload = job_payload(job)
+        payload["history"] = [
+            {"at": at.isoformat(), "state": state, "message": msg or None}
+            for at, state, msg in engine.store.history(job.id)
+        ]
+        click.echo(json.dumps(payload))
+        return
+    click.echo(
+        f"{job.id}  {job.provider}  {job.state}" + (f"  {job.message}" if job.message else "")
+    )
+    if job.task_id:
+        click.echo(f"  task:     {job.task_id}")
+    if job.estimate:
+        click.echo(f"  estimate: ${job.estimate.amount:.2f}")
+    if job.data.get("charged"):
+        click.echo(f"  charged:  {job.data['charged']} units")
+    click.echo(f"  output:   {job.output or '(not downloaded)'}")
+    for at, state, message in engine.store.history(job.id):
+        click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {state}" + (f"  {message}" if message else ""))
+
+
+@cli.command("wait")
+@click.argument("job_id")
+@click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
+@click.option("--timeout", type=float, default=1800, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@guarded
+def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> None:
+    """Wait for a job to finish and save its video."""
+    engine = make_engine()
+    job = engine.store.get(job_id)
+    progress = make_progress(as_json)
+
+    async def work() -> Job:
+        current = job
+        if current.state not in ("succeeded", "failed", "canceled"):
+            provider = engine.provider(current.provider)
+            progress.start(current, provider.expected_seconds(current.request))
+            try:
+                current = await engine.wait(current, timeout=timeout, on_status=progress.update)
+            finally:
+                progress.stop()
+        elif current.state != "succeeded":
+            from .errors import JobFailed
+
+            raise JobFailed(f"job {current.id} {current.state}: {current.message}", job_id=job.id)
+        if current.output is None or output is not None:
+            target = output or current.data.get("target")
+            await engine.save(current, resolve_output(target, current.id))
+        return engine.store.get(current.id)
+
+    done = run_async(lambda: _closing(engine, work()))
+    report_job(done, as_json=as_json)
+
+
+@cli.command("download")
+@click.argument("job_id")
+@click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@guarded
+def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
+    """Save a finished job's video (again)."""
+    from .errors import JobFailed
+
+    engine = make_engine()
+    job = engine.store.get(job_id)
+
+    async def work() -> Job:
+        current = job
+        if current.state != "succeeded":
+            provider = engine.provider(current.provider)
+            if current.task_id is None:
+                raise JobFailed(f"job {current.id} was never accepted by {current.provider}")
+            status = await engine.waiter.retry("poll", lambda: provider.poll(current))
+            if status.state != "succeeded":
+                raise JobFailed(
+                    f"job {current.id} is {status.state}, nothing to download yet; "
+                    f"`reelgen wait {current.id}` waits for it",
+                    job_id=current.id,
+                )
+            current = engine.store.update(current.model_copy(update={"state": "succeeded"}))
+        target = output or current.output or current.data.get("target")
+        await engine.save(current, resolve_output(target, current.id))
+        return engine.store.get(current.id)
+
+    done = run_async(lambda: _closing(engine, work()))
+    report_job(done, as_json=as_json)
+
+
+@cli.command("jobs")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--state", help="Only jobs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@guarded
+def cli_jobs(limit: int, state: str | None, as_json: bool) -> None:
+    """List recent jobs from the job log."""
+    for job in make_engine().store.recent(limit=limit, state=state):
+        if as_json:
+            click.echo(json.dumps(job_payload(job)))
+        else:
+            click.echo(
+                f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.provider:<8} {job.state:<10} "
+                f"{job.output or ''}"
+            )
+
+
+# -- providers, plugins, keys --------------------------------------------------------------
+
+
+@cli.command("providers")
+@click.option("--options", "show_options", is_flag=True, help="Show each provider's options.")
+@guarded
+def cli_providers(show_options: bool) -> None:
+    """List the installed providers, what they offer and whether their keys are set."""
+    engine = make_engine()
+    from .plugins import get_providers
+
+    for name in sorted(get_providers()):
+        provider = engine.provider(name)
+        caps = provider.capabilities
+        problem = provider.missing_credentials()
+        ready = "ready" if problem is None else "keys missing"
+        click.echo(f"{name}: {provider.description} [{ready}]")
+        limit = provider.max_duration
+        inputs = "image" + ("+text" if caps.text_to_video else "")
+        click.echo(
+            f"  input: {inputs}; max duration: {f'{limit:g} s' if limit else 'none'}; "
+            f"default model: {provider.settings.model or caps.default_model}"
+        )
+        for model, spec in caps.models.items():
+            durations = ", ".join(f"{d:g}" for d in spec.durations) or "any"
+            click.echo(f"  - {model}: modes {'/'.join(spec.modes)}; durations {durations} s")
+        if show_options and provider.options_model is not None:
+            click.echo("  options (--option KEY=VALUE):")
+            for key, field in provider.options_model.model_fields.items():
+                click.echo(f"    {key}: {field.description or ''}")
+
+
+@cli.command("plugins")
+@guarded
+def cli_plugins() -> None:
+    """List plugins with their distribution, version and providers."""
+    from .plugins import list_plugins
+
+    for info in list_plugins():
+        origin = f"{info.distribution} {info.version}" if info.distribution else "(registered)"
+        line = f"{info.name}: {origin}; providers: {', '.join(info.providers) or '-'}"
+        if info.error:
+            line += f"; FAILED TO LOAD: {info.error}"
+        click.echo(line)
+
+
+@cli.group("keys")
+def cli_keys() -> None:
+    """Store provider keys (file mode 0600; values are never printed)."""
+
+
+@cli_keys.command("set")
+@click.argument("provider")
+@click.argument("names", nargs=-1)
+@guarded
+def cli_keys_set(provider: str, names: tuple[str, ...]) -> None:
+    """Ask for PROVIDER's keys (or just NAMES) and store them."""
+    from .credentials import save_keys
+    from .errors import InvalidRequest
+    from .plugins import get_provider
+
+    known = get_provider(provider).credential_names
+    wanted = names or tuple(n for n in known if not n.endswith("_API_KEY")) or known
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise InvalidRequest(
+            f"{provider} does not use {', '.join(unknown)}; it uses {', '.join(known)}"
+        )
+    values = {n: click.prompt(n, hide_input=True).strip() for n in wanted}
+    path = save_keys(provider, values)
+    click.echo(f"saved {', '.join(values)} for {provider} in {path}")
+
+
+@cli_keys.command("list")
+@guarded
+def cli_keys_list() -> None:
+    """Show which keys are set, and where; never their values."""
+    import os
+
+    from .credentials import load_keys
+    from .plugins import get_providers
+
+    stored = load_keys()
+    for name, provider in sorted(get_providers().items()):
+        for var in provider.credential_names:
+            if stored.get(name, {}).get(var):
+                where = "keys file"
+            elif os.environ.get(var):
+                where = "environment"
+            else:
+                where = "not set"
+            click.echo(f"{name}  {var}  {where}")
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def make_progress(as_json: bool) -> Progress:
+    return Progress(enabled=not as_json and sys.stderr.isatty())
+
+
+class Progress:
+    """One status line on stderr, redrawn every half second on a TTY; silent otherwise."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._task: asyncio.Task[None] | None = None
+        self._text = ""
+        self._elapsed = 0.0
+        self._expected = 0.0
+        self._t0 = 0.0
+
+    def start(self, job: Job, expected: float) -> None:
+        if not self.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        self._expected = expected
+        self._text = f"{job.provider} {job.id} {job.state}"
+        self._task = loop.create_task(self._tick())
+
+    def update(self, job: Job, status: Any, elapsed: float) -> None:
+        if self.enabled:
+            self._text = f"{job.provider} {job.id} {status.state}"
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            elapsed = loop.time() - self._t0
+            left = self._expected - elapsed
+            eta = f"~{left:.0f} s left" if left > 0 else "any moment now"
+            click.echo(f"\r\033[K{self._text}  {elapsed:.0f} s elapsed, {eta}", nl=False, err=True)
+            await asyncio.sleep(0.5)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            click.echo("\r\033[K", nl=False, err=True)
+
+
+def register_plugin_commands() -> None:
+    """Let plugins add commands (register_commands hook). Failures never break the CLI."""
+    try:
+        from .plugins import get_plugin_manager
+
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except Exception as exc:  # a broken plugin must not take the CLI down
+        logging.getLogger("reelgen.plugins").warning("plugin commands not loaded: %s", exc)
+
+
+def main() -> None:
+    register_plugin_commands()
+    cli(prog_name="reelgen")

@@ -1,0 +1,84 @@
+"""The config file: per-provider settings and the default provider.
+
+Precedence: CLI flags > environment > config file > defaults. The format is TOML::
+
+    route = "main"
+    [routes.main]
+    providers = ["kling", "local"]
+    [providers.kling]
+    model = "kling-v2-1"
+    max_duration = 5
+    price_per_second = 0.08
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .paths import config_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+
+class RouteConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    providers: list[str] = Field(default_factory=list)
+    max_cost: float | None = Field(default=None, ge=0)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    route: str | None = None
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    path: Path | None = Field(default=None, exclude=True)
+
+    def default_provider(self) -> str | None:
+        if self.route and self.route in self.routes and self.routes[self.route].providers:
+            return self.routes[self.route].providers[0]
+        return None
+
+    def route_max_cost(self) -> float | None:
+        if self.route and self.route in self.routes:
+            return self.routes[self.route].max_cost
+        return None
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the config file (an absent file is an empty config)."""
+    path = path or config_file()
+    if not path.is_file():
+        return Config(path=path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{path}: {_where(first['loc'])}: {first['msg']}") from None
+    config.path = path
+    if config.route is not None and config.route not in config.routes:
+        raise ConfigError(
+            f'{path}: route: no [routes.{config.route}] table for route "{config.route}"'
+        )
+    return config

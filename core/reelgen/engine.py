@@ -1,0 +1,364 @@
+"""Runs jobs end to end: validate -> estimate -> record -> submit once -> wait -> download.
+
+:func:`generate` / :func:`agenerate` are the library entry points; the CLI drives
+:class:`Engine` directly so it can show progress and submit without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import credentials
+from .config import Config, load_config
+from .download import download
+from .errors import (
+    BudgetExceeded,
+    ConfigError,
+    DownloadError,
+    JobFailed,
+    ProviderTimeout,
+    ReelgenError,
+)
+from .http import make_client
+from .models import CostEstimate, Job, JobStatus, Video, VideoRequest, VideoResult, utcnow
+from .plugins import get_provider
+from .provider import VideoProvider
+from .store import JobStore
+from .waiting import Waiter
+
+DEFAULT_PROVIDER = "local"
+DEFAULT_TIMEOUT = 30 * 60.0
+StatusCallback = Callable[[Job, JobStatus, float], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request that passed every local check, with its provider and estimate."""
+
+    provider: VideoProvider
+    request: VideoRequest
+    estimate: CostEstimate
+
+
+def new_job_id() -> str:
+    return f"rg-{uuid.uuid4().hex[:20]}"
+
+
+class Engine:
+    """One run's worth of providers, job log, waiter and download client."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore | None = None,
+        waiter: Waiter | None = None,
+        config: Config | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.config = config if config is not None else load_config()
+        self._store = store
+        self.waiter = waiter or Waiter()
+        self._used: dict[str, VideoProvider] = {}
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self._store = JobStore()
+        return self._store
+
+    # -- providers --------------------------------------------------------------------------
+
+    def default_provider_name(self) -> str:
+        return (
+            self.environ.get("REELGEN_PROVIDER")
+            or self.config.default_provider()
+            or DEFAULT_PROVIDER
+        )
+
+    def provider(self, name: str | None = None) -> VideoProvider:
+        """The named provider, configured from config file + environment, with credentials."""
+        name = name or self.default_provider_name()
+        if name in self._used:
+            return self._used[name]
+        provider = get_provider(name)
+        raw: dict[str, Any] = dict(self.config.providers.get(name, {}))
+        for field_name, var in getattr(provider, "env_settings", {}).items():
+            if self.environ.get(var):
+                raw[field_name] = self.environ[var]
+        try:
+            settings = provider.settings_model.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            origin = self.config.path or "config"
+            raise ConfigError(
+                f"{origin}: providers.{name}.{where}: {first['msg']}", provider=name
+            ) from None
+        creds = credentials.resolve(name, provider.credential_names, environ=self.environ)
+        provider.configure(settings, creds)
+        self._used[name] = provider
+        return provider
+
+    # -- before paying ----------------------------------------------------------------------
+
+    def max_cost(self, explicit: float | None) -> float | None:
+        if explicit is not None:
+            return explicit
+        value = self.environ.get("REELGEN_MAX_COST")
+        if value:
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"REELGEN_MAX_COST={value!r} is not a number") from None
+        return self.config.route_max_cost()
+
+    def prepare(
+        self,
+        request: VideoRequest,
+        provider: str | None = None,
+        *,
+        max_cost: float | None = None,
+        need_credentials: bool = True,
+    ) -> Prepared:
+        """Every check that can be made without the network; raises before anything is paid."""
+        chosen = self.provider(provider)
+        validated = chosen.validate(request)
+        estimate = chosen.estimate(validated)
+        limit = self.max_cost(max_cost)
+        if limit is not None and estimate.amount > limit + 1e-9:
+            raise BudgetExceeded(
+                f"estimated cost ${estimate.amount:.2f} ({estimate.duration:g} s at "
+                f"${estimate.price_per_second:g}/s) is above the limit of ${limit:.2f}; raise "
+                "--max-cost or ask for a shorter --duration",
+                provider=chosen.name,
+            )
+        if need_credentials:
+            chosen.check_credentials()
+        return Prepared(chosen, validated, estimate)
+
+    # -- paying -----------------------------------------------------------------------------
+
+    async def submit(self, prepared: Prepared) -> Job:
+        """Record the job, then start it at the provider: at most one paid task per job."""
+        job_id = new_job_id()
+        job = Job(
+            id=job_id,
+            provider=prepared.provider.name,
+            request=prepared.request,
+            idempotency_key=job_id,
+            estimate=prepared.estimate,
+        )
+        self.store.add(job)
+        return await self._submit_once(prepared.provider, job, uncertain=False)
+
+    async def _submit_once(self, provider: VideoProvider, job: Job, *, uncertain: bool) -> Job:
+        """Submit, retrying transient errors; after any reply that may have been lost, look the
+        task up by the job's idempotency key before submitting again."""
+
+        async def attempt() -> Job:
+            nonlocal uncertain
+            if uncertain:
+                if not provider.can_lookup:
+                    raise ProviderTimeout(
+                        f"the reply to job {job.id}'s submission was lost and {provider.name} "
+                        "cannot look jobs up, so it is not submitted again (that could pay "
+                        "twice); check the provider's console",
+                        provider=provider.name,
+                        job_id=job.id,
+                        retryable=False,
+                    )
+                found = await provider.lookup(job)
+                if found is not None:
+                    return found
+            try:
+                return await provider.submit(job)
+            except ReelgenError as err:
+                if err.maybe_accepted:
+                    uncertain = True
+                raise
+
+        try:
+            submitted = await self.waiter.retry(f"submit {job.id}", attempt)
+        except ReelgenError as err:
+            err.job_id = err.job_id or job.id
+            if uncertain:
+                # The provider may hold a task for this job: keep the row "submitting" so
+                # `reelgen wait` looks it up instead of paying again.
+                self.store.update(job.model_copy(update={"message": str(err)}))
+            else:
+                self.store.update(job.model_copy(update={"state": "failed", "message": str(err)}))
+            raise
+        return self.store.update(submitted)
+
+    async def recover(self, job: Job) -> Job:
+        """Find a job that may have been submitted before a crash, or submit it now."""
+        if job.task_id is not None or job.state != "submitting":
+            return job
+        provider = self.provider(job.provider)
+        provider.check_credentials()
+        # A job still "submitting" in the log may have reached the provider before a crash.
+        return await self._submit_once(provider, job, uncertain=True)
+
+    # -- after paying -----------------------------------------------------------------------
+
+    async def wait(
+        self,
+        job: Job,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_status: StatusCallback | None = None,
+    ) -> Job:
+        """Poll until the job is final; JobFailed carries the provider's reason."""
+        job = await self.recover(job)
+        provider = self.provider(job.provider)
+        current = job
+
+        def seen(status: JobStatus, elapsed: float) -> None:
+            nonlocal current
+            if status.state != current.state or status.message != current.message:
+                data = dict(current.data)
+                if status.charged is not None:
+                    data["charged"] = status.charged
+                current = self.store.update(
+                    current.model_copy(
+                        update={"state": status.state, "message": status.message, "data": data}
+                    )
+                )
+            if on_status is not None:
+                on_status(current, status, elapsed)
+
+        waited = max(0.0, (utcnow() - job.created_at).total_seconds())
+        status = await self.waiter.until_done(
+            provider,
+            job,
+            expected=provider.expected_seconds(job.request),
+            deadline=timeout + waited,
+            waited=waited,
+            on_status=seen,
+        )
+        if status.state == "failed":
+            raise JobFailed(
+                f"{provider.name} job {job.id} failed: {status.message or 'no reason given'}",
+                provider=provider.name,
+                job_id=job.id,
+            )
+        if status.state == "canceled":
+            raise JobFailed(f"job {job.id} was canceled", provider=provider.name, job_id=job.id)
+        return current
+
+    async def save(self, job: Job, output: Path) -> VideoResult:
+        """Download a succeeded job's video to ``output`` (atomic, resumable, verified)."""
+        provider = self.provider(job.provider)
+        result = await self.waiter.retry(f"result {job.id}", lambda: provider.result(job))
+        if not result.videos:
+            raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
+        async with make_client() as client:
+            try:
+                saved = await download(
+                    result.videos[0].url, output, client=client, waiter=self.waiter
+                )
+            except DownloadError as err:
+                raise DownloadError(
+                    f"could not save job {job.id}: {err}; nothing is lost, run "
+                    f"`reelgen download {job.id} -o {output}` to try again",
+                    provider=provider.name,
+                    job_id=job.id,
+                    retryable=err.retryable,
+                ) from err
+        first = result.videos[0].model_copy(
+            update={"path": str(saved.path), "size": saved.size, "sha256": saved.sha256}
+        )
+        videos: list[Video] = [first, *result.videos[1:]]
+        data = {
+            **job.data,
+            "size": saved.size,
+            "sha256": saved.sha256,
+            "url": first.url,
+        }
+        self.store.update(job.model_copy(update={"output": str(saved.path), "data": data}))
+        return result.model_copy(update={"videos": videos})
+
+    async def run(
+        self,
+        request: VideoRequest,
+        provider: str | None = None,
+        *,
+        output: Path | None = None,
+        max_cost: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_status: StatusCallback | None = None,
+        on_submitted: Callable[[Job], None] | None = None,
+    ) -> tuple[Job, VideoResult]:
+        prepared = self.prepare(request, provider, max_cost=max_cost)
+        job = await self.submit(prepared)
+        if on_submitted is not None:
+            on_submitted(job)
+        job = await self.wait(job, timeout=timeout, on_status=on_status)
+        result = await self.save(job, output or default_output(job))
+        return self.store.get(job.id), result
+
+    async def aclose(self) -> None:
+        for provider in self._used.values():
+            await provider.aclose()
+        self._used.clear()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def default_output(job: Job) -> Path:
+    return Path(f"{job.id}.mp4")
+
+
+async def agenerate(
+    request: VideoRequest | None = None,
+    *,
+    provider: str | None = None,
+    output: str | Path | None = None,
+    max_cost: float | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    **fields: Any,
+) -> VideoResult:
+    """Make one video and save it: ``await agenerate(image="a.jpg", prompt="waves")``."""
+    request = request or VideoRequest(**fields)
+    engine = Engine()
+    try:
+        _, result = await engine.run(
+            request,
+            provider,
+            output=Path(output) if output else None,
+            max_cost=max_cost,
+            timeout=timeout,
+        )
+        return result
+    finally:
+        await engine.aclose()
+        engine.close()
+
+
+def generate(
+    request: VideoRequest | None = None,
+    *,
+    provider: str | None = None,
+    output: str | Path | None = None,
+    max_cost: float | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    **fields: Any,
+) -> VideoResult:
+    """Blocking :func:`agenerate`, for scripts."""
+    return asyncio.run(
+        agenerate(
+            request, provider=provider, output=output, max_cost=max_cost, timeout=timeout, **fields
+        )
+    )

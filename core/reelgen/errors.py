@@ -1,0 +1,140 @@
+"""Every error reelgen raises, in one tree.
+
+::
+
+    ReelgenError                      base; ``retryable`` says whether trying again can help
+    ├── UsageError                    the caller must change something; never retried
+    │   ├── InvalidRequest            bad input (image, duration, prompt, model, mode, ...)
+    │   ├── ContentPolicyError        the provider refused the content
+    │   ├── BudgetExceeded            the estimate is over the allowed cost
+    │   ├── MissingCredentials        no key for the provider
+    │   ├── AuthenticationError       the key was rejected
+    │   ├── AccountError              arrears, pack used up, no permission, IP policy
+    │   ├── ConfigError               a config file or setting is wrong
+    │   ├── UnknownProvider           no plugin registered that provider name
+    │   └── JobNotFound               no such job in the job log
+    └── OperationalError              something went wrong on the way; may be retried
+        ├── RateLimited               slow down (``retry_after`` when the provider says)
+        ├── ProviderUnavailable       5xx, maintenance, garbage replies
+        ├── ProviderTimeout           no answer in time (connect/read timeouts, cut connections)
+        ├── TokenExpired              rejected even after re-signing once
+        ├── JobFailed                 the provider ran the job and it failed
+        ├── WaitTimeout               the job did not finish before the deadline
+        └── DownloadError             the result could not be saved
+
+Providers translate their wire errors onto this tree in exactly one place. Operational errors
+carry ``provider``, ``job_id``, ``retry_after`` and ``maybe_accepted`` (the provider may have
+acted on a request whose reply was lost: look before you submit again).
+"""
+
+from __future__ import annotations
+
+
+class ReelgenError(Exception):
+    """Base of every reelgen error. ``str(err)`` is one line: what, why, how to fix."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        job_id: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        maybe_accepted: bool = False,
+        code: int | str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.job_id = job_id
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after = retry_after
+        self.maybe_accepted = maybe_accepted
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ReelgenError):
+    """The caller must change something; retrying the same call cannot help."""
+
+    retryable = False
+
+
+class InvalidRequest(UsageError):
+    """The request is invalid for the provider (refused locally or by the provider)."""
+
+
+class ContentPolicyError(UsageError):
+    """The provider refused the prompt or image on policy or safety grounds."""
+
+
+class BudgetExceeded(UsageError):
+    """The estimated cost is above the allowed maximum."""
+
+
+class MissingCredentials(UsageError):
+    """No credentials are configured for the provider."""
+
+
+class AuthenticationError(UsageError):
+    """The provider rejected the credentials."""
+
+
+class AccountError(UsageError):
+    """The account cannot run this (arrears, resource pack used up, permission, IP policy)."""
+
+
+class ConfigError(UsageError):
+    """A configuration file or setting is invalid."""
+
+
+class UnknownProvider(UsageError):
+    """No installed plugin registered a provider by that name."""
+
+
+class JobNotFound(UsageError):
+    """The job log has no job with that id."""
+
+
+class OperationalError(ReelgenError):
+    """Something failed on the way; trying again may help."""
+
+    retryable = True
+
+
+class RateLimited(OperationalError):
+    """The provider asked us to slow down."""
+
+
+class ProviderUnavailable(OperationalError):
+    """The provider is down, in maintenance or answered something unreadable."""
+
+
+class ProviderTimeout(OperationalError):
+    """The provider did not answer in time, or the connection broke."""
+
+
+class TokenExpired(OperationalError):
+    """The provider rejected the token as expired or not yet valid; re-sign and retry once."""
+
+
+class JobFailed(OperationalError):
+    """The provider ran the job and it failed (the message says why)."""
+
+    retryable = False
+
+
+class WaitTimeout(OperationalError):
+    """The job did not reach a final state before the deadline; it may still finish."""
+
+    retryable = False
+
+
+class DownloadError(OperationalError):
+    """The finished video could not be downloaded or did not verify."""

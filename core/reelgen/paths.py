@@ -1,0 +1,50 @@
+"""Where reelgen keeps its files. ``REELGEN_HOME`` moves all of them into one folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "reelgen"
+
+
+def home() -> Path | None:
+    value = os.environ.get("REELGEN_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def config_dir() -> Path:
+    root = home()
+    if root is not None:
+        return root
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP))
+
+
+def data_dir() -> Path:
+    root = home()
+    if root is not None:
+        return root
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def config_file() -> Path:
+    """The config file in use: $REELGEN_CONFIG, ./reelgen.toml, then the config dir's."""
+    explicit = os.environ.get("REELGEN_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    local = Path("reelgen.toml")
+    if local.is_file():
+        return local
+    return config_dir() / "config.toml"
+
+
+def keys_file() -> Path:
+    return config_dir() / "keys.json"
+
+
+def job_log() -> Path:
+    return data_dir() / "jobs.sqlite3"

@@ -1,0 +1,148 @@
+"""The plugin manager: loads the ``reelgen`` entry-point group once, lazily.
+
+Built-in providers are plugins too, loaded through the same entry points as third-party ones.
+``REELGEN_DISABLE_PLUGINS=a,b`` skips plugins by name; ``REELGEN_LOAD_PLUGINS=a,b`` loads only
+those (set but empty: none).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, UnknownProvider
+
+if TYPE_CHECKING:
+    from .provider import VideoProvider
+
+log = logging.getLogger("reelgen.plugins")
+
+GROUP = "reelgen"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    providers: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+_pm: pluggy.PluginManager | None = None
+_infos: dict[str, PluginInfo] = {}
+_providers: dict[str, VideoProvider] | None = None
+
+
+def _names(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {n.strip() for n in value.split(",") if n.strip()}
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, with every allowed entry point loaded."""
+    global _pm
+    if _pm is not None:
+        return _pm
+    pm = pluggy.PluginManager("reelgen")
+    pm.add_hookspecs(hookspecs)
+    allow = _names("REELGEN_LOAD_PLUGINS")
+    deny = _names("REELGEN_DISABLE_PLUGINS") or set()
+    for ep in metadata.entry_points(group=GROUP):
+        if ep.name in deny or (allow is not None and ep.name not in allow):
+            continue
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(
+            ep.name,
+            dist.metadata["Name"] if dist is not None else None,
+            dist.version if dist is not None else None,
+        )
+        _infos[ep.name] = info
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken plugin must not break the CLI
+            info.error = f"{exc.__class__.__name__}: {exc}"
+            log.warning("plugin %s failed to load: %s", ep.name, info.error)
+    pm.check_pending()
+    _pm = pm
+    return pm
+
+
+def register_plugin(module: ModuleType | object, name: str) -> None:
+    """Register a plugin object by hand (tests and embedding applications)."""
+    pm = get_plugin_manager()
+    pm.register(module, name=name)
+    pm.check_pending()
+    _infos[name] = PluginInfo(name)
+    reset_providers()
+
+
+def unregister_plugin(name: str) -> None:
+    pm = get_plugin_manager()
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    _infos.pop(name, None)
+    reset_providers()
+
+
+def reset_providers() -> None:
+    global _providers
+    _providers = None
+
+
+def get_providers() -> dict[str, VideoProvider]:
+    """Every registered provider by name. Two with one name is a ConfigError naming both."""
+    global _providers
+    if _providers is not None:
+        return _providers
+    from .provider import VideoProvider
+
+    pm = get_plugin_manager()
+    providers: dict[str, VideoProvider] = {}
+    owners: dict[str, str] = {}
+    for impl in reversed(pm.hook.register_providers.get_hookimpls()):
+        plugin_name = impl.plugin_name
+
+        def register(provider: VideoProvider, _owner: str = plugin_name) -> None:
+            if not isinstance(provider, VideoProvider):
+                raise ConfigError(f"plugin {_owner} registered {provider!r}, not a VideoProvider")
+            if provider.name in providers:
+                raise ConfigError(
+                    f'two plugins register a provider named "{provider.name}": '
+                    f"{owners[provider.name]} and {_owner}; disable one with "
+                    "REELGEN_DISABLE_PLUGINS"
+                )
+            providers[provider.name] = provider
+            owners[provider.name] = _owner
+            if _owner in _infos:
+                _infos[_owner].providers.append(provider.name)
+
+        impl.function(register=register)
+    _providers = providers
+    return providers
+
+
+def get_provider(name: str) -> VideoProvider:
+    providers = get_providers()
+    if name not in providers:
+        known = ", ".join(sorted(providers)) or "none"
+        raise UnknownProvider(
+            f'unknown provider "{name}"; installed: {known} (`reelgen providers` lists them)'
+        )
+    return providers[name]
+
+
+def list_plugins() -> list[PluginInfo]:
+    get_providers()
+    return sorted(_infos.values(), key=lambda i: i.name)

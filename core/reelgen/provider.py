@@ -1,0 +1,234 @@
+"""The contract every video provider implements.
+
+A provider declares what it can do as data (:class:`Capabilities`), takes its settings and
+credentials from the core (:meth:`VideoProvider.configure`), and talks to its service in four
+calls: ``submit``, ``poll``, ``result`` and (where the service has one) ``cancel``. It never
+sleeps or loops: waiting, retrying and downloading are the core's job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InvalidRequest, MissingCredentials
+from .models import CostEstimate, Job, JobStatus, VideoRequest, VideoResult
+
+
+class ImageLimits(BaseModel):
+    """What the provider accepts as a start frame."""
+
+    formats: tuple[str, ...] = ("JPEG", "PNG")
+    max_bytes: int = 10 * 1024 * 1024
+    min_side: int = 300
+    min_aspect: float = 1 / 2.5
+    max_aspect: float = 2.5
+    urls: bool = True
+
+
+class ModelSpec(BaseModel):
+    """One model: the durations and modes it offers and its published price per second."""
+
+    durations: tuple[float, ...]
+    modes: tuple[str, ...] = ("std",)
+    image_to_video: bool = True
+    text_to_video: bool = True
+    cfg_scale: bool = False
+    published_prices: dict[str, float] = Field(
+        default_factory=dict, description="mode -> USD per second, as the vendor publishes it"
+    )
+
+
+class Capabilities(BaseModel):
+    """What a provider can do, declared as data so the core validates before paying."""
+
+    models: dict[str, ModelSpec]
+    default_model: str
+    default_mode: str = "std"
+    default_duration: float = 5
+    image: ImageLimits | None = Field(default_factory=ImageLimits)
+    max_prompt_chars: int | None = None
+    aspect_ratios: tuple[str, ...] = ()
+    cfg_scale_range: tuple[float, float] = (0.0, 1.0)
+    expected_seconds: float = Field(
+        default=60, description="Typical processing time of a default job, in seconds."
+    )
+
+    @property
+    def image_to_video(self) -> bool:
+        return any(m.image_to_video for m in self.models.values())
+
+    @property
+    def text_to_video(self) -> bool:
+        return any(m.text_to_video for m in self.models.values())
+
+
+class ProviderSettings(BaseModel):
+    """Settings every provider understands (``[providers.NAME]`` in the config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="Model used when none is asked for.")
+    mode: str | None = Field(default=None, description="Mode used when none is asked for.")
+    max_duration: float | None = Field(
+        default=None, gt=0, description="Longest clip this provider may be asked for, in seconds."
+    )
+    price_per_second: float | None = Field(
+        default=None, ge=0, description="Estimate in USD per second of video for every model."
+    )
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per model or model/mode estimate overrides, e.g. {"kling-v2-1/pro" = 0.098}.',
+    )
+    concurrency: int = Field(default=5, ge=1, description="Jobs in flight at once.")
+
+
+class VideoProvider(ABC):
+    """Base class of every provider. Subclasses set the class attributes and the async calls."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
+    options_model: ClassVar[type[BaseModel] | None] = None
+    credential_names: ClassVar[tuple[str, ...]] = ()
+    """Every credential the provider may use, as environment-variable names."""
+
+    can_lookup: ClassVar[bool] = False
+    """True when :meth:`lookup` can find a task by the job's idempotency key."""
+    env_settings: ClassVar[dict[str, str]] = {}
+    """Settings the core may take from the environment: field name -> variable name."""
+
+    default_max_duration: ClassVar[float | None] = None
+    default_price_per_second: ClassVar[float | None] = None
+
+    capabilities: Capabilities
+
+    def __init__(self) -> None:
+        self.settings: ProviderSettings = self.settings_model()
+        self.credentials: dict[str, str] = {}
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
+        """Called by the core with resolved settings and credentials before any request."""
+        self.settings = settings
+        self.credentials = dict(credentials)
+
+    def missing_credentials(self) -> str | None:
+        """Describe what is missing (and how to fix it), or None when ready to call out."""
+        missing = [n for n in self.credential_names if not self.credentials.get(n)]
+        if missing:
+            return (
+                f"{self.name}: missing {', '.join(missing)}; export them or run "
+                f"`reelgen keys set {self.name}`"
+            )
+        return None
+
+    def check_credentials(self) -> None:
+        problem = self.missing_credentials()
+        if problem:
+            raise MissingCredentials(problem, provider=self.name)
+
+    @property
+    def max_duration(self) -> float | None:
+        if self.settings.max_duration is not None:
+            return self.settings.max_duration
+        return self.default_max_duration
+
+    def parse_options(self, options: Mapping[str, Any]) -> BaseModel | None:
+        """Validate provider options with ``options_model`` (unknown keys are refused)."""
+        if self.options_model is None:
+            if options:
+                raise InvalidRequest(
+                    f"{self.name} takes no provider options (got {', '.join(sorted(options))})",
+                    provider=self.name,
+                )
+            return None
+        from pydantic import ValidationError
+
+        try:
+            return self.options_model.model_validate(dict(options))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "options"
+            raise InvalidRequest(
+                f"{self.name} option {where}: {first['msg']}; see `reelgen providers --options`",
+                provider=self.name,
+            ) from None
+
+    def validate(self, request: VideoRequest) -> VideoRequest:
+        """Check a request against the capabilities and fill in defaults; no network."""
+        from .validation import validate_request
+
+        return validate_request(self, request)
+
+    def estimate(self, request: VideoRequest) -> CostEstimate:
+        """Estimate the cost of a validated request from the settings and price table."""
+        model = request.model or self.capabilities.default_model
+        mode = request.mode or self.capabilities.default_mode
+        duration = request.duration or self.capabilities.default_duration
+        prices = self.settings.prices
+        key = f"providers.{self.name}"
+        if f"{model}/{mode}" in prices:
+            price, basis = prices[f"{model}/{mode}"], f'{key}.prices."{model}/{mode}"'
+        elif model in prices:
+            price, basis = prices[model], f'{key}.prices."{model}"'
+        elif self.settings.price_per_second is not None:
+            price, basis = self.settings.price_per_second, f"{key}.price_per_second"
+        elif self.default_price_per_second is not None:
+            price = self.default_price_per_second
+            basis = f"default planning price; set {key}.price_per_second to change"
+        else:
+            published = self.capabilities.models[model].published_prices.get(mode)
+            price = published or 0.0
+            basis = f"{self.name}'s published price; set {key}.price_per_second to change"
+        return CostEstimate(
+            provider=self.name,
+            model=model,
+            mode=mode,
+            duration=duration,
+            price_per_second=price,
+            basis=basis,
+        )
+
+    def expected_seconds(self, request: VideoRequest) -> float:
+        """How long the provider typically takes for this request (drives the poll schedule)."""
+        duration = request.duration or self.capabilities.default_duration
+        base = self.capabilities.expected_seconds
+        return base * max(1.0, duration / self.capabilities.default_duration)
+
+    # -- the wire ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def submit(self, job: Job) -> Job:
+        """Start the job at the provider; return it with ``task_id`` and ``state`` set.
+
+        ``job.idempotency_key`` must travel with the request (when the service has such a
+        field) so :meth:`lookup` can find the task if the reply is lost.
+        """
+
+    async def lookup(self, job: Job) -> Job | None:
+        """Find a task created for ``job.idempotency_key``; None when the provider has none.
+
+        The core calls this after a submission whose outcome is unknown, before submitting
+        again. Providers that cannot look up by key return None.
+        """
+        return None
+
+    @abstractmethod
+    async def poll(self, job: Job) -> JobStatus:
+        """Ask the provider once for the job's state."""
+
+    @abstractmethod
+    async def result(self, job: Job) -> VideoResult:
+        """The finished job's videos (URLs to download)."""
+
+    async def cancel(self, job: Job) -> None:
+        """Cancel the job, where the provider supports it."""
+        raise NotImplementedError(f"{self.name} cannot cancel jobs")
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections; called by the core when a run ends."""

@@ -1,0 +1,192 @@
+"""The job log: one SQLite file, written before every paid call and updated after.
+
+A job row exists (state ``submitting``, with its idempotency key) before the provider is asked
+to do anything, so a crash between "paid" and "saved" is recovered by looking the task up by
+that key. Every state change is also appended to ``events`` (the job's history).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import JobNotFound
+from .models import CostEstimate, Job, VideoRequest, utcnow
+from .paths import job_log
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        task_id TEXT,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        request TEXT NOT NULL,
+        estimate TEXT,
+        output TEXT,
+        data TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE TABLE events (
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_job ON events(job_id);
+    """,
+}
+
+
+class JobStore:
+    """Typed access to the job log. Each call is its own short transaction."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or job_log()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"{self.path}: the job log was written by a newer reelgen (schema {version}); "
+                "upgrade reelgen"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._tx() as db:
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        """Record a new job before anything is sent for it."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
+                "request, estimate, output, data, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.provider,
+                    job.idempotency_key,
+                    job.task_id,
+                    job.state,
+                    job.message,
+                    job.request.model_dump_json(),
+                    job.estimate.model_dump_json() if job.estimate else None,
+                    job.output,
+                    json.dumps(job.data),
+                    job.created_at.isoformat(),
+                    job.updated_at.isoformat(),
+                ),
+            )
+            self._event(db, job.id, job.state, job.message)
+
+    def update(self, job: Job) -> Job:
+        """Save the job's current fields; appends an event when the state or message changed."""
+        job = job.model_copy(update={"updated_at": utcnow()})
+        with self._tx() as db:
+            row = db.execute("SELECT state, message FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"no job {job.id} in the job log", job_id=job.id)
+            db.execute(
+                "UPDATE jobs SET task_id = ?, state = ?, message = ?, output = ?, data = ?, "
+                "updated_at = ? WHERE id = ?",
+                (
+                    job.task_id,
+                    job.state,
+                    job.message,
+                    job.output,
+                    json.dumps(job.data),
+                    job.updated_at.isoformat(),
+                    job.id,
+                ),
+            )
+            if (row["state"], row["message"]) != (job.state, job.message):
+                self._event(db, job.id, job.state, job.message)
+        return job
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, job_id: str, state: str, message: str) -> None:
+        db.execute(
+            "INSERT INTO events (job_id, at, state, message) VALUES (?, ?, ?, ?)",
+            (job_id, utcnow().isoformat(), state, message),
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(
+                f"no job {job_id} in the job log at {self.path}; `reelgen jobs` lists known jobs",
+                job_id=job_id,
+            )
+        return _row_to_job(row)
+
+    def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]:
+        query = "SELECT * FROM jobs"
+        args: list[Any] = []
+        if state:
+            query += " WHERE state = ?"
+            args.append(state)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        args.append(limit)
+        return [_row_to_job(r) for r in self._db.execute(query, args)]
+
+    def history(self, job_id: str) -> list[tuple[datetime, str, str]]:
+        rows = self._db.execute(
+            "SELECT at, state, message FROM events WHERE job_id = ? ORDER BY rowid", (job_id,)
+        )
+        return [(datetime.fromisoformat(r["at"]), r["state"], r["message"]) for r in rows]
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        provider=row["provider"],
+        idempotency_key=row["idempotency_key"],
+        task_id=row["task_id"],
+        state=row["state"],
+        message=row["message"],
+        request=VideoRequest.model_validate_json(row["request"]),
+        estimate=CostEstimate.model_validate_json(row["estimate"]) if row["estimate"] else None,
+        output=row["output"],
+        data=json.loads(row["data"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )

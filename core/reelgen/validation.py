@@ -1,0 +1,165 @@
+"""Checks a request against a provider's declared capabilities, before anything is paid for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import InvalidRequest
+from .models import VideoRequest
+
+if TYPE_CHECKING:
+    from .provider import ImageLimits, VideoProvider
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    path: Path
+    format: str
+    width: int
+    height: int
+    size: int
+
+
+def inspect_image(path: Path) -> ImageInfo:
+    """Read an image's format and size (header only); InvalidRequest when it is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise InvalidRequest(f"image not found: {path}; check the path")
+    if not path.is_file():
+        raise InvalidRequest(f"image is not a file: {path}")
+    size = path.stat().st_size
+    try:
+        with Image.open(path) as img:
+            fmt = img.format or "unknown"
+            width, height = img.size
+    except (UnidentifiedImageError, OSError):
+        raise InvalidRequest(
+            f"not an image: {path} could not be read as a picture; give a JPEG or PNG file"
+        ) from None
+    return ImageInfo(path=path, format=fmt, width=width, height=height, size=size)
+
+
+def check_image(image: str, limits: ImageLimits, provider: str) -> None:
+    if is_url(image):
+        if not limits.urls:
+            raise InvalidRequest(f"{provider} takes local image files, not URLs", provider=provider)
+        return
+    info = inspect_image(Path(image).expanduser())
+    if info.size > limits.max_bytes:
+        mb = limits.max_bytes / 1024 / 1024
+        raise InvalidRequest(
+            f"image too large: {image} is {info.size / 1024 / 1024:.1f} MB, {provider} takes at "
+            f"most {mb:g} MB; compress or resize it",
+            provider=provider,
+        )
+    if info.format not in limits.formats:
+        raise InvalidRequest(
+            f"unsupported image format: {image} is {info.format}, {provider} takes "
+            f"{' or '.join(limits.formats)}; convert it",
+            provider=provider,
+        )
+    if min(info.width, info.height) < limits.min_side:
+        raise InvalidRequest(
+            f"image too small: {image} is {info.width}x{info.height} px, {provider} needs at "
+            f"least {limits.min_side} px on each side; use a larger image",
+            provider=provider,
+        )
+    aspect = info.width / info.height
+    if not limits.min_aspect - 1e-9 <= aspect <= limits.max_aspect + 1e-9:
+        raise InvalidRequest(
+            f"image aspect ratio out of range: {image} is {info.width}x{info.height} "
+            f"({aspect:.2f}:1), {provider} takes 1:{1 / limits.min_aspect:g} to "
+            f"{limits.max_aspect:g}:1; crop it",
+            provider=provider,
+        )
+
+
+def _fmt_durations(durations: tuple[float, ...]) -> str:
+    return ", ".join(f"{d:g}" for d in durations)
+
+
+def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoRequest:
+    """Return ``request`` with defaults filled in, or raise InvalidRequest saying what to fix."""
+    caps = provider.capabilities
+    name = provider.name
+    settings = provider.settings
+    key = f"providers.{name}"
+
+    def bad(message: str) -> InvalidRequest:
+        return InvalidRequest(message, provider=name)
+
+    model = request.model or settings.model or caps.default_model
+    if model not in caps.models:
+        raise bad(f"unknown model {model!r} for {name}; choose one of {', '.join(caps.models)}")
+    spec = caps.models[model]
+    mode = request.mode or settings.mode or caps.default_mode
+    if mode not in spec.modes:
+        raise bad(f"unknown mode {mode!r} for {name} {model}; choose {' or '.join(spec.modes)}")
+
+    if request.image is not None:
+        if not spec.image_to_video:
+            raise bad(f"{name} {model} cannot animate an image; choose another --model")
+        if request.aspect_ratio is not None:
+            raise bad(
+                "--aspect-ratio applies to text-to-video only; with an image the clip keeps "
+                "the image's framing"
+            )
+    else:
+        if not spec.text_to_video:
+            raise bad(f"{name} {model} needs an image (it is image-to-video only)")
+        if not request.prompt.strip():
+            raise bad("a prompt is required for text-to-video; pass -p PROMPT or an image")
+        if (
+            request.aspect_ratio is not None
+            and caps.aspect_ratios
+            and request.aspect_ratio not in caps.aspect_ratios
+        ):
+            raise bad(
+                f"aspect ratio {request.aspect_ratio!r} is not offered by {name}; "
+                f"choose {', '.join(caps.aspect_ratios)}"
+            )
+
+    duration = request.duration if request.duration is not None else caps.default_duration
+    limit = provider.max_duration
+    if limit is not None and duration > limit:
+        raise bad(
+            f"duration {duration:g} s is above {name}'s limit of {limit:g} s; pass "
+            f"--duration {limit:g} or less, or raise {key}.max_duration in the config file"
+        )
+    if spec.durations and not any(abs(duration - d) < 1e-9 for d in spec.durations):
+        raise bad(
+            f"duration {duration:g} s is not offered by {name} {model}; choose "
+            f"{_fmt_durations(spec.durations)}"
+        )
+
+    limit_chars = caps.max_prompt_chars
+    if limit_chars is not None:
+        for label, text in (
+            ("prompt", request.prompt),
+            ("negative prompt", request.negative_prompt),
+        ):
+            if text is not None and len(text) > limit_chars:
+                raise bad(
+                    f"{label} is {len(text)} characters, {name} takes at most {limit_chars}; "
+                    "shorten it"
+                )
+
+    if request.cfg_scale is not None:
+        low, high = caps.cfg_scale_range
+        if not low <= request.cfg_scale <= high:
+            raise bad(
+                f"--cfg-scale must be between {low:g} and {high:g} (got {request.cfg_scale:g})"
+            )
+
+    if request.image is not None and caps.image is not None:
+        check_image(request.image, caps.image, name)
+
+    provider.parse_options(request.options)
+    return request.model_copy(update={"model": model, "mode": mode, "duration": duration})

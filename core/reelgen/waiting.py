@@ -1,0 +1,151 @@
+"""The one place reelgen waits: retries with backoff, the poll schedule, and deadlines.
+
+Everything that sleeps goes through a :class:`Timer`, so tests run in milliseconds and can
+assert the schedule itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from .errors import ReelgenError, WaitTimeout
+
+if TYPE_CHECKING:
+    from .models import Job, JobStatus
+    from .provider import VideoProvider
+
+log = logging.getLogger("reelgen.waiting")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Timer:
+    """Clock and sleep, injectable. ``FakeTimer`` in the tests advances time instantly."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry a call while its error is retryable, within ``attempts`` and ``deadline``."""
+
+    attempts: int = 8
+    deadline: float = 600.0
+    base: float = 1.0
+    cap: float = 60.0
+    jitter: float = 0.25
+
+    def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before try ``attempt + 1``: Retry-After when given, else exponential."""
+        delay: float = min(self.cap, self.base * 2.0 ** (attempt - 1))
+        delay *= 1 + self.jitter * (2 * rng.random() - 1)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return max(0.0, delay)
+
+
+@dataclass
+class RetryRecord:
+    what: str
+    attempt: int
+    error: str
+    delay: float
+
+
+@dataclass
+class Waiter:
+    """Owns retries and polling for one run."""
+
+    timer: Timer = field(default_factory=Timer)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rng: random.Random = field(default_factory=random.Random)
+    history: list[RetryRecord] = field(default_factory=list)
+
+    async def retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call``; on a retryable ReelgenError back off and try again, within bounds."""
+        start = self.timer.now()
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ReelgenError as err:
+                attempt += 1
+                if not err.retryable or attempt >= self.policy.attempts:
+                    raise
+                delay = self.policy.backoff(attempt, err.retry_after, self.rng)
+                if self.timer.now() - start + delay > self.policy.deadline:
+                    raise
+                self.history.append(RetryRecord(what, attempt, str(err), delay))
+                log.info("%s: %s; retrying in %.1f s (attempt %d)", what, err, delay, attempt + 1)
+                await self.timer.sleep(delay)
+
+    async def until_done(
+        self,
+        provider: VideoProvider,
+        job: Job,
+        *,
+        expected: float,
+        deadline: float,
+        waited: float = 0.0,
+        on_status: Callable[[JobStatus, float], None] | None = None,
+    ) -> JobStatus:
+        """Poll ``job`` until it is final; ``waited`` is time already spent (e.g. before a resume).
+
+        Transient poll errors are retried; ``deadline`` bounds the whole wait, after which
+        WaitTimeout says how to pick the job up again (queries are free, the job is not lost).
+        """
+        start = self.timer.now() - waited
+        while True:
+            status = await self.retry(f"poll {job.id}", lambda: provider.poll(job))
+            elapsed = self.timer.now() - start
+            if on_status is not None:
+                on_status(status, elapsed)
+            if status.done:
+                return status
+            if elapsed >= deadline:
+                raise WaitTimeout(
+                    f"job {job.id} is still {status.state} after {elapsed:.0f} s; it keeps running "
+                    f"at {provider.name}: run `reelgen wait {job.id}` to pick it up",
+                    provider=provider.name,
+                    job_id=job.id,
+                )
+            delay = next_poll_delay(elapsed, expected, rng=self.rng)
+            await self.timer.sleep(min(delay, max(0.0, deadline - elapsed) + 0.001))
+
+    async def sleep(self, seconds: float) -> None:
+        await self.timer.sleep(seconds)
+
+    def now(self) -> float:
+        return self.timer.now()
+
+
+def next_poll_delay(
+    elapsed: float,
+    expected: float,
+    *,
+    floor: float = 1.0,
+    ceiling: float = 30.0,
+    rng: random.Random | None = None,
+) -> float:
+    """When to ask again, given the time already waited and the expected duration.
+
+    Sparse early, dense around the expected finish, then gently sparser the longer a job is
+    overdue: before ``expected`` we wait half of the remaining time (so the gap halves as the
+    finish nears); after it we wait a quarter of the overrun. Always within
+    ``[floor, ceiling]``, with ±10 % jitter so many jobs do not poll in lockstep.
+    """
+    floor = min(floor, max(0.2, expected / 20))
+    remaining = expected - elapsed
+    delay = remaining / 2 if remaining > 0 else -remaining / 4
+    delay = min(ceiling, max(floor, delay))
+    if rng is not None:
+        delay *= 1 + 0.1 * (2 * rng.random() - 1)
+    return delay

@@ -1,0 +1,280 @@
+"""Kling image-to-video (and text-to-video) over Kling's HTTP API, per kling-api.md."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field
+from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable
+from reelgen.http import make_client
+from reelgen.models import Job, JobState, JobStatus, Video, VideoRequest, VideoResult
+from reelgen.provider import ProviderSettings, VideoProvider
+from reelgen.validation import check_image, is_url
+
+from .auth import KlingAuth
+from .catalog import CAPABILITIES, SOUND_MODELS
+from .options import KlingOptions
+from .wire_errors import NOT_FOUND_CODES, business_code, transport_errors, unwrap
+
+DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+
+STATES: dict[str, JobState] = {
+    "submitted": "queued",
+    "processing": "running",
+    "succeed": "succeeded",
+    "succeeded": "succeeded",  # tolerated spelling
+    "failed": "failed",
+}
+
+
+class KlingSettings(ProviderSettings):
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="API host (KLING_BASE_URL).")
+    expected_seconds: float | None = Field(
+        default=None, gt=0, description="Typical processing time of a 5 s std clip."
+    )
+
+
+class KlingProvider(VideoProvider):
+    name = "kling"
+    description = "Kling AI image-to-video and text-to-video (api-singapore.klingai.com)"
+    settings_model = KlingSettings
+    options_model = KlingOptions
+    credential_names = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_API_KEY")
+    env_settings: ClassVar[dict[str, str]] = {"base_url": "KLING_BASE_URL"}
+    can_lookup = True
+    default_max_duration = 5.0
+    default_price_per_second = 0.08
+    capabilities = CAPABILITIES
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__()
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._auth: KlingAuth | None = None
+
+    @property
+    def kling_settings(self) -> KlingSettings:
+        assert isinstance(self.settings, KlingSettings)
+        return self.settings
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def missing_credentials(self) -> str | None:
+        c = self.credentials
+        if c.get("KLING_API_KEY") or (c.get("KLING_ACCESS_KEY") and c.get("KLING_SECRET_KEY")):
+            return None
+        missing = [n for n in ("KLING_ACCESS_KEY", "KLING_SECRET_KEY") if not c.get(n)]
+        return (
+            f"kling: missing {' and '.join(missing)}; export them or run `reelgen keys set kling`"
+        )
+
+    def validate(self, request: VideoRequest) -> VideoRequest:
+        request = super().validate(request)
+        options = self.parse_options(request.options)
+        assert isinstance(options, KlingOptions) or options is None
+        if request.seed is not None:
+            raise InvalidRequest("kling does not take a seed; drop --seed", provider=self.name)
+        if options is not None:
+            if options.sound and request.model not in SOUND_MODELS:
+                raise InvalidRequest(
+                    f"sound needs one of {', '.join(sorted(SOUND_MODELS))} (model is "
+                    f"{request.model})",
+                    provider=self.name,
+                )
+            if options.image_tail:
+                if request.image is None:
+                    raise InvalidRequest("image_tail needs a start image", provider=self.name)
+                assert self.capabilities.image is not None
+                check_image(options.image_tail, self.capabilities.image, self.name)
+        return request
+
+    def expected_seconds(self, request: VideoRequest) -> float:
+        base = self.kling_settings.expected_seconds or self.capabilities.expected_seconds
+        duration = request.duration or self.capabilities.default_duration
+        factor = max(1.0, duration / self.capabilities.default_duration)
+        if request.mode == "pro":
+            factor *= 1.5
+        return base * factor
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            c = self.credentials
+            if self.missing_credentials():
+                raise MissingCredentials(str(self.missing_credentials()), provider=self.name)
+            self._auth = KlingAuth(
+                access_key=c.get("KLING_ACCESS_KEY"),
+                secret_key=c.get("KLING_SECRET_KEY"),
+                api_key=c.get("KLING_API_KEY"),
+            )
+            self._client = make_client(
+                base_url=self.kling_settings.base_url.rstrip("/"), transport=self._transport
+            )
+            self._client.auth = self._auth
+        return self._client
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        create: bool = False,
+    ) -> httpx.Response:
+        client = self._http()
+        with transport_errors(create=create):
+            return await client.request(method, path, json=body, params=params)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- the contract -----------------------------------------------------------------------
+
+    @staticmethod
+    def endpoint(request: VideoRequest) -> str:
+        return "/v1/videos/image2video" if request.image is not None else "/v1/videos/text2video"
+
+    @staticmethod
+    def _image_field(image: str) -> str:
+        """A URL passes through; a local file is sent as bare base64 (no data: prefix)."""
+        if is_url(image):
+            return image
+        return base64.b64encode(Path(image).expanduser().read_bytes()).decode("ascii")
+
+    def build_body(self, job: Job) -> dict[str, Any]:
+        request = job.request
+        duration = request.duration or self.capabilities.default_duration
+        body: dict[str, Any] = {
+            "model_name": request.model or self.capabilities.default_model,
+            "mode": request.mode or self.capabilities.default_mode,
+            "duration": f"{duration:g}",
+            "external_task_id": job.idempotency_key,
+        }
+        if request.prompt:
+            body["prompt"] = request.prompt
+        if request.negative_prompt:
+            body["negative_prompt"] = request.negative_prompt
+        if request.cfg_scale is not None:
+            body["cfg_scale"] = request.cfg_scale
+        if request.image is not None:
+            body["image"] = self._image_field(request.image)
+        elif request.aspect_ratio:
+            body["aspect_ratio"] = request.aspect_ratio
+        options = self.parse_options(request.options)
+        if isinstance(options, KlingOptions):
+            if options.image_tail:
+                body["image_tail"] = self._image_field(options.image_tail)
+            if options.camera_control:
+                body["camera_control"] = options.camera_control.model_dump(exclude_none=True)
+            if options.watermark is not None:
+                body["watermark_info"] = {"enabled": options.watermark}
+            if options.sound:
+                body["sound"] = options.sound
+            if options.callback_url:
+                body["callback_url"] = options.callback_url
+        return body
+
+    def _job_from_task(self, job: Job, task: dict[str, Any]) -> Job:
+        task_id = task.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderUnavailable("kling replied without a task_id", provider=self.name)
+        state = STATES.get(str(task.get("task_status")), "queued")
+        return job.model_copy(
+            update={
+                "task_id": task_id,
+                "state": state,
+                "message": task.get("task_status_msg") or "",
+            }
+        )
+
+    async def submit(self, job: Job) -> Job:
+        body = self.build_body(job)
+        response = await self._request("POST", self.endpoint(job.request), body=body, create=True)
+        data = unwrap(response, create=True)
+        if not isinstance(data, dict):
+            raise ProviderUnavailable(
+                "kling accepted the task but its reply had no data",
+                provider=self.name,
+                maybe_accepted=True,
+            )
+        return self._job_from_task(job, data)
+
+    async def lookup(self, job: Job) -> Job | None:
+        """Find the task by ``external_task_id``; tolerant of the list or object shapes."""
+        key = job.idempotency_key
+        response = await self._request(
+            "GET", self.endpoint(job.request), params={"external_task_id": key}
+        )
+        if response.status_code == 404 or business_code(response) in NOT_FOUND_CODES:
+            return None
+        if business_code(response) in (1200, 1201):
+            # this host does not take the query form: scan the newest tasks instead
+            response = await self._request(
+                "GET", self.endpoint(job.request), params={"pageNum": 1, "pageSize": 500}
+            )
+            data = unwrap(response)
+            if not isinstance(data, list):
+                return None
+        else:
+            data = unwrap(response)
+        candidates = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+        for task in candidates:
+            if not isinstance(task, dict):
+                continue
+            info = task.get("task_info") or {}
+            external = info.get("external_task_id") if isinstance(info, dict) else None
+            if external == key or (external is None and not isinstance(data, list)):
+                return self._job_from_task(job, task)
+        return None
+
+    async def _task(self, job: Job) -> dict[str, Any]:
+        if job.task_id is None:
+            raise InvalidRequest(f"job {job.id} has no Kling task yet", job_id=job.id)
+        response = await self._request("GET", f"{self.endpoint(job.request)}/{job.task_id}")
+        data = unwrap(response)
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("kling answered a query without data", provider=self.name)
+        return data
+
+    async def poll(self, job: Job) -> JobStatus:
+        task = await self._task(job)
+        raw_state = str(task.get("task_status"))
+        state = STATES.get(raw_state)
+        if state is None:
+            raise ProviderUnavailable(
+                f"kling reported an unknown task_status {raw_state!r}", provider=self.name
+            )
+        charged = task.get("final_unit_deduction")
+        return JobStatus(
+            state=state,
+            message=str(task.get("task_status_msg") or ""),
+            charged=str(charged) if charged not in (None, "") else None,
+            raw={k: v for k, v in task.items() if k != "task_result"},
+        )
+
+    async def result(self, job: Job) -> VideoResult:
+        task = await self._task(job)
+        result = task.get("task_result") or {}
+        videos = []
+        for item in result.get("videos") or [] if isinstance(result, dict) else []:
+            if isinstance(item, dict) and item.get("url"):
+                duration = item.get("duration")
+                try:
+                    seconds = float(duration) if duration not in (None, "") else None
+                except (TypeError, ValueError):
+                    seconds = None
+                videos.append(Video(url=str(item["url"]), duration=seconds))
+        charged = task.get("final_unit_deduction")
+        return VideoResult(
+            job_id=job.id,
+            provider=self.name,
+            videos=videos,
+            charged=str(charged) if charged not in (None, "") else None,
+        )

@@ -1,0 +1,163 @@
+"""Kling's wire errors mapped onto reelgen's error tree: the one place that does it.
+
+Branch on the business ``code`` of the envelope, never on the HTTP status alone (429 means both
+"wait" and "pay"). Every code in kling-api.md's table is in :data:`CODES`; a test walks it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from reelgen.errors import (
+    AccountError,
+    AuthenticationError,
+    ContentPolicyError,
+    InvalidRequest,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    ReelgenError,
+    TokenExpired,
+)
+
+NAME = "kling"
+KEYS_HINT = "check KLING_ACCESS_KEY / KLING_SECRET_KEY or run `reelgen keys set kling`"
+
+# code -> (error class, what to tell the user)
+CODES: dict[int, tuple[type[ReelgenError], str]] = {
+    1000: (AuthenticationError, f"authentication failed; {KEYS_HINT}"),
+    1001: (AuthenticationError, f"the Authorization header was empty; {KEYS_HINT}"),
+    1002: (AuthenticationError, f"the Authorization header was invalid; {KEYS_HINT}"),
+    # 1003/1004 reach the user only after the auth flow re-signed and retried once
+    1003: (TokenExpired, "the token was not yet valid, even re-signed; check this machine's clock"),
+    1004: (TokenExpired, "the token was rejected as expired, even re-signed; check the clock"),
+    1100: (AccountError, "the Kling account has a problem; check it in the Kling console"),
+    1101: (AccountError, "the Kling account is in arrears; top up in the Kling console"),
+    1102: (
+        AccountError,
+        "the resource pack is used up or expired; top up the resource pack in the Kling console",
+    ),
+    1103: (AccountError, "this account has no permission for this API or model; choose another"),
+    1200: (InvalidRequest, "invalid request"),
+    1201: (InvalidRequest, "invalid parameter"),
+    1202: (InvalidRequest, "invalid request method"),
+    1203: (InvalidRequest, "the model or task does not exist"),
+    1300: (ContentPolicyError, "refused by Kling's platform policy; change the prompt or image"),
+    1301: (ContentPolicyError, "refused by content safety; change the prompt or image"),
+    1302: (RateLimited, "too many requests; backing off"),
+    1303: (RateLimited, "too many running tasks for the resource pack; backing off"),
+    1304: (AccountError, "blocked by the account's IP whitelist; allow this machine's IP"),
+    5000: (ProviderUnavailable, "Kling server error"),
+    5001: (ProviderUnavailable, "Kling is in maintenance; try again later"),
+    5002: (ProviderUnavailable, "Kling server timeout"),
+}
+
+RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
+TOKEN_CODES = frozenset({1003, 1004})
+NOT_FOUND_CODES = frozenset({1203})
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def business_code(response: httpx.Response) -> int | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None
+
+
+def error_for(
+    code: int,
+    message: str,
+    response: httpx.Response,
+    *,
+    create: bool,
+    request_id: str = "",
+) -> ReelgenError:
+    cls, advice = CODES.get(code, (ProviderUnavailable, "unexpected error code"))
+    detail = f" (Kling says: {message})" if message else ""
+    ref = f" [request_id {request_id}]" if request_id else ""
+    text = f"kling error {code}: {advice}{detail}{ref}"
+    return cls(
+        text,
+        provider=NAME,
+        code=code,
+        retryable=code in RETRYABLE_CODES or code not in CODES,
+        retry_after=retry_after(response),
+        # a server error on create may come after the task was made: look before resubmitting
+        maybe_accepted=create and code in (5000, 5002),
+    )
+
+
+def unwrap(response: httpx.Response, *, create: bool = False) -> Any:
+    """Return the envelope's ``data``, or raise the mapped error."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("code"), int):
+        status = response.status_code
+        if status == 429:
+            raise RateLimited(
+                "kling answered 429 without a code; backing off",
+                provider=NAME,
+                retry_after=retry_after(response),
+            )
+        if status >= 500 or status < 400:
+            raise ProviderUnavailable(
+                f"kling answered HTTP {status} with an unreadable body",
+                provider=NAME,
+                retry_after=retry_after(response),
+                maybe_accepted=create,
+            )
+        raise InvalidRequest(f"kling answered HTTP {status} with an unreadable body", provider=NAME)
+    code = body["code"]
+    if code != 0:
+        raise error_for(
+            code,
+            str(body.get("message") or ""),
+            response,
+            create=create,
+            request_id=str(body.get("request_id") or ""),
+        )
+    return body.get("data")
+
+
+@contextmanager
+def transport_errors(*, create: bool = False) -> Iterator[None]:
+    """Turn httpx transport failures into ProviderTimeout.
+
+    A failure after the request may have left this machine (read timeouts, dropped
+    connections) marks a create as ``maybe_accepted``; connect failures cannot have created
+    anything.
+    """
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise ProviderTimeout(
+            f"could not reach Kling ({exc.__class__.__name__}); check the network or "
+            "KLING_BASE_URL",
+            provider=NAME,
+        ) from exc
+    except httpx.TransportError as exc:
+        raise ProviderTimeout(
+            f"the connection to Kling failed ({exc.__class__.__name__}: {exc})",
+            provider=NAME,
+            maybe_accepted=create,
+        ) from exc

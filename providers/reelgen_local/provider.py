@@ -1,0 +1,134 @@
+"""The offline provider: a camera move over the still ("Ken Burns"), rendered with PyAV.
+
+No keys, no network, no cost. Useful for trying reelgen, for tests and for previews: the
+prompt can name the move ("slow zoom out", "pan left"), or ``--option motion=pan_left``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from reelgen.errors import InvalidRequest, JobFailed
+from reelgen.models import Job, JobStatus, Video, VideoRequest, VideoResult
+from reelgen.paths import data_dir
+from reelgen.provider import Capabilities, ImageLimits, ModelSpec, VideoProvider
+
+from .render import MOTIONS, RenderError, render_ken_burns
+
+HEIGHTS = {"std": 720, "pro": 1080}
+
+_PROMPT_MOTIONS = [
+    (re.compile(r"zoom(ing)?\s*out|pull(s|ing)?\s*back", re.I), "zoom_out"),
+    (re.compile(r"pan(s|ning)?\s*(to\s*the\s*)?left", re.I), "pan_left"),
+    (re.compile(r"pan(s|ning)?\s*(to\s*the\s*)?right", re.I), "pan_right"),
+    (re.compile(r"(tilt|pan)(s|ing)?\s*up", re.I), "pan_up"),
+    (re.compile(r"(tilt|pan)(s|ing)?\s*down", re.I), "pan_down"),
+]
+
+
+class LocalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    motion: Literal["zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down"] | None = (
+        Field(
+            default=None, description="Camera move; default: taken from the prompt, else zoom_in."
+        )
+    )
+    fps: int = Field(default=24, ge=1, le=60, description="Frames per second.")
+    strength: float = Field(default=0.15, gt=0, le=1, description="How far the camera moves.")
+
+
+def motion_for(prompt: str, chosen: str | None) -> str:
+    if chosen:
+        return chosen
+    for pattern, motion in _PROMPT_MOTIONS:
+        if pattern.search(prompt):
+            return motion
+    return "zoom_in"
+
+
+class LocalProvider(VideoProvider):
+    name = "local"
+    description = "Offline camera motion over the still (zoom/pan), H.264 mp4; free, no keys"
+    options_model = LocalOptions
+    default_max_duration = 60.0
+    default_price_per_second = 0.0
+    capabilities = Capabilities(
+        models={
+            "ken-burns": ModelSpec(
+                durations=(), modes=("std", "pro"), image_to_video=True, text_to_video=False
+            )
+        },
+        default_model="ken-burns",
+        default_mode="std",
+        default_duration=5,
+        image=ImageLimits(
+            formats=("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"),
+            max_bytes=100 * 1024 * 1024,
+            min_side=16,
+            min_aspect=1 / 10,
+            max_aspect=10,
+            urls=False,
+        ),
+        expected_seconds=3,
+    )
+
+    def __init__(self, output_dir: Path | None = None) -> None:
+        super().__init__()
+        self._output_dir = output_dir
+
+    def validate(self, request: VideoRequest) -> VideoRequest:
+        if request.image is None:
+            raise InvalidRequest(
+                "the local provider animates an image; give an IMAGE, or choose a cloud "
+                "provider with -P for text-to-video",
+                provider=self.name,
+            )
+        return super().validate(request)
+
+    def _path(self, job: Job) -> Path:
+        return (self._output_dir or data_dir() / "local") / f"{job.id}.mp4"
+
+    async def submit(self, job: Job) -> Job:
+        request = job.request
+        options = self.parse_options(request.options)
+        assert isinstance(options, LocalOptions)
+        assert request.image is not None
+        out = self._path(job)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(
+                render_ken_burns,
+                Path(request.image).expanduser(),
+                out,
+                duration=request.duration or self.capabilities.default_duration,
+                motion=motion_for(request.prompt, options.motion),  # type: ignore[arg-type]
+                fps=options.fps,
+                height=HEIGHTS[request.mode or "std"],
+                strength=options.strength,
+            )
+        except RenderError as exc:
+            raise JobFailed(
+                f"local render failed: {exc}", provider=self.name, job_id=job.id
+            ) from exc
+        return job.model_copy(update={"task_id": job.id, "state": "succeeded"})
+
+    async def poll(self, job: Job) -> JobStatus:
+        if self._path(job).is_file():
+            return JobStatus(state="succeeded", progress=1.0)
+        return JobStatus(state="failed", message=f"rendered file {self._path(job)} is missing")
+
+    async def result(self, job: Job) -> VideoResult:
+        path = self._path(job)
+        return VideoResult(
+            job_id=job.id,
+            provider=self.name,
+            videos=[Video(url=path.resolve().as_uri(), duration=job.request.duration)],
+        )
+
+
+__all__ = ["MOTIONS", "LocalProvider"]
