@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,9 +51,15 @@ class KlingProvider(VideoProvider):
     default_price_per_second = 0.08
     capabilities = CAPABILITIES
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self._transport = transport
+        self.clock = clock  # wall clock for signing tokens (tests inject a fake one)
         self._client: httpx.AsyncClient | None = None
         self._auth: KlingAuth | None = None
 
@@ -110,6 +118,7 @@ class KlingProvider(VideoProvider):
                 access_key=c.get("KLING_ACCESS_KEY"),
                 secret_key=c.get("KLING_SECRET_KEY"),
                 api_key=c.get("KLING_API_KEY"),
+                clock=self.clock,
             )
             self._client = make_client(
                 base_url=self.kling_settings.base_url.rstrip("/"), transport=self._transport

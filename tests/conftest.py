@@ -1,0 +1,131 @@
+"""Shared fixtures: an isolated REELGEN_HOME, a fake clock, test images, the fake Kling."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from reelgen import plugins
+from reelgen.engine import Engine
+from reelgen.http import use_transport
+from reelgen.waiting import Waiter
+from tests.fake_kling import DEFAULT_ACCESS_KEY as FAKE_AK
+from tests.fake_kling import DEFAULT_SECRET_KEY as FAKE_SK
+from tests.fake_kling import FakeKling
+
+ENV_VARS = (
+    "KLING_ACCESS_KEY",
+    "KLING_SECRET_KEY",
+    "KLING_API_KEY",
+    "KLING_BASE_URL",
+    "REELGEN_CONFIG",
+    "REELGEN_PROVIDER",
+    "REELGEN_MAX_COST",
+    "REELGEN_LOAD_PLUGINS",
+    "REELGEN_DISABLE_PLUGINS",
+)
+
+
+class FakeTimer:
+    """Virtual time: sleeping advances the clock at once and is recorded."""
+
+    def __init__(self, start: float = 1_900_000_000.0) -> None:
+        self.start = start
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.elapsed
+
+    def wall(self) -> float:
+        return self.start + self.elapsed
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture(autouse=True)
+def isolated(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """Every test gets its own REELGEN_HOME and working directory, and no real keys."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("REELGEN_HOME", str(home))
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("work"))
+    plugins.reset_providers()
+    yield home
+    plugins.reset_providers()
+
+
+@pytest.fixture
+def timer() -> FakeTimer:
+    return FakeTimer()
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> Callable[..., Path]:
+    """Write a test picture: make_image(1280, 720, "JPEG", name="photo.jpg")."""
+
+    def make(width: int = 1280, height: int = 720, fmt: str = "JPEG", name: str = "") -> Path:
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}[fmt]
+        path = tmp_path / (name or f"img-{width}x{height}{suffix}")
+        img = Image.new("RGB", (width, height), (40, 90, 160))
+        for x in range(0, width, max(1, width // 8)):
+            for y in range(height):
+                img.putpixel((x, y), (250, 200, 10))
+        img.save(path, fmt)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def kling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLING_ACCESS_KEY", FAKE_AK)
+    monkeypatch.setenv("KLING_SECRET_KEY", FAKE_SK)
+
+
+@pytest.fixture
+def fake_kling(timer: FakeTimer, kling_keys: None) -> Iterator[FakeKling]:
+    """The fake Kling API behind every HTTP client reelgen makes, on the fake clock."""
+    fake = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
+    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
+    with use_transport(httpx.MockTransport(fake.handler)):
+        yield fake
+
+
+@pytest.fixture
+def engine(timer: FakeTimer) -> Iterator[Engine]:
+    eng = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)))
+    yield eng
+    asyncio.run(eng.aclose())
+    eng.close()
+
+
+@pytest.fixture
+def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run the reelgen CLI in-process on the fake clock: cli("generate", ...)."""
+    from reelgen import cli as cli_module
+
+    monkeypatch.setattr(
+        cli_module,
+        "make_engine",
+        lambda: Engine(waiter=Waiter(timer=timer, rng=random.Random(0))),
+    )
+
+    def run(*args: str, input: str | None = None, **kw: Any) -> Result:
+        return CliRunner().invoke(cli_module.cli, list(args), input=input, **kw)
+
+    return run

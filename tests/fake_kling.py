@@ -1,0 +1,1245 @@
+"""A fake Kling AI video API, written from ``/work/shared/kling-api.md`` only.
+
+It encodes the documented contract, not any client's assumptions, and imports nothing from
+``reelgen`` or ``reelgen_kling``. Two ways to use it:
+
+* in tests, as ``httpx.MockTransport(FakeKling().handler)`` for sync and async clients (and to
+  record vcrpy cassettes through it);
+* as a real local server for manual end-to-end checks and benchmarks::
+
+      python tests/fake_kling.py --port 8765 --polls 3 --concurrency 4
+
+Behaviour in brief:
+
+* JWT auth (HS256, ``iss`` = access key, ``exp``/``nbf`` checked against the injected clock with
+  no leeway) or a single API key; error codes 1000-1004 as in the doc.
+* ``POST /v1/videos/{image2video,text2video}`` validates the body as the doc describes and
+  replies with the envelope ``{"code", "message", "request_id", "data"}``; 1201 names the field.
+* A task is ``submitted`` on create, ``processing`` on its first query and ``succeed`` on the
+  ``polls_to_finish``-th query (or after ``seconds_to_finish`` of clock time).
+* Result URLs point at ``cdn_url``: signed, expiring after 30 days, no auth, Range supported.
+* Faults are queued with :meth:`FakeKling.inject` and consumed in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import hashlib
+import hmac
+import io
+import json
+import random
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, TypeGuard, cast
+
+import av
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_ACCESS_KEY",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CDN_URL",
+    "DEFAULT_SECRET_KEY",
+    "MODELS",
+    "FakeKling",
+    "Fault",
+    "TaskRecord",
+    "main",
+    "parse_fault_spec",
+    "serve",
+    "tiny_mp4",
+]
+
+DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+DEFAULT_CDN_URL = "https://cdn.fake-kling.test"
+DEFAULT_ACCESS_KEY = "ak-fake-test"
+# 32 bytes: PyJWT >= 2.10 emits InsecureKeyLengthWarning for shorter HMAC keys, which the
+# project's ``filterwarnings = ["error"]`` turns into a failure in every client test.
+DEFAULT_SECRET_KEY = "sk-fake-test-padded-to-32-bytes!"
+
+KINDS = ("image2video", "text2video")
+MODELS = (
+    "kling-v1",
+    "kling-v1-5",
+    "kling-v1-6",
+    "kling-v2-master",
+    "kling-v2-1",
+    "kling-v2-1-master",
+    "kling-v2-5-turbo",
+    "kling-v2-6",
+    "kling-v3",
+)
+I2V_ONLY_MODELS = frozenset({"kling-v1-5", "kling-v2-1"})
+SOUND_MODELS = frozenset({"kling-v2-6", "kling-v3"})
+MODES = ("std", "pro")
+DURATIONS = ("5", "10")
+V3_DURATIONS = tuple(str(s) for s in range(3, 16))
+T2V_ASPECT_RATIOS = ("16:9", "9:16", "1:1")
+CAMERA_SIMPLE_KEYS = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
+CAMERA_PRESETS = ("down_back", "forward_up", "right_turn_forward", "left_turn_forward")
+MAX_PROMPT_CHARS = 2500
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MIN_IMAGE_SIDE = 300
+MAX_IMAGE_RATIO = 2.5
+URL_TTL_SECONDS = 30 * 24 * 3600
+NBF_MARGIN_SECONDS = 5.0
+UNIT_USD = 0.14
+# USD per second of silent video, from the doc's "Limits and cost" section: {model: (std, pro)}.
+PRICE_PER_SECOND: dict[str, tuple[float, float]] = {
+    "kling-v1": (0.028, 0.098),
+    "kling-v1-5": (0.056, 0.098),
+    "kling-v1-6": (0.056, 0.098),
+    "kling-v2-1": (0.056, 0.098),
+    "kling-v2-master": (0.28, 0.28),
+    "kling-v2-1-master": (0.28, 0.28),
+    "kling-v2-5-turbo": (0.042, 0.07),
+    "kling-v2-6": (0.042, 0.07),
+    "kling-v3": (0.084, 0.112),
+}
+V2_6_SOUND_PRICE = 0.14
+
+_COMMON_FIELDS = frozenset(
+    {
+        "model_name",
+        "prompt",
+        "negative_prompt",
+        "cfg_scale",
+        "mode",
+        "duration",
+        "camera_control",
+        "callback_url",
+        "external_task_id",
+        "watermark_info",
+        "sound",
+    }
+)
+_IMAGE_FIELDS = frozenset({"image", "image_tail", "static_mask", "dynamic_masks"})
+DOCUMENTED_FIELDS: dict[str, frozenset[str]] = {
+    "image2video": _COMMON_FIELDS | _IMAGE_FIELDS,
+    "text2video": _COMMON_FIELDS | {"aspect_ratio"},
+}
+
+Route = Literal["create", "query", "download", "any"]
+FaultKind = Literal[
+    "business",
+    "raw",
+    "timeout_before_accept",
+    "timeout_after_accept",
+    "drop_after_accept",
+    "cut_download",
+]
+TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
+_RUNNING = ("submitted", "processing")
+_TERMINAL = ("succeed", "failed")
+
+_video_lock = threading.Lock()
+_video_cache: bytes | None = None
+
+
+def tiny_mp4() -> bytes:
+    """Return a tiny valid mp4 (64x64, 5 frames, about 2 KB), built once with PyAV and cached."""
+    global _video_cache
+    with _video_lock:
+        if _video_cache is None:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            buf = io.BytesIO()
+            with av.open(buf, mode="w", format="mp4") as container:
+                stream = container.add_stream(codec, rate=5)
+                stream.width = 64
+                stream.height = 64
+                stream.pix_fmt = "yuv420p"
+                for i in range(5):
+                    img = Image.new("RGB", (64, 64), (40 * i, 120, 200 - 30 * i))
+                    # PyAV ships this classmethod without annotations.
+                    frame = av.VideoFrame.from_image(img)  # type: ignore[no-untyped-call]
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            _video_cache = buf.getvalue()
+        return _video_cache
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour; build with the static constructors, queue with ``inject``."""
+
+    kind: FaultKind
+    http_status: int = 0
+    code: int = 0
+    message: str = ""
+    retry_after: float | None = None
+    body: bytes = b""
+    content_type: str = ""
+    after_bytes: int = 0
+
+    @staticmethod
+    def business(
+        code: int, http_status: int, message: str = "", retry_after: float | None = None
+    ) -> Fault:
+        """Reply with an error envelope (``data: null``), optionally with ``Retry-After``."""
+        return Fault(
+            "business",
+            http_status=http_status,
+            code=code,
+            message=message or f"fake error {code}",
+            retry_after=retry_after,
+        )
+
+    @staticmethod
+    def raw(
+        http_status: int,
+        body: bytes = b"<html>bad gateway</html>",
+        content_type: str = "text/html",
+    ) -> Fault:
+        """Reply with a non-envelope body, as a gateway or load balancer would."""
+        return Fault("raw", http_status=http_status, body=body, content_type=content_type)
+
+    @staticmethod
+    def timeout_before_accept() -> Fault:
+        """Raise ``httpx.ConnectTimeout``; the server never sees the request (nothing created)."""
+        return Fault("timeout_before_accept")
+
+    @staticmethod
+    def timeout_after_accept() -> Fault:
+        """Process the request (a create makes a task), then raise ``httpx.ReadTimeout``."""
+        return Fault("timeout_after_accept")
+
+    @staticmethod
+    def drop_after_accept() -> Fault:
+        """Process the request, then raise ``httpx.RemoteProtocolError`` (connection dropped)."""
+        return Fault("drop_after_accept")
+
+    @staticmethod
+    def cut_download(after_bytes: int) -> Fault:
+        """Send status and full ``Content-Length``, then raise ``httpx.ReadError`` mid-body."""
+        if after_bytes < 0:
+            raise ValueError("after_bytes must be >= 0")
+        return Fault("cut_download", after_bytes=after_bytes)
+
+
+class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that yields ``after_bytes`` bytes and then fails, for sync and async readers."""
+
+    def __init__(self, data: bytes, after_bytes: int, request: httpx.Request) -> None:
+        self._data = data[:after_bytes]
+        self._request = request
+
+    def _chunks(self) -> Iterator[bytes]:
+        for start in range(0, len(self._data), 1024):
+            yield self._data[start : start + 1024]
+
+    def _error(self) -> httpx.ReadError:
+        return httpx.ReadError("fake-kling: connection reset mid-body", request=self._request)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks()
+        raise self._error()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks():
+            yield chunk
+        raise self._error()
+
+
+class _ApiError(Exception):
+    """An error reply inside the fake: HTTP status, business code, message."""
+
+    def __init__(self, http_status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+
+
+def _param_error(message: str) -> _ApiError:
+    return _ApiError(400, 1201, message)
+
+
+@dataclass
+class TaskRecord:
+    """What the fake knows about a task beyond the served object (for test assertions)."""
+
+    task_id: str
+    kind: str
+    model_name: str
+    """The effective model (``kling-v1`` when the body had no ``model_name``)."""
+    mode: str
+    duration: str
+    body: dict[str, Any]
+    ignored_fields: list[str]
+    """Body fields the doc does not define for this endpoint (silently ignored, e.g. ``model``)."""
+    external_task_id: str | None
+    callback_url: str | None
+    created_s: float
+    seq: int
+    polls: int = 0
+    fail_msg: str | None = None
+    video_paths: list[str] = field(default_factory=list)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _b64url_decode(segment: str) -> bytes:
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", segment):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _format_units(units: float) -> str:
+    return f"{units:.2f}".rstrip("0").rstrip(".")
+
+
+def units_for(model: str, mode: str, duration: str, sound: bool = False) -> str:
+    """Units charged for a finished task, derived from the doc's per-second USD prices."""
+    std, pro = PRICE_PER_SECOND[model]
+    per_second = pro if mode == "pro" else std
+    if sound and model == "kling-v2-6":
+        per_second = V2_6_SOUND_PRICE
+    return _format_units(per_second * float(duration) / UNIT_USD)
+
+
+class FakeKling:
+    """An in-memory Kling API; ``handler`` serves ``httpx.Request`` objects."""
+
+    def __init__(
+        self,
+        *,
+        access_key: str = DEFAULT_ACCESS_KEY,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        api_key: str | None = None,
+        clock: Callable[[], float] = time.time,
+        polls_to_finish: int = 2,
+        seconds_to_finish: float | None = None,
+        concurrency_limit: int = 5,
+        token_ttl: float | None = None,
+        video: bytes | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        cdn_url: str = DEFAULT_CDN_URL,
+        pending_result: Literal["empty", "null"] = "empty",
+        external_lookup: Literal["object", "list", "ignored"] = "object",
+        report_units: bool = True,
+        seed: int | None = None,
+        max_recorded: int | None = None,
+    ) -> None:
+        """Configure the fake.
+
+        ``pending_result`` picks the doc's two shapes of ``task_result`` before completion
+        (``{}`` or ``null``); ``external_lookup`` picks how ``?external_task_id=`` answers
+        (the doc marks it uncertain): a single object (404/1203 if unknown), a filtered array,
+        or ignored (the plain list). ``report_units=False`` omits ``final_unit_deduction``
+        (older accounts). ``seed`` makes ids deterministic; ``max_recorded`` bounds
+        ``requests``/``log`` for long-running servers.
+        """
+        if polls_to_finish < 1:
+            raise ValueError("polls_to_finish must be >= 1")
+        if concurrency_limit < 1:
+            raise ValueError("concurrency_limit must be >= 1")
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.api_key = api_key
+        self.clock = clock
+        self.polls_to_finish = polls_to_finish
+        self.seconds_to_finish = seconds_to_finish
+        self.concurrency_limit = concurrency_limit
+        self.token_ttl = token_ttl
+        self.video = video if video is not None else tiny_mp4()
+        self.base_url = base_url.rstrip("/")
+        self.cdn_url = cdn_url.rstrip("/")
+        self.pending_result = pending_result
+        self.external_lookup = external_lookup
+        self.report_units = report_units
+        self.max_recorded = max_recorded
+
+        self._base = httpx.URL(self.base_url)
+        self._cdn = httpx.URL(self.cdn_url)
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self._faults: list[tuple[Route, Fault]] = []
+        self._fail_next: list[str] = []
+        self._seq = 0
+        self._cdn_secret = self._rng.getrandbits(128).to_bytes(16, "big")
+        self._etag = '"' + hashlib.sha256(self.video).hexdigest()[:32] + '"'
+
+        # Observations for tests.
+        self.requests: list[httpx.Request] = []
+        """Every request received, body read, in order (including faulted ones)."""
+        self.log: list[str] = []
+        """One line per request: ``METHOD path -> outcome``."""
+        self.creates_accepted = 0
+        """Creates that produced a task."""
+        self.tasks: dict[str, dict[str, Any]] = {}
+        """task_id -> the full task object as a query serves it."""
+        self.records: dict[str, TaskRecord] = {}
+        """task_id -> what the fake knows about the task (effective model, raw body...)."""
+        self.max_running_seen = 0
+        """Peak number of tasks submitted or processing at once."""
+        self.downloads = 0
+        """CDN requests answered with video bytes (200 or 206)."""
+        self.callbacks: list[tuple[str, dict[str, Any]]] = []
+        """(callback_url, task object) Kling would POST on each status change."""
+
+    # ------------------------------------------------------------------ public controls
+
+    def inject(self, route: Route, fault: Fault, times: int = 1) -> None:
+        """Queue ``fault`` for the next ``times`` requests matching ``route`` (FIFO)."""
+        if route not in ("create", "query", "download", "any"):
+            raise ValueError(f"unknown route {route!r}")
+        with self._lock:
+            self._faults.extend([(route, fault)] * times)
+
+    @property
+    def pending_faults(self) -> list[tuple[Route, Fault]]:
+        """Faults queued and not yet consumed."""
+        with self._lock:
+            return list(self._faults)
+
+    def fail_task(self, task_id_or_external: str, msg: str) -> None:
+        """Make a running task end ``failed`` with ``msg`` when it would otherwise succeed."""
+        with self._lock:
+            rec = self._find(task_id_or_external)
+            if rec is None:
+                raise KeyError(task_id_or_external)
+            if self.tasks[rec.task_id]["task_status"] in _TERMINAL:
+                raise ValueError(f"task {rec.task_id} already finished")
+            rec.fail_msg = msg
+
+    def fail_next(self, msg: str, times: int = 1) -> None:
+        """Make the next ``times`` created tasks end ``failed`` with ``msg``."""
+        with self._lock:
+            self._fail_next.extend([msg] * times)
+
+    def running(self) -> int:
+        """Number of tasks currently submitted or processing."""
+        with self._lock:
+            return self._running()
+
+    def task_for_external(self, external_task_id: str) -> dict[str, Any] | None:
+        """The served task object with this ``external_task_id``, if any."""
+        with self._lock:
+            rec = self._find(external_task_id)
+            return None if rec is None else copy.deepcopy(self.tasks[rec.task_id])
+
+    # ------------------------------------------------------------------ the handler
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        """Serve one request (``httpx.MockTransport(fake.handler)``, sync or async clients)."""
+        _read_body(request)
+        after: Fault | None = None
+        with self._lock:
+            self.requests.append(request)
+            route = self._classify(request)
+            fault = self._take_fault(route)
+            where = f"{request.method} {request.url.raw_path.decode('ascii', 'replace')}"
+            if fault is not None and fault.kind == "timeout_before_accept":
+                self._log(f"{where} -> ConnectTimeout (fault)")
+                raise httpx.ConnectTimeout("fake-kling: connect timed out", request=request)
+            if fault is not None and fault.kind == "business":
+                response = self._fault_envelope(fault)
+                self._log(f"{where} -> {response.status_code} code={fault.code} (fault)")
+                return response
+            if fault is not None and fault.kind == "raw":
+                self._log(f"{where} -> {fault.http_status} raw (fault)")
+                return httpx.Response(
+                    fault.http_status,
+                    headers={"Content-Type": fault.content_type},
+                    content=fault.body,
+                )
+            response = self._dispatch(request, route)
+            after = fault
+            outcome = f"{response.status_code}"
+            if after is not None:
+                outcome += f" then {after.kind} (fault)"
+            self._log(f"{where} -> {outcome}")
+        if after is not None and after.kind == "timeout_after_accept":
+            raise httpx.ReadTimeout("fake-kling: read timed out", request=request)
+        if after is not None and after.kind == "drop_after_accept":
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        if after is not None and after.kind == "cut_download":
+            return httpx.Response(
+                response.status_code,
+                headers=response.headers,
+                stream=_CutStream(response.content, after.after_bytes, request),
+            )
+        return response
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _log(self, line: str) -> None:
+        self.log.append(line)
+        if self.max_recorded is not None:
+            del self.log[: -self.max_recorded]
+            del self.requests[: -self.max_recorded]
+
+    def _take_fault(self, route: str) -> Fault | None:
+        for i, (fault_route, fault) in enumerate(self._faults):
+            if fault_route in ("any", route):
+                del self._faults[i]
+                return fault
+        return None
+
+    def _is_cdn(self, url: httpx.URL) -> bool:
+        if (url.scheme, url.host, url.port) != (self._cdn.scheme, self._cdn.host, self._cdn.port):
+            return False
+        prefix = self._cdn.path.rstrip("/")
+        return url.path == prefix or url.path.startswith(prefix + "/")
+
+    def _is_api(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        )
+
+    def _api_path(self, url: httpx.URL) -> str:
+        prefix = self._base.path.rstrip("/")
+        return url.path[len(prefix) :] if prefix and url.path.startswith(prefix) else url.path
+
+    def _classify(self, request: httpx.Request) -> str:
+        url = request.url
+        if self._is_cdn(url):
+            return "download"
+        if self._is_api(url):
+            path = self._api_path(url)
+            if request.method == "POST" and path in (
+                "/v1/videos/image2video",
+                "/v1/videos/text2video",
+            ):
+                return "create"
+            if request.method == "GET" and path.startswith("/v1/videos/"):
+                return "query"
+        return "other"
+
+    def _request_id(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _envelope(
+        self,
+        http_status: int,
+        code: int,
+        message: str,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        payload = {"code": code, "message": message, "request_id": self._request_id(), "data": data}
+        return httpx.Response(http_status, json=payload, headers=headers)
+
+    def _ok(self, data: Any) -> httpx.Response:
+        return self._envelope(200, 0, "SUCCEED", data)
+
+    def _fault_envelope(self, fault: Fault) -> httpx.Response:
+        headers: dict[str, str] = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        return self._envelope(fault.http_status, fault.code, fault.message, None, headers)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _dispatch(self, request: httpx.Request, route: str) -> httpx.Response:
+        if route == "download":
+            return self._download(request)
+        if not self._is_api(request.url):
+            raise httpx.ConnectError(
+                f"fake-kling: [Errno -2] Name or service not known ({request.url.host})",
+                request=request,
+            )
+        try:
+            self._check_auth(request)
+            return self._api(request)
+        except _ApiError as err:
+            return self._envelope(err.http_status, err.code, err.message)
+
+    # ------------------------------------------------------------------ auth
+
+    def _check_auth(self, request: httpx.Request) -> None:
+        header = request.headers.get("authorization")
+        if header is None or not header.strip():
+            raise _ApiError(401, 1001, "Authorization header is empty")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer":
+            raise _ApiError(401, 1002, "Authorization header is invalid: expected 'Bearer <token>'")
+        if not token:
+            raise _ApiError(401, 1001, "Authorization header is empty")
+        if self.api_key is not None and hmac.compare_digest(token, self.api_key):
+            return
+        parts = token.split(".")
+        if len(parts) != 3:
+            if self.api_key is not None:
+                raise _ApiError(401, 1000, "Authorization failed: unknown API key")
+            raise _ApiError(401, 1002, "Authorization header is invalid: not a JWT")
+        try:
+            jwt_header = json.loads(_b64url_decode(parts[0]))
+            claims = json.loads(_b64url_decode(parts[1]))
+            signature = _b64url_decode(parts[2])
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise _ApiError(401, 1002, "Authorization header is invalid: malformed JWT") from None
+        if not isinstance(jwt_header, dict) or not isinstance(claims, dict):
+            raise _ApiError(401, 1002, "Authorization header is invalid: malformed JWT")
+        if jwt_header.get("alg") != "HS256":
+            raise _ApiError(401, 1000, "Authorization failed: JWT alg must be HS256")
+        expected = hmac.new(
+            self.secret_key.encode(), f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256
+        ).digest()
+        if not hmac.compare_digest(expected, signature):
+            raise _ApiError(401, 1000, "Authorization failed: signature does not match")
+        if claims.get("iss") != self.access_key:
+            raise _ApiError(401, 1000, "Authorization failed: unknown access key (iss)")
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not _is_number(exp) or not _is_number(nbf):
+            raise _ApiError(401, 1002, "Authorization header is invalid: exp and nbf required")
+        now = self.clock()
+        if nbf > now:
+            raise _ApiError(401, 1003, "Authorization token is not yet valid (nbf)")
+        if exp <= now:
+            raise _ApiError(401, 1004, "Authorization token has expired")
+        if self.token_ttl is not None and now - (nbf + NBF_MARGIN_SECONDS) > self.token_ttl:
+            raise _ApiError(401, 1004, "Authorization token has expired")
+
+    # ------------------------------------------------------------------ API routes
+
+    def _api(self, request: httpx.Request) -> httpx.Response:
+        path = self._api_path(request.url)
+        match = re.fullmatch(r"/v1/videos/([^/]+)(?:/([^/]+))?", path)
+        if match is None or match.group(1) not in KINDS:
+            raise _ApiError(404, 1203, f"resource not found: {path}")
+        kind, task_id = match.group(1), match.group(2)
+        if task_id is None:
+            if request.method == "POST":
+                return self._create(kind, request)
+            if request.method == "GET":
+                return self._list_or_lookup(kind, request)
+            raise _ApiError(404, 1202, f"method {request.method} not allowed on {path}")
+        if request.method != "GET":
+            raise _ApiError(404, 1202, f"method {request.method} not allowed on {path}")
+        rec = self.records.get(task_id)
+        if rec is None or rec.kind != kind:
+            raise _ApiError(404, 1203, f"task not found: {task_id}")
+        return self._ok(self._observe(rec))
+
+    def _list_or_lookup(self, kind: str, request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        external = params.get("external_task_id")
+        if external is not None and self.external_lookup != "ignored":
+            rec = self._find_external(external)
+            if rec is not None and rec.kind != kind:
+                rec = None
+            if self.external_lookup == "list":
+                return self._ok([] if rec is None else [self._observe(rec)])
+            if rec is None:
+                raise _ApiError(404, 1203, f"task not found: external_task_id={external}")
+            return self._ok(self._observe(rec))
+        page_num = _int_param(params.get("pageNum"), "pageNum", 1, 1, 1000)
+        page_size = _int_param(params.get("pageSize"), "pageSize", 30, 1, 500)
+        recs = sorted(
+            (r for r in self.records.values() if r.kind == kind),
+            key=lambda r: (r.created_s, r.seq),
+            reverse=True,
+        )
+        start = (page_num - 1) * page_size
+        data = []
+        for rec in recs[start : start + page_size]:
+            self._refresh(rec)
+            data.append(self._served(rec))
+        return self._ok(data)
+
+    def _observe(self, rec: TaskRecord) -> dict[str, Any]:
+        """A query of one task (by task_id or external id): advances it, returns the object."""
+        rec.polls += 1
+        self._refresh(rec)
+        return self._served(rec)
+
+    def _served(self, rec: TaskRecord) -> dict[str, Any]:
+        return copy.deepcopy(self.tasks[rec.task_id])
+
+    def _find_external(self, external: str) -> TaskRecord | None:
+        for rec in self.records.values():
+            if rec.external_task_id == external:
+                return rec
+        return None
+
+    def _find(self, ident: str) -> TaskRecord | None:
+        return self.records.get(ident) or self._find_external(ident)
+
+    def _running(self) -> int:
+        count = 0
+        for rec in self.records.values():
+            self._refresh(rec)
+            if self.tasks[rec.task_id]["task_status"] in _RUNNING:
+                count += 1
+        return count
+
+    # ------------------------------------------------------------------ task lifecycle
+
+    def _refresh(self, rec: TaskRecord) -> None:
+        status = self.tasks[rec.task_id]["task_status"]
+        if status in _TERMINAL:
+            return
+        if self.seconds_to_finish is not None:
+            elapsed = self.clock() - rec.created_s
+            done = elapsed >= self.seconds_to_finish
+            started = rec.polls >= 1 or elapsed > 0
+        else:
+            done = rec.polls >= self.polls_to_finish
+            started = rec.polls >= 1
+        if done:
+            self._finish(rec)
+        elif started and status == "submitted":
+            self._set_status(rec, "processing")
+
+    def _finish(self, rec: TaskRecord) -> None:
+        task = self.tasks[rec.task_id]
+        if rec.fail_msg is not None:
+            task["task_result"] = {}
+            if self.report_units:
+                task["final_unit_deduction"] = "0"
+            self._set_status(rec, "failed", rec.fail_msg)
+            return
+        video_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        video: dict[str, Any] = {
+            "id": video_id,
+            "url": self._sign(f"/videos/{rec.task_id}/{video_id}.mp4", rec),
+            "duration": f"{float(rec.duration) + 0.1:.1f}",
+        }
+        watermark = rec.body.get("watermark_info")
+        if isinstance(watermark, dict) and watermark.get("enabled") is True:
+            video["watermark_url"] = self._sign(f"/videos/{rec.task_id}/{video_id}-wm.mp4", rec)
+        task["task_result"] = {"videos": [video]}
+        if self.report_units:
+            task["final_unit_deduction"] = units_for(
+                rec.model_name, rec.mode, rec.duration, rec.body.get("sound") == "on"
+            )
+        self._set_status(rec, "succeed")
+
+    def _sign(self, path: str, rec: TaskRecord) -> str:
+        expires = int(self.clock()) + URL_TTL_SECONDS
+        rec.video_paths.append(path)
+        return f"{self.cdn_url}{path}?expires={expires}&sig={self._signature(path, expires)}"
+
+    def _signature(self, path: str, expires: int) -> str:
+        msg = f"{path}:{expires}".encode()
+        return hmac.new(self._cdn_secret, msg, hashlib.sha256).hexdigest()[:32]
+
+    def _set_status(self, rec: TaskRecord, status: TaskStatus, msg: str = "") -> None:
+        task = self.tasks[rec.task_id]
+        task["task_status"] = status
+        task["task_status_msg"] = msg
+        task["updated_at"] = self._now_ms()
+        if rec.callback_url:
+            self.callbacks.append((rec.callback_url, copy.deepcopy(task)))
+
+    # ------------------------------------------------------------------ create
+
+    def _create(self, kind: str, request: httpx.Request) -> httpx.Response:
+        try:
+            body = json.loads(request.content)
+        except (ValueError, UnicodeDecodeError):
+            raise _ApiError(400, 1200, "invalid request: body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _ApiError(400, 1200, "invalid request: body must be a JSON object")
+        model, mode, duration, ignored = _validate_create(kind, body)
+        external = body.get("external_task_id")
+        if external is not None and self._find_external(external) is not None:
+            raise _param_error("external_task_id already exists")
+        if self._running() >= self.concurrency_limit:
+            raise _ApiError(
+                429,
+                1303,
+                f"parallel task limit reached ({self.concurrency_limit} running); retry later",
+            )
+        self._seq += 1
+        task_id = f"fk-{self._seq}-{self._rng.getrandbits(48):012x}"
+        now_s = self.clock()
+        now_ms = int(now_s * 1000)
+        task_info: dict[str, Any] = {}
+        if external is not None:
+            task_info["external_task_id"] = external
+        rec = TaskRecord(
+            task_id=task_id,
+            kind=kind,
+            model_name=model,
+            mode=mode,
+            duration=duration,
+            body=body,
+            ignored_fields=ignored,
+            external_task_id=external,
+            callback_url=body.get("callback_url"),
+            created_s=now_s,
+            seq=self._seq,
+            fail_msg=self._fail_next.pop(0) if self._fail_next else None,
+        )
+        self.records[task_id] = rec
+        self.tasks[task_id] = {
+            "task_id": task_id,
+            "task_status": "submitted",
+            "task_status_msg": "",
+            "task_info": task_info,
+            "task_result": {} if self.pending_result == "empty" else None,
+            "created_at": now_ms,
+            "updated_at": now_ms,
+        }
+        self.creates_accepted += 1
+        if rec.callback_url:
+            self.callbacks.append((rec.callback_url, copy.deepcopy(self.tasks[task_id])))
+        self.max_running_seen = max(self.max_running_seen, self._running())
+        data = {
+            "task_id": task_id,
+            "task_status": "submitted",
+            "task_info": copy.deepcopy(task_info),
+            "created_at": now_ms,
+            "updated_at": now_ms,
+        }
+        return self._ok(data)
+
+    # ------------------------------------------------------------------ CDN
+
+    def _download(self, request: httpx.Request) -> httpx.Response:
+        if request.method not in ("GET", "HEAD"):
+            return _text(405, "method not allowed")
+        prefix = self._cdn.path.rstrip("/")
+        path = request.url.path[len(prefix) :]
+        owner = next((r for r in self.records.values() if path in r.video_paths), None)
+        if owner is None:
+            return _text(404, "NoSuchKey")
+        expires_raw = request.url.params.get("expires", "")
+        sig = request.url.params.get("sig", "")
+        if not expires_raw.isdigit() or not hmac.compare_digest(
+            sig, self._signature(path, int(expires_raw))
+        ):
+            return _text(403, "AccessDenied: bad signature")
+        if self.clock() >= int(expires_raw):
+            return _text(403, "AccessDenied: Request has expired")
+        data = self.video
+        size = len(data)
+        headers = {
+            "Content-Type": "video/mp4",
+            "Accept-Ranges": "bytes",
+            "ETag": self._etag,
+        }
+        range_header = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if range_header is not None and (if_range is None or if_range == self._etag):
+            span = _parse_range(range_header, size)
+            if span is None:
+                headers["Content-Range"] = f"bytes */{size}"
+                headers["Content-Length"] = "0"
+                return httpx.Response(416, headers=headers)
+            start, end = span
+            part = data[start : end + 1]
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            return self._video_reply(request, 206, headers, part)
+        return self._video_reply(request, 200, headers, data)
+
+    def _video_reply(
+        self, request: httpx.Request, status: int, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        headers["Content-Length"] = str(len(body))
+        if request.method == "HEAD":
+            return httpx.Response(status, headers=headers)
+        self.downloads += 1
+        return httpx.Response(status, headers=headers, content=body)
+
+
+# ---------------------------------------------------------------------- validation helpers
+
+
+def _read_body(request: httpx.Request) -> bytes:
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return request.read()
+
+
+def _text(status: int, text: str) -> httpx.Response:
+    return httpx.Response(status, headers={"Content-Type": "text/plain"}, content=text.encode())
+
+
+def _int_param(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
+        raise _param_error(f"{name} must be an integer in {low}..{high}")
+    return int(raw)
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """Parse a single ``bytes=`` range; ``None`` means reply 416."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if match is None or (match.group(1) == "" and match.group(2) == ""):
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return None
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start or start >= size:
+        return None
+    return start, min(end, size - 1)
+
+
+def _require_str(body: dict[str, Any], name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str):
+        raise _param_error(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _validate_create(kind: str, body: dict[str, Any]) -> tuple[str, str, str, list[str]]:
+    """Check a create body against the doc; return (model, mode, duration, ignored fields)."""
+    ignored = sorted(k for k in body if k not in DOCUMENTED_FIELDS[kind])
+    if kind == "image2video" and "aspect_ratio" in body:
+        raise _param_error(
+            "aspect_ratio is not an image2video parameter (framing follows the image)"
+        )
+    if kind == "text2video":
+        present = sorted(k for k in _IMAGE_FIELDS if k in body)
+        if present:
+            raise _param_error(f"{', '.join(present)} not allowed for text2video")
+
+    model = "kling-v1"  # the doc: a missing model_name (even with `model` set) means kling-v1
+    if "model_name" in body:
+        model = _require_str(body, "model_name")
+        if model not in MODELS:
+            raise _param_error(f"model_name {model!r} is not supported")
+    if kind == "text2video" and model in I2V_ONLY_MODELS:
+        raise _param_error(f"model_name {model} does not support text2video")
+
+    mode = "std"
+    if "mode" in body:
+        mode = _require_str(body, "mode")
+        if mode not in MODES:
+            raise _param_error("mode must be 'std' or 'pro'")
+
+    duration = "5"
+    if "duration" in body:
+        duration = _require_str(body, "duration")
+        allowed = V3_DURATIONS if model == "kling-v3" else DURATIONS
+        if duration not in allowed:
+            raise _param_error(
+                f"duration {duration!r} is not supported by {model}; allowed: {', '.join(allowed)}"
+            )
+
+    for name in ("prompt", "negative_prompt"):
+        if name in body:
+            text = _require_str(body, name)
+            if len(text) > MAX_PROMPT_CHARS:
+                raise _param_error(f"{name} must be at most {MAX_PROMPT_CHARS} characters")
+    prompt = body.get("prompt")
+    if kind == "text2video" and not (isinstance(prompt, str) and prompt.strip()):
+        raise _param_error("prompt is required for text2video")
+
+    if "cfg_scale" in body:
+        cfg = body["cfg_scale"]
+        if not _is_number(cfg) or not 0 <= cfg <= 1:
+            raise _param_error("cfg_scale must be a number between 0 and 1")
+
+    if "camera_control" in body:
+        _check_camera_control(body["camera_control"])
+
+    if "callback_url" in body:
+        url = _require_str(body, "callback_url")
+        if not url.startswith(("http://", "https://")):
+            raise _param_error("callback_url must be an http(s) URL")
+
+    if "external_task_id" in body and not _require_str(body, "external_task_id"):
+        raise _param_error("external_task_id must not be empty")
+
+    if "watermark_info" in body:
+        info = body["watermark_info"]
+        if not isinstance(info, dict) or not isinstance(info.get("enabled", False), bool):
+            raise _param_error('watermark_info must be an object like {"enabled": true}')
+
+    if "sound" in body:
+        if _require_str(body, "sound") not in ("on", "off"):
+            raise _param_error("sound must be 'on' or 'off'")
+        if model not in SOUND_MODELS:
+            raise _param_error(f"sound is not supported by {model} (kling-v2-6 and later)")
+
+    if kind == "image2video":
+        _validate_image_fields(body)
+    else:
+        ratio = body.get("aspect_ratio", "16:9")
+        if ratio not in T2V_ASPECT_RATIOS:
+            raise _param_error(f"aspect_ratio must be one of {', '.join(T2V_ASPECT_RATIOS)}")
+    return model, mode, duration, ignored
+
+
+def _validate_image_fields(body: dict[str, Any]) -> None:
+    if not body.get("image") and not body.get("image_tail"):
+        raise _param_error("image or image_tail is required for image2video")
+    for name in ("image", "image_tail"):
+        if name in body:
+            _check_image(name, body[name])
+    if "static_mask" in body:
+        _require_str(body, "static_mask")
+    if "dynamic_masks" in body and not isinstance(body["dynamic_masks"], list):
+        raise _param_error("dynamic_masks must be an array")
+    groups = [
+        name
+        for name, present in (
+            ("image_tail", "image_tail" in body),
+            ("static_mask/dynamic_masks", "static_mask" in body or "dynamic_masks" in body),
+            ("camera_control", "camera_control" in body),
+        )
+        if present
+    ]
+    if len(groups) > 1:
+        raise _param_error(f"{' and '.join(groups)} cannot be used together")
+
+
+def _check_image(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise _param_error(f"{name} must be a non-empty string (URL or base64)")
+    if value[:5].lower() == "data:":
+        raise _param_error(f"{name} must be bare base64 without a 'data:...;base64,' prefix")
+    if value.startswith(("http://", "https://")):
+        return  # a public URL; the fake does not fetch it
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise _param_error(f"{name} URL must be http(s)")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _param_error(f"{name} is neither an http(s) URL nor valid base64") from None
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise _param_error(f"{name} is larger than 10 MB")
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            fmt, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError):
+        raise _param_error(f"{name} is not a readable jpg/png image") from None
+    if fmt not in ("JPEG", "PNG"):
+        raise _param_error(f"{name} must be jpg/jpeg/png, got {fmt}")
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        raise _param_error(
+            f"{name} is {width}x{height}; width and height must be at least {MIN_IMAGE_SIDE}px"
+        )
+    if not 1 / MAX_IMAGE_RATIO <= width / height <= MAX_IMAGE_RATIO:
+        raise _param_error(f"{name} aspect ratio {width}x{height} is outside 1:2.5..2.5:1")
+
+
+def _check_camera_control(value: object) -> None:
+    if not isinstance(value, dict):
+        raise _param_error("camera_control must be an object")
+    kind = value.get("type")
+    if kind == "simple":
+        config = value.get("config")
+        if not isinstance(config, dict):
+            raise _param_error("camera_control.config is required when type is 'simple'")
+        unknown = sorted(set(config) - set(CAMERA_SIMPLE_KEYS))
+        if unknown:
+            raise _param_error(f"camera_control.config has unknown keys: {', '.join(unknown)}")
+        nonzero = 0
+        for key, number in config.items():
+            if not _is_number(number) or not -10 <= number <= 10:
+                raise _param_error(f"camera_control.config.{key} must be a number in -10..10")
+            nonzero += number != 0
+        if nonzero != 1:
+            raise _param_error("camera_control.config needs exactly one non-zero value")
+    elif kind in CAMERA_PRESETS:
+        if value.get("config") is not None:
+            raise _param_error(f"camera_control.config must be omitted for type {kind!r}")
+    else:
+        raise _param_error(
+            f"camera_control.type must be 'simple' or one of {', '.join(CAMERA_PRESETS)}"
+        )
+
+
+# ---------------------------------------------------------------------- fault specs (CLI)
+
+
+def parse_fault_spec(spec: str) -> list[tuple[Route, Fault, int]]:
+    """Parse ``ROUTE:KIND[:ARG...][*N]`` items separated by commas.
+
+    Kinds: ``business:CODE:STATUS[:RETRY_AFTER]``, ``raw:STATUS``, ``timeout_before``,
+    ``timeout_after``, ``drop_after``, ``cut:BYTES``. Example:
+    ``create:business:1303:429:2*3,download:cut:1000,query:raw:502``.
+    """
+    items: list[tuple[Route, Fault, int]] = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        text, _, times_raw = item.partition("*")
+        times = int(times_raw) if times_raw else 1
+        route, kind, *args = text.split(":")
+        if route not in ("create", "query", "download", "any"):
+            raise ValueError(f"bad fault route {route!r} in {item!r}")
+        if kind == "business" and len(args) in (2, 3):
+            retry = float(args[2]) if len(args) == 3 else None
+            fault = Fault.business(int(args[0]), int(args[1]), retry_after=retry)
+        elif kind == "raw" and len(args) == 1:
+            fault = Fault.raw(int(args[0]))
+        elif kind == "timeout_before" and not args:
+            fault = Fault.timeout_before_accept()
+        elif kind == "timeout_after" and not args:
+            fault = Fault.timeout_after_accept()
+        elif kind == "drop_after" and not args:
+            fault = Fault.drop_after_accept()
+        elif kind == "cut" and len(args) == 1:
+            fault = Fault.cut_download(int(args[0]))
+        else:
+            raise ValueError(f"bad fault spec item {item!r}")
+        items.append((cast(Route, route), fault, times))
+    return items
+
+
+# ---------------------------------------------------------------------- real server mode
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake_factory: Callable[[str], FakeKling]) -> None:
+        super().__init__(address, _RequestHandler)
+        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
+        self.fake = fake_factory(self.origin)
+        self.hang_seconds = 30.0
+        self.quiet = False
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = httpx.Request(
+            self.command,
+            self.server.origin + self.path,
+            headers=list(self.headers.items()),
+            content=body,
+        )
+        try:
+            response = self.server.fake.handler(request)
+        except httpx.TimeoutException:
+            time.sleep(self.server.hang_seconds)
+            self.close_connection = True
+            return
+        except httpx.TransportError:
+            self.close_connection = True
+            return
+        self.send_response(response.status_code)
+        for key, value in response.headers.multi_items():
+            if key.lower() not in ("connection", "transfer-encoding", "date", "server"):
+                self.send_header(key, value)
+        self.end_headers()
+        if self.command == "HEAD" or not isinstance(response.stream, httpx.SyncByteStream):
+            return
+        try:
+            for chunk in response.stream:
+                self.wfile.write(chunk)
+        except httpx.ReadError:
+            self.close_connection = True
+            self.wfile.flush()
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+
+def serve(
+    port: int = 8765,
+    *,
+    fake_kwargs: dict[str, Any] | None = None,
+    faults: list[tuple[Route, Fault, int]] | None = None,
+    hang_seconds: float = 30.0,
+    quiet: bool = False,
+) -> _Server:
+    """Bind a ThreadingHTTPServer on 127.0.0.1 (port 0 = any) serving a fresh FakeKling.
+
+    Result URLs point at ``http://127.0.0.1:PORT/cdn`` so they download from the same server.
+    Call ``serve_forever()`` on the result (and ``shutdown()``/``server_close()`` to stop).
+    """
+    kwargs = dict(fake_kwargs or {})
+
+    def factory(origin: str) -> FakeKling:
+        kwargs.setdefault("base_url", origin)
+        kwargs.setdefault("cdn_url", origin + "/cdn")
+        kwargs.setdefault("max_recorded", 1000)
+        fake = FakeKling(**kwargs)
+        for route, fault, times in faults or []:
+            fake.inject(route, fault, times)
+        return fake
+
+    server = _Server(("127.0.0.1", port), factory)
+    server.hang_seconds = hang_seconds
+    server.quiet = quiet
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: run the fake as a local HTTP server until Ctrl-C."""
+    parser = argparse.ArgumentParser(description="Fake Kling AI API server (kling-api.md).")
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any)")
+    parser.add_argument("--polls", type=int, default=2, help="queries until a task succeeds")
+    parser.add_argument("--seconds", type=float, default=None, help="finish after N seconds")
+    parser.add_argument("--concurrency", type=int, default=5, help="running-task limit (1303)")
+    parser.add_argument("--token-ttl", type=float, default=None, help="reject older tokens")
+    parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
+    parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
+    parser.add_argument("--api-key", default=None, help="also accept 'Bearer <api key>'")
+    parser.add_argument("--video", default=None, help="mp4 file to serve as every result")
+    parser.add_argument("--fault-spec", default="", help=parse_fault_spec.__doc__)
+    parser.add_argument("--hang-seconds", type=float, default=30.0, help="timeout faults hang")
+    parser.add_argument("--seed", type=int, default=None, help="deterministic ids")
+    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    args = parser.parse_args(argv)
+
+    video = None
+    if args.video:
+        with open(args.video, "rb") as fh:
+            video = fh.read()
+    server = serve(
+        args.port,
+        fake_kwargs={
+            "access_key": args.access_key,
+            "secret_key": args.secret_key,
+            "api_key": args.api_key,
+            "polls_to_finish": args.polls,
+            "seconds_to_finish": args.seconds,
+            "concurrency_limit": args.concurrency,
+            "token_ttl": args.token_ttl,
+            "video": video,
+            "seed": args.seed,
+        },
+        faults=parse_fault_spec(args.fault_spec),
+        hang_seconds=args.hang_seconds,
+        quiet=args.quiet,
+    )
+    print(f"fake Kling API on {server.origin} (videos under {server.fake.cdn_url})")
+    print(f"  KLING_BASE_URL={server.origin}")
+    print(f"  access key:  {args.access_key}")
+    print(f"  secret key:  {args.secret_key}")
+    if args.api_key:
+        print(f"  API key:     {args.api_key}")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
