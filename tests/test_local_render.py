@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import av
 import pytest
 from PIL import Image, ImageDraw, ImageStat
 
-try:
-    from reelgen_local import render
-except ImportError:  # not installed: import straight from the source tree
-    _ROOT = Path(__file__).resolve().parents[1]
-    sys.path[:0] = [str(_ROOT / "providers"), str(_ROOT / "core")]
-    from reelgen_local import render
+from reelgen_local import render
 
 MOTIONS = render.MOTIONS
 RenderError = render.RenderError

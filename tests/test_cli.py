@@ -1,0 +1,246 @@
+"""The CLI as a user drives it: generate, estimate, status/wait/download, keys, listings."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import pytest
+from click.testing import Result
+
+from reelgen.store import JobStore
+from tests.fake_kling import FakeKling, Fault
+
+Cli = Callable[..., Result]
+
+
+def test_local_generate_writes_a_playable_clip(cli: Cli, make_image, tmp_path: Path) -> None:
+    """The offline provider (default) turns a still into an H.264 mp4 of the asked duration."""
+    out = tmp_path / "clip.mp4"
+    result = cli(
+        "generate",
+        str(make_image(640, 360)),
+        "-p",
+        "slow zoom in",
+        "-o",
+        str(out),
+        "--duration",
+        "2",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert f"saved {out}" in result.output
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == 48
+
+
+def test_generate_json_reports_job(cli: Cli, fake_kling: FakeKling, make_image, tmp_path) -> None:
+    """--json prints one object with job id, provider, state, output path and estimate."""
+    out = tmp_path / "k.mp4"
+    result = cli(
+        "generate", str(make_image()), "-p", "waves", "-P", "kling", "-o", str(out), "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["provider"] == "kling"
+    assert payload["state"] == "succeeded"
+    assert payload["output"] == str(out)
+    assert payload["estimate"]["amount"] == pytest.approx(0.40)
+    assert payload["job_id"].startswith("rg-")
+    assert out.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+
+
+def test_generate_failure_json_and_exit(cli: Cli, fake_kling: FakeKling, make_image) -> None:
+    """A failed task exits 1 with the provider's reason, also as JSON for scripts."""
+    fake_kling.fail_next("the image shows a forbidden subject")
+    result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--json")
+    assert result.exit_code == 1
+    payload = json.loads(result.stdout)
+    assert "forbidden subject" in payload["error"]
+    assert payload["job_id"].startswith("rg-")
+    assert "forbidden subject" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_account_error_exit_message(cli: Cli, fake_kling: FakeKling, make_image) -> None:
+    """Resource pack used up (429/1102): one line telling the user to top up, not retried."""
+    fake_kling.inject("create", Fault.business(1102, 429, "resource pack exhausted"))
+    result = cli("generate", str(make_image()), "-p", "x", "-P", "kling")
+    assert result.exit_code == 2
+    assert "top up the resource pack" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    creates = [r for r in fake_kling.requests if r.method == "POST"]
+    assert len(creates) == 1
+
+
+def test_dry_run_and_estimate_send_nothing(cli: Cli, fake_kling: FakeKling, make_image) -> None:
+    """--dry-run and estimate validate and price the job without a single request."""
+    image = str(make_image())
+    dry = cli("generate", image, "-p", "x", "-P", "kling", "--dry-run")
+    assert dry.exit_code == 0
+    assert "$0.40" in dry.output
+    assert "nothing was sent" in dry.output
+    est = cli("estimate", image, "-p", "x", "-P", "kling")
+    assert est.exit_code == 0
+    assert "$0.40 for 5 s" in est.output
+    assert "$0.08/s" in est.output
+    assert "providers.kling.price_per_second" in est.output
+    assert fake_kling.requests == []
+
+
+def test_estimate_works_without_keys(cli: Cli, make_image) -> None:
+    """Estimating needs no credentials."""
+    result = cli("estimate", str(make_image()), "-p", "x", "-P", "kling", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["estimate"]["amount"] == pytest.approx(0.40)
+
+
+def test_price_override_from_config(cli: Cli, make_image, isolated: Path) -> None:
+    """A per model/mode price in the config file drives the estimate and is named as its basis."""
+    (isolated / "config.toml").write_text(
+        '[providers.kling]\nprices = { "kling-v2-1/pro" = 0.098 }\n'
+    )
+    result = cli(
+        "estimate", str(make_image()), "-P", "kling", "--model", "kling-v2-1", "--mode", "pro"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "$0.49" in result.output
+    assert 'prices."kling-v2-1/pro"' in result.output
+
+
+def test_no_wait_then_status_wait_download(
+    cli: Cli, fake_kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """--no-wait prints the job id; status, wait and download pick the job up by id."""
+    out = tmp_path / "later.mp4"
+    submitted = cli(
+        "generate",
+        str(make_image()),
+        "-p",
+        "x",
+        "-P",
+        "kling",
+        "-o",
+        str(out),
+        "--no-wait",
+        "--json",
+    )
+    assert submitted.exit_code == 0, submitted.stderr
+    job_id = json.loads(submitted.stdout)["job_id"]
+    assert not out.exists()
+
+    status = cli("status", job_id, "--json")
+    assert status.exit_code == 0, status.stderr
+    assert json.loads(status.stdout)["state"] in ("queued", "running")
+
+    waited = cli("wait", job_id)
+    assert waited.exit_code == 0, waited.stderr
+    assert out.read_bytes() == fake_kling.video
+
+    again = tmp_path / "copy.mp4"
+    downloaded = cli("download", job_id, "-o", str(again))
+    assert downloaded.exit_code == 0, downloaded.stderr
+    assert again.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+
+    history = json.loads(cli("status", job_id, "--json").stdout)["history"]
+    assert [h["state"] for h in history][-1] == "succeeded"
+
+
+def test_status_of_unknown_job(cli: Cli) -> None:
+    """An unknown job id is one clear line and exit 2."""
+    result = cli("status", "rg-nope")
+    assert result.exit_code == 2
+    assert "no job rg-nope" in result.stderr
+
+
+def test_job_row_written_before_the_paid_call(
+    cli: Cli, fake_kling: FakeKling, make_image, isolated: Path
+) -> None:
+    """When the create reply is lost for good, the job is still in the log, recoverable by id."""
+    for _ in range(20):
+        fake_kling.inject("create", Fault.timeout_before_accept())
+    fake_kling.inject("create", Fault.timeout_after_accept())
+    result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--json")
+    assert result.exit_code != 0
+    store = JobStore(isolated / "jobs.sqlite3")
+    jobs = store.recent()
+    store.close()
+    assert len(jobs) == 1
+    assert jobs[0].idempotency_key == jobs[0].id
+
+
+def test_keys_set_and_list_never_print_values(cli: Cli, isolated: Path) -> None:
+    """keys set stores both keys in a 0600 file; keys list shows where, never the values."""
+    result = cli("keys", "set", "kling", input="ak-fake-stored\nsk-fake-stored-secret-value\n")
+    assert result.exit_code == 0, result.stderr
+    keys_file = isolated / "keys.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    stored = json.loads(keys_file.read_text())
+    assert stored["kling"]["KLING_SECRET_KEY"] == "sk-fake-stored-secret-value"
+    assert "sk-fake-stored" not in result.output
+
+    listing = cli("keys", "list")
+    assert "KLING_ACCESS_KEY  keys file" in listing.output
+    assert "sk-fake-stored" not in listing.output
+
+
+def test_stored_keys_are_used(cli: Cli, make_image, timer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys from `reelgen keys set` authenticate requests without environment variables."""
+    import httpx
+
+    from reelgen import plugins
+    from reelgen.http import use_transport
+    from tests.fake_kling import DEFAULT_SECRET_KEY
+
+    cli("keys", "set", "kling", input=f"ak-fake-test\n{DEFAULT_SECRET_KEY}\n")
+    fake = FakeKling(clock=timer.wall)
+    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
+    with use_transport(httpx.MockTransport(fake.handler)):
+        result = cli("generate", str(make_image()), "-p", "x", "-P", "kling")
+    assert result.exit_code == 0, result.stderr
+    assert fake.creates_accepted == 1
+
+
+def test_providers_and_plugins_listing(cli: Cli) -> None:
+    """providers shows both built-ins and key status; plugins names the distribution."""
+    providers = cli("providers", "--options")
+    assert providers.exit_code == 0, providers.stderr
+    assert "kling:" in providers.output
+    assert "local:" in providers.output
+    assert "keys missing" in providers.output
+    assert "camera_control" in providers.output
+    plugins = cli("plugins")
+    assert "kling: reelgen" in plugins.output
+    assert "providers: kling" in plugins.output
+
+
+def test_debug_shows_traceback(cli: Cli) -> None:
+    """Without --debug an error is one line; with --debug the exception propagates."""
+    plain = cli("status", "rg-missing")
+    assert "Traceback" not in plain.stderr
+    debug = cli("--debug", "status", "rg-missing")
+    assert debug.exit_code != 0
+    assert debug.exception is not None
+
+
+def test_help_imports_no_provider_or_http() -> None:
+    """`reelgen --help` loads neither httpx, pydantic, PyAV nor any provider module."""
+    code = (
+        "import sys; from reelgen.cli import main; sys.argv=['reelgen','--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('httpx', 'av', 'pydantic', 'PIL', 'reelgen_kling.provider',"
+        " 'reelgen_local.provider', 'jwt') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
