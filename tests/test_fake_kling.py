@@ -13,6 +13,8 @@ import av
 import httpx
 import jwt
 import pytest
+from PIL import Image
+
 from tests.fake_kling import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -22,7 +24,6 @@ from tests.fake_kling import (
     serve,
     tiny_mp4,
 )
-from PIL import Image
 
 I2V = "/v1/videos/image2video"
 T2V = "/v1/videos/text2video"

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field
+
 from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable
 from reelgen.http import make_client
 from reelgen.models import Job, JobState, JobStatus, Video, VideoRequest, VideoResult

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+
 from reelgen.errors import (
     AccountError,
     AuthenticationError,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from reelgen.errors import InvalidRequest, JobFailed
 from reelgen.models import Job, JobStatus, Video, VideoRequest, VideoResult
 from reelgen.paths import data_dir
