@@ -1,0 +1,91 @@
+"""A crash between "paid" and "saved" is recovered from the job log, never paid twice."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelgen.engine import Engine
+from reelgen.errors import ProviderTimeout
+from reelgen.models import Job, VideoRequest
+from reelgen.waiting import RetryPolicy, Waiter
+from reelgen_kling.auth import KlingAuth
+from tests.conftest import FAKE_AK, FAKE_SK, FakeTimer
+from tests.fake_kling import FakeKling, Fault
+
+
+def _submitting_job(engine: Engine, image: Path) -> Job:
+    """Write the job row exactly as generate does before its paid call."""
+    prepared = engine.prepare(VideoRequest(image=str(image), prompt="x"), "kling")
+    job = Job(
+        id="rg-crashed0000000000000",
+        provider="kling",
+        request=prepared.request,
+        idempotency_key="rg-crashed0000000000000",
+        estimate=prepared.estimate,
+    )
+    engine.store.add(job)
+    return job
+
+
+def test_wait_after_crash_finds_the_task_instead_of_paying_again(
+    fake_kling: FakeKling, engine: Engine, make_image, cli, tmp_path: Path
+) -> None:
+    """The create reached Kling but the process died: `reelgen wait` looks it up, pays nothing."""
+    job = _submitting_job(engine, make_image())
+    # the create happened (as if from the crashed process) with the job's idempotency key
+    body = engine.provider("kling").build_body(job)  # type: ignore[attr-defined]
+    with httpx.Client(transport=httpx.MockTransport(fake_kling.handler)) as client:
+        client.auth = KlingAuth(access_key=FAKE_AK, secret_key=FAKE_SK, clock=fake_kling.clock)
+        reply = client.post("https://api-singapore.klingai.com/v1/videos/image2video", json=body)
+        assert reply.json()["code"] == 0
+    assert fake_kling.creates_accepted == 1
+
+    out = tmp_path / "recovered.mp4"
+    result = cli("wait", job.id, "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+    posts = [r for r in fake_kling.requests if r.method == "POST"]
+    assert len(posts) == 1
+
+
+def test_wait_after_crash_before_create_submits_once(
+    fake_kling: FakeKling, engine: Engine, make_image, cli, tmp_path: Path
+) -> None:
+    """The process died before its create left: `reelgen wait` finds nothing, submits once."""
+    job = _submitting_job(engine, make_image())
+    out = tmp_path / "late.mp4"
+    result = cli("wait", job.id, "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+    lookups = [r for r in fake_kling.requests if "external_task_id" in str(r.url)]
+    assert lookups, "must look the task up before submitting a job that may have been sent"
+
+
+def test_lost_reply_keeps_job_recoverable(
+    fake_kling: FakeKling, make_image, timer: FakeTimer, tmp_path: Path, cli
+) -> None:
+    """A create whose reply is lost and whose lookups keep failing stays 'submitting' in the
+    log; a later `reelgen wait` finds the paid task and saves it without a second create."""
+    engine = Engine(waiter=Waiter(timer=timer, policy=RetryPolicy(attempts=3)))
+    fake_kling.inject("create", Fault.timeout_after_accept())
+    fake_kling.inject("query", Fault.timeout_before_accept(), times=5)
+    request = VideoRequest(image=str(make_image()), prompt="x")
+    with pytest.raises(ProviderTimeout):
+        asyncio.run(engine.run(request, "kling", output=tmp_path / "a.mp4"))
+    asyncio.run(engine.aclose())
+    [job] = engine.store.recent()
+    assert job.state == "submitting"
+    assert fake_kling.creates_accepted == 1
+
+    out = tmp_path / "b.mp4"
+    result = cli("wait", job.id, "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+    assert len([r for r in fake_kling.requests if r.method == "POST"]) == 1
