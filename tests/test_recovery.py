@@ -89,3 +89,16 @@ def test_lost_reply_keeps_job_recoverable(
     assert out.read_bytes() == fake_kling.video
     assert fake_kling.creates_accepted == 1
     assert len([r for r in fake_kling.requests if r.method == "POST"]) == 1
+
+
+def test_charge_recorded_when_lookup_finds_a_finished_task(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """A task found already finished after a lost reply still has its charge in the log."""
+    fake_kling.polls_to_finish = 1
+    fake_kling.inject("create", Fault.timeout_after_accept())
+    request = VideoRequest(image=str(make_image()), prompt="x")
+    job, _ = asyncio.run(engine.run(request, "kling", output=tmp_path / "c.mp4"))
+    assert job.state == "succeeded"
+    assert job.data["charged"] == "1.5"
+    assert fake_kling.creates_accepted == 1

@@ -224,10 +224,14 @@ class Engine:
 
         def seen(status: JobStatus, elapsed: float) -> None:
             nonlocal current
-            if status.state != current.state or status.message != current.message:
-                data = dict(current.data)
-                if status.charged is not None:
-                    data["charged"] = status.charged
+            data = dict(current.data)
+            if status.charged is not None:
+                data["charged"] = status.charged
+            if (status.state, status.message, data) != (
+                current.state,
+                current.message,
+                current.data,
+            ):
                 current = self.store.update(
                     current.model_copy(
                         update={"state": status.state, "message": status.message, "data": data}
