@@ -101,6 +101,14 @@ def reset_providers() -> None:
     _providers = None
 
 
+def reset() -> None:
+    """Forget every loaded plugin; the next call loads the entry points again (tests)."""
+    global _pm
+    _pm = None
+    _infos.clear()
+    reset_providers()
+
+
 def get_providers() -> dict[str, VideoProvider]:
     """Every registered provider by name. Two with one name is a ConfigError naming both."""
     global _providers
@@ -128,7 +136,14 @@ def get_providers() -> dict[str, VideoProvider]:
             if _owner in _infos:
                 _infos[_owner].providers.append(provider.name)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except ConfigError:
+            raise
+        except Exception as exc:  # one broken plugin must not take the others down
+            if plugin_name in _infos:
+                _infos[plugin_name].error = f"{exc.__class__.__name__}: {exc}"
+            log.warning("plugin %s failed to register providers: %s", plugin_name, exc)
     _providers = providers
     return providers
 
