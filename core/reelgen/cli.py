@@ -162,6 +162,15 @@ def make_engine() -> Engine:
     return Engine()
 
 
+def open_engine() -> Engine:
+    """The command's engine; its job log is closed when the command ends."""
+    engine = make_engine()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(engine.close)
+    return engine
+
+
 async def _closing(engine: Engine, work: Awaitable[T]) -> T:
     try:
         return await work
@@ -270,7 +279,7 @@ def cli_generate(
 ) -> None:
     """Make a video from IMAGE (a path or URL), or from the prompt alone."""
     request = build_request(params)
-    engine = make_engine()
+    engine = open_engine()
     prepared = engine.prepare(
         request, params["provider"], max_cost=max_cost, need_credentials=not dry_run
     )
@@ -345,7 +354,7 @@ def print_estimate(prepared: Prepared, *, as_json: bool, dry_run: bool = False) 
 def cli_estimate(as_json: bool, max_cost: float | None, **params: Any) -> None:
     """Print what a generate with the same arguments would cost, and why."""
     request = build_request(params)
-    prepared = make_engine().prepare(
+    prepared = open_engine().prepare(
         request, params["provider"], max_cost=max_cost, need_credentials=False
     )
     print_estimate(prepared, as_json=as_json)
@@ -360,7 +369,7 @@ def cli_estimate(as_json: bool, max_cost: float | None, **params: Any) -> None:
 @guarded
 def cli_status(job_id: str, as_json: bool) -> None:
     """Show a job's state (asks the provider once if it is not finished)."""
-    engine = make_engine()
+    engine = open_engine()
     job = engine.store.get(job_id)
 
     async def refresh() -> Job:
@@ -403,7 +412,7 @@ def cli_status(job_id: str, as_json: bool) -> None:
 @guarded
 def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> None:
     """Wait for a job to finish and save its video."""
-    engine = make_engine()
+    engine = open_engine()
     job = engine.store.get(job_id)
     progress = make_progress(as_json)
 
@@ -438,7 +447,7 @@ def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
     """Save a finished job's video (again)."""
     from .errors import JobFailed
 
-    engine = make_engine()
+    engine = open_engine()
     job = engine.store.get(job_id)
 
     async def work() -> Job:
@@ -470,7 +479,7 @@ def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
 @guarded
 def cli_jobs(limit: int, state: str | None, as_json: bool) -> None:
     """List recent jobs from the job log."""
-    for job in make_engine().store.recent(limit=limit, state=state):
+    for job in open_engine().store.recent(limit=limit, state=state):
         if as_json:
             click.echo(json.dumps(job_payload(job)))
         else:
@@ -488,7 +497,7 @@ def cli_jobs(limit: int, state: str | None, as_json: bool) -> None:
 @guarded
 def cli_providers(show_options: bool) -> None:
     """List the installed providers, what they offer and whether their keys are set."""
-    engine = make_engine()
+    engine = open_engine()
     from .plugins import get_providers
 
     for name in sorted(get_providers()):
