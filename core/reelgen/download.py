@@ -108,7 +108,9 @@ async def _fetch_into(url: str, part: Path, client: httpx.AsyncClient) -> None:
                 total = int(length) if length and length.isdigit() else None
                 mode = "wb"
             with part.open(mode) as fh:
-                async for chunk in response.aiter_bytes(CHUNK):
+                # no chunk_size: httpx would buffer up to CHUNK bytes and lose them on a cut,
+                # so a resume would restart from the last CHUNK boundary (or from zero)
+                async for chunk in response.aiter_bytes():
                     fh.write(chunk)
     except httpx.TransportError as exc:
         raise DownloadError(

@@ -157,6 +157,13 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
             raise bad(
                 f"--cfg-scale must be between {low:g} and {high:g} (got {request.cfg_scale:g})"
             )
+        if not spec.cfg_scale:
+            # refused, not silently ignored by the provider (e.g. Kling honours it on v1.x only)
+            takers = [m for m, s in caps.models.items() if s.cfg_scale]
+            raise bad(
+                f"{name} {model} ignores --cfg-scale; drop it"
+                + (f" or choose {', '.join(takers)}" if takers else "")
+            )
 
     if request.image is not None and caps.image is not None:
         check_image(request.image, caps.image, name)

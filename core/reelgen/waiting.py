@@ -46,7 +46,8 @@ class RetryPolicy:
     def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before try ``attempt + 1``: Retry-After when given, else exponential."""
         delay: float = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        delay *= 1 + self.jitter * (2 * rng.random() - 1)
+        # jitter only upwards: never below the nominal delay (Kling 1303 asks for >= 1 s)
+        delay *= 1 + self.jitter * rng.random()
         if retry_after is not None:
             delay = max(delay, retry_after)
         return max(0.0, delay)

@@ -1,0 +1,359 @@
+"""What reelgen puts on the wire to Kling, read back from the fake: bodies, tokens, logs.
+
+Replay alone proves nothing about a request's shape, so every test here reads the requests the
+fake received (``fake.requests``, ``fake.records[task_id].body``) and checks them against
+kling-api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from reelgen.engine import Engine
+from reelgen.errors import InvalidRequest
+from reelgen.http import use_transport
+from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
+from reelgen_kling.provider import KlingProvider, KlingSettings
+from tests.conftest import FAKE_AK, FAKE_SK, FakeTimer
+from tests.fake_kling import FakeKling, Fault, TaskRecord
+
+I2V = "/v1/videos/image2video"
+T2V = "/v1/videos/text2video"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def run(engine: Engine, request: VideoRequest, out: Path, **kw: Any) -> tuple[Job, VideoResult]:
+    return asyncio.run(engine.run(request, "kling", output=out, **kw))
+
+
+def only_task(fake: FakeKling) -> TaskRecord:
+    assert len(fake.records) == 1, fake.log
+    return next(iter(fake.records.values()))
+
+
+def api_requests(fake: FakeKling) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.url.host == httpx.URL(fake.base_url).host]
+
+
+def cdn_requests(fake: FakeKling) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.url.host == httpx.URL(fake.cdn_url).host]
+
+
+def bearer(request: httpx.Request) -> str:
+    scheme, _, token = request.headers["authorization"].partition(" ")
+    assert scheme == "Bearer"
+    return token
+
+
+@pytest.fixture
+def make_fake(fake_kling: FakeKling, timer: FakeTimer) -> Iterator[Callable[..., FakeKling]]:
+    """A FakeKling built with other settings, served instead of the default one."""
+    stack: list[Any] = []
+
+    def make(**kwargs: Any) -> FakeKling:
+        kwargs.setdefault("access_key", FAKE_AK)
+        kwargs.setdefault("secret_key", FAKE_SK)
+        kwargs.setdefault("clock", timer.wall)
+        fake = FakeKling(**kwargs)
+        ctx = use_transport(httpx.MockTransport(fake.handler))
+        ctx.__enter__()
+        stack.append(ctx)
+        return fake
+
+    yield make
+    for ctx in reversed(stack):
+        ctx.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------------------ bodies
+
+
+def test_image2video_body_follows_the_contract(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """The i2v create body uses Kling's field names and types, with the user's choices."""
+    image = make_image(1280, 720, "JPEG")
+    request = VideoRequest(
+        image=str(image),
+        prompt="the waves roll in",
+        negative_prompt="blurry, text",
+        cfg_scale=0.7,
+        model="kling-v1-6",
+        mode="pro",
+        options={"camera_control": {"type": "simple", "config": {"zoom": 5}}},
+    )
+    job, _ = run(engine, request, tmp_path / "clip.mp4")
+    rec = only_task(fake_kling)
+    body = rec.body
+    assert [r.url.path for r in api_requests(fake_kling) if r.method == "POST"] == [I2V]
+    assert body["model_name"] == "kling-v1-6"
+    assert "model" not in body
+    assert rec.model_name == "kling-v1-6"  # what Kling will actually run
+    assert body["duration"] == "5"
+    assert "aspect_ratio" not in body
+    assert not body["image"].startswith("data:")
+    assert base64.b64decode(body["image"], validate=True) == image.read_bytes()
+    assert body["external_task_id"] == job.id == job.idempotency_key
+    assert body["mode"] == "pro"
+    assert body["prompt"] == "the waves roll in"
+    assert body["negative_prompt"] == "blurry, text"
+    assert body["cfg_scale"] == 0.7
+    camera = body["camera_control"]
+    assert camera["type"] == "simple"
+    assert {axis: v for axis, v in camera["config"].items() if v} == {"zoom": 5}
+    assert rec.ignored_fields == []  # nothing Kling would silently drop
+
+
+def test_image2video_body_omits_what_was_not_asked(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """Without a negative prompt, cfg_scale or camera move, none of those keys is sent."""
+    run(engine, VideoRequest(image=str(make_image()), prompt="waves"), tmp_path / "clip.mp4")
+    body = only_task(fake_kling).body
+    assert set(body) == {"model_name", "mode", "duration", "external_task_id", "prompt", "image"}
+    assert body["mode"] == "std"
+    assert body["duration"] == "5"
+
+
+def test_kling_v3_duration_is_a_string(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """A 3-second kling-v3 clip asks for duration "3" (a string, not 3 or 3.0)."""
+    request = VideoRequest(image=str(make_image()), model="kling-v3", duration=3)
+    run(engine, request, tmp_path / "clip.mp4")
+    assert only_task(fake_kling).body["duration"] == "3"
+
+
+def test_aspect_ratio_with_an_image_is_refused_before_paying(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """An aspect ratio with an image is refused locally: i2v framing follows the image."""
+    request = VideoRequest(image=str(make_image()), prompt="waves", aspect_ratio="16:9")
+    with pytest.raises(InvalidRequest, match="aspect"):
+        run(engine, request, tmp_path / "clip.mp4")
+    assert fake_kling.requests == []
+
+
+def test_cfg_scale_on_a_model_that_ignores_it_is_refused(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """cfg_scale with a v2 model (Kling honours it on v1.x only) is refused, not silently lost."""
+    request = VideoRequest(image=str(make_image()), model="kling-v2-5-turbo", cfg_scale=0.7)
+    with pytest.raises(InvalidRequest, match="cfg-scale") as caught:
+        run(engine, request, tmp_path / "clip.mp4")
+    assert "kling-v1-6" in str(caught.value)  # names a model that takes it
+    assert fake_kling.requests == []
+
+
+def test_image_url_passes_through_untouched(
+    fake_kling: FakeKling, engine: Engine, tmp_path: Path
+) -> None:
+    """An http(s) image URL is sent as the URL itself, not downloaded or encoded."""
+    url = "https://images.example.com/photos/beach.jpg?size=large&v=2"
+    job, _ = run(engine, VideoRequest(image=url, prompt="waves"), tmp_path / "clip.mp4")
+    assert job.state == "succeeded"
+    assert only_task(fake_kling).body["image"] == url
+
+
+def test_text2video_goes_to_its_endpoint_with_aspect_ratio(
+    fake_kling: FakeKling, engine: Engine, tmp_path: Path
+) -> None:
+    """Without an image the job goes to /v1/videos/text2video and carries aspect_ratio."""
+    out = tmp_path / "clip.mp4"
+    request = VideoRequest(prompt="a fox in the snow", aspect_ratio="9:16")
+    job, _ = run(engine, request, out)
+    assert job.state == "succeeded"
+    assert out.read_bytes() == fake_kling.video
+    rec = only_task(fake_kling)
+    assert rec.kind == "text2video"
+    assert rec.body["aspect_ratio"] == "9:16"
+    assert rec.body["prompt"] == "a fox in the snow"
+    assert not {"image", "image_tail"} & set(rec.body)
+    paths = {r.url.path for r in api_requests(fake_kling)}
+    assert paths == {T2V, f"{T2V}/{rec.task_id}"}
+
+
+# ------------------------------------------------------------------------------ auth
+
+
+def test_jwt_is_signed_as_documented_and_reused(
+    fake_kling: FakeKling, engine: Engine, timer: FakeTimer, make_image, tmp_path: Path
+) -> None:
+    """The bearer is an HS256 JWT (iss=access key, exp=now+1800, nbf=now-5) reused per request."""
+    run(engine, VideoRequest(image=str(make_image()), prompt="waves"), tmp_path / "clip.mp4")
+    api = api_requests(fake_kling)
+    assert len(api) >= 3  # create + polls + result query
+    token = bearer(api[0])
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(
+        token,
+        FAKE_SK,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_nbf": False},  # signed on the fake clock
+    )
+    assert claims["iss"] == FAKE_AK
+    assert claims["exp"] == int(timer.start) + 1800
+    assert claims["nbf"] == int(timer.start) - 5
+    assert claims["exp"] - claims["nbf"] == 1805
+    assert {bearer(r) for r in api} == {token}  # one token, not one per request
+    assert all("authorization" not in r.headers for r in cdn_requests(fake_kling))
+
+
+@pytest.mark.parametrize("skew", [0, 90], ids=["same-clock", "server-90s-ahead"])
+def test_long_job_re_signs_before_the_token_expires(
+    make_fake, engine: Engine, timer: FakeTimer, make_image, tmp_path: Path, skew: float
+) -> None:
+    """A 40-minute job gets a new token minutes before the old one expires; Kling never says 401.
+
+    Re-signing early (not at the last second) also covers a Kling clock running ahead of ours.
+    """
+    fake = make_fake(seconds_to_finish=40 * 60, clock=lambda: timer.wall() + skew)
+    request = VideoRequest(image=str(make_image()), prompt="waves")
+    job, _ = run(engine, request, tmp_path / "clip.mp4", timeout=3600)
+    assert job.state == "succeeded"
+    assert not [line for line in fake.log if "-> 401" in line]
+    assert len({bearer(r) for r in api_requests(fake)}) >= 2
+
+
+def test_api_key_mode_sends_the_key_as_bearer(
+    make_fake,
+    engine: Engine,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With only KLING_API_KEY set, every API request carries `Authorization: Bearer <key>`."""
+    key = "kling-api-key-0123456789abcdef"
+    monkeypatch.delenv("KLING_ACCESS_KEY")
+    monkeypatch.delenv("KLING_SECRET_KEY")
+    monkeypatch.setenv("KLING_API_KEY", key)
+    fake = make_fake(api_key=key, access_key="ak-not-this-one", secret_key="x" * 32)
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "clip.mp4"
+    job, _ = run(engine, VideoRequest(image=str(make_image()), prompt="waves"), out)
+    assert job.state == "succeeded"
+    assert out.read_bytes() == fake.video
+    api = api_requests(fake)
+    assert api and all(r.headers["authorization"] == f"Bearer {key}" for r in api)
+    assert key not in caplog.text
+
+
+# ------------------------------------------------------------------------------ statuses
+
+
+def test_statuses_map_to_reelgen_states(
+    make_fake, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """submitted shows as queued, processing as running, succeed as succeeded; "5.1" is 5.1 s."""
+    fake = make_fake(polls_to_finish=3)
+    at_submit: list[str] = []
+    seen: list[str] = []
+
+    def submitted(job: Job) -> None:
+        at_submit.append(job.state)
+
+    def status(job: Job, status: JobStatus, elapsed: float) -> None:
+        seen.append(status.state)
+
+    job, result = run(
+        engine,
+        VideoRequest(image=str(make_image()), prompt="waves"),
+        tmp_path / "clip.mp4",
+        on_submitted=submitted,
+        on_status=status,
+    )
+    assert at_submit == ["queued"]
+    assert seen == ["running", "running", "succeeded"]
+    assert job.state == "succeeded"
+    assert [state for _, state, _ in engine.store.history(job.id)][-3:] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+    served = fake.tasks[job.task_id or ""]["task_result"]["videos"][0]["duration"]
+    assert served == "5.1"
+    assert result.videos[0].duration == 5.1
+
+
+@pytest.mark.parametrize(
+    ("kling", "reelgen"),
+    [
+        ("submitted", "queued"),
+        ("processing", "running"),
+        ("succeed", "succeeded"),
+        ("failed", "failed"),
+    ],
+)
+def test_each_task_status_maps(kling: str, reelgen: str) -> None:
+    """Each task_status Kling documents becomes the matching reelgen state."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        task = {
+            "task_id": "t-1",
+            "task_status": kling,
+            "task_status_msg": "risk control" if kling == "failed" else "",
+            "task_info": {},
+            "task_result": {},
+            "created_at": 1,
+            "updated_at": 2,
+        }
+        return httpx.Response(200, json={"code": 0, "message": "", "request_id": "r", "data": task})
+
+    provider = KlingProvider(transport=httpx.MockTransport(handler))
+    provider.configure(KlingSettings(), {"KLING_API_KEY": "k" * 32})
+    job = Job(
+        id="rg-1",
+        provider="kling",
+        request=VideoRequest(image="https://example.com/a.jpg"),
+        idempotency_key="rg-1",
+        task_id="t-1",
+    )
+
+    async def poll() -> JobStatus:
+        try:
+            return await provider.poll(job)
+        finally:
+            await provider.aclose()
+
+    status = asyncio.run(poll())
+    assert status.state == reelgen
+    if kling == "failed":
+        assert status.message == "risk control"
+
+
+# ------------------------------------------------------------------------------ logs
+
+
+def test_debug_logs_never_show_secrets(
+    fake_kling: FakeKling,
+    engine: Engine,
+    make_image,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At DEBUG, requests are logged with the Authorization redacted: no secret key, no JWT."""
+    fake_kling.inject("query", Fault.business(5000, 500))  # a retry log line too
+    caplog.set_level(logging.DEBUG)
+    job, _ = run(engine, VideoRequest(image=str(make_image()), prompt="waves"), tmp_path / "c.mp4")
+    assert job.state == "succeeded"
+    token = bearer(api_requests(fake_kling)[0])
+    text = caplog.text
+    assert f"POST {fake_kling.base_url}{I2V}" in text  # requests really were logged
+    assert "retrying" in text
+    assert "[redacted]" in text
+    assert FAKE_SK not in text
+    assert token not in text
+    for part in token.split("."):  # not even a fragment of it
+        assert part not in text
