@@ -440,7 +440,15 @@ class FakeKling:
         _read_body(request)
         after: Fault | None = None
         with self._lock:
-            self.requests.append(request)
+            # a snapshot: httpx re-sends the same Request object (e.g. re-signed after 1004)
+            self.requests.append(
+                httpx.Request(
+                    request.method,
+                    request.url,
+                    headers=request.headers.copy(),
+                    content=request.content,
+                )
+            )
             route = self._classify(request)
             fault = self._take_fault(route)
             where = f"{request.method} {request.url.raw_path.decode('ascii', 'replace')}"

@@ -176,3 +176,19 @@ def test_store_survives_two_writers(tmp_path: Path) -> None:
     assert len(a.recent(limit=100)) == 50
     a.close()
     b.close()
+
+
+def test_complete_partial_file_is_kept_on_416(tmp_path: Path, timer: FakeTimer) -> None:
+    """A cut after the last byte: the host answers 416 */size and the file is finished as is."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(416, headers={"Content-Range": f"bytes */{len(BODY)}"})
+
+    dest = tmp_path / "v.mp4"
+    part_path(dest).write_bytes(BODY)
+    _fetch(handler, dest, timer)
+    assert dest.read_bytes() == BODY
+    assert calls == 1

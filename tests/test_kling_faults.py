@@ -403,6 +403,7 @@ def test_persistent_expired_token_ends_in_a_clear_error(
         run(engine, i2v(make_image()), out)
     assert "1004" in str(caught.value)
     assert "clock" in str(caught.value)
+    assert "reelgen wait rg-" in str(caught.value)  # accepted and paid: tell how to pick it up
     queries = [r for r in api_requests(fake_kling) if r.method == "GET"]
     assert len(queries) == 2  # the request and its one re-signed retry
     assert len(fake_kling.pending_faults) == 18

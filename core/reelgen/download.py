@@ -22,6 +22,7 @@ from .waiting import Waiter
 
 CHUNK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE_UNSATISFIED = re.compile(r"bytes \*/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ async def _fetch_into(url: str, part: Path, client: httpx.AsyncClient) -> None:
     try:
         async with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 416 and have:
+                match = _CONTENT_RANGE_UNSATISFIED.match(response.headers.get("content-range", ""))
+                if match and int(match.group(1)) == have:
+                    return  # the previous try already received every byte
                 part.unlink()  # our partial file does not fit the remote one: start over
                 raise DownloadError("download range rejected; starting over", retryable=True)
             if response.status_code in (401, 403, 404, 410):

@@ -26,6 +26,7 @@ from .errors import (
     JobFailed,
     ProviderTimeout,
     ReelgenError,
+    WaitTimeout,
 )
 from .http import make_client
 from .models import CostEstimate, Job, JobStatus, Video, VideoRequest, VideoResult, utcnow
@@ -241,14 +242,27 @@ class Engine:
                 on_status(current, status, elapsed)
 
         waited = max(0.0, (utcnow() - job.created_at).total_seconds())
-        status = await self.waiter.until_done(
-            provider,
-            job,
-            expected=provider.expected_seconds(job.request),
-            deadline=timeout + waited,
-            waited=waited,
-            on_status=seen,
-        )
+        try:
+            status = await self.waiter.until_done(
+                provider,
+                job,
+                expected=provider.expected_seconds(job.request),
+                deadline=timeout + waited,
+                waited=waited,
+                on_status=seen,
+            )
+        except (WaitTimeout, JobFailed):
+            raise
+        except ReelgenError as err:
+            # the job was accepted and may still finish: say how to pick it up
+            raise err.__class__(
+                f"{err}; job {job.id} is not lost, `reelgen wait {job.id}` picks it up",
+                provider=err.provider,
+                job_id=job.id,
+                retryable=err.retryable,
+                retry_after=err.retry_after,
+                code=err.code,
+            ) from err
         if status.state == "failed":
             raise JobFailed(
                 f"{provider.name} job {job.id} failed: {status.message or 'no reason given'}",
