@@ -63,6 +63,7 @@ class KlingProvider(VideoProvider):
         self.clock = clock  # wall clock for signing tokens (tests inject a fake one)
         self._client: httpx.AsyncClient | None = None
         self._auth: KlingAuth | None = None
+        self._finished: dict[str, dict[str, Any]] = {}  # task_id -> last final task seen
 
     @property
     def kling_settings(self) -> KlingSettings:
@@ -255,6 +256,8 @@ class KlingProvider(VideoProvider):
 
     async def poll(self, job: Job) -> JobStatus:
         task = await self._task(job)
+        if task.get("task_status") in ("succeed", "succeeded") and job.task_id:
+            self._finished[job.task_id] = task  # result() needs no second query
         raw_state = str(task.get("task_status"))
         state = STATES.get(raw_state)
         if state is None:
@@ -270,7 +273,8 @@ class KlingProvider(VideoProvider):
         )
 
     async def result(self, job: Job) -> VideoResult:
-        task = await self._task(job)
+        cached = self._finished.pop(job.task_id, None) if job.task_id else None
+        task = cached if cached is not None else await self._task(job)
         result = task.get("task_result") or {}
         videos = []
         for item in result.get("videos") or [] if isinstance(result, dict) else []:
