@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,12 +99,27 @@ def kling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake_kling(timer: FakeTimer, kling_keys: None) -> Iterator[FakeKling]:
-    """The fake Kling API behind every HTTP client reelgen makes, on the fake clock."""
-    fake = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
+def make_fake(timer: FakeTimer, kling_keys: None) -> Iterator[Callable[..., FakeKling]]:
+    """Build a FakeKling (keys and clock preset) and serve it behind every HTTP client reelgen
+    makes; the newest one built answers."""
     plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
-    with use_transport(httpx.MockTransport(fake.handler)):
-        yield fake
+    with contextlib.ExitStack() as stack:
+
+        def make(**kwargs: Any) -> FakeKling:
+            kwargs.setdefault("access_key", FAKE_AK)
+            kwargs.setdefault("secret_key", FAKE_SK)
+            kwargs.setdefault("clock", timer.wall)
+            fake = FakeKling(**kwargs)
+            stack.enter_context(use_transport(httpx.MockTransport(fake.handler)))
+            return fake
+
+        yield make
+
+
+@pytest.fixture
+def fake_kling(make_fake: Callable[..., FakeKling]) -> FakeKling:
+    """The fake Kling API behind every HTTP client reelgen makes, on the fake clock."""
+    return make_fake()
 
 
 @pytest.fixture

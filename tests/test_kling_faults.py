@@ -33,7 +33,7 @@ from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest, VideoResult
 from reelgen_kling import wire_errors
 from reelgen_kling.wire_errors import CODES, RETRYABLE_CODES, TOKEN_CODES, unwrap
-from tests.conftest import FAKE_AK, FAKE_SK, FakeTimer
+from tests.conftest import FakeTimer
 from tests.fake_kling import FakeKling, Fault
 
 # kling-api.md, "Errors": every documented business code.
@@ -110,23 +110,6 @@ def envelope(status: int, code: int, message: str = "", **headers: str) -> httpx
     request = httpx.Request("GET", "https://api-singapore.klingai.com/v1/videos/image2video/x")
     body = {"code": code, "message": message, "request_id": "req-1", "data": None}
     return httpx.Response(status, json=body, headers=headers, request=request)
-
-
-@pytest.fixture
-def make_fake(fake_kling: FakeKling, timer: FakeTimer) -> Iterator[Callable[..., FakeKling]]:
-    """A FakeKling built with other settings, served instead of the default one."""
-    stack: list[Any] = []
-
-    def make(**kwargs: Any) -> FakeKling:
-        fake = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall, **kwargs)
-        ctx = use_transport(httpx.MockTransport(fake.handler))
-        ctx.__enter__()
-        stack.append(ctx)
-        return fake
-
-    yield make
-    for ctx in reversed(stack):
-        ctx.__exit__(None, None, None)
 
 
 @pytest.fixture

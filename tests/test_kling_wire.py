@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import pytest
 
 from reelgen.engine import Engine
 from reelgen.errors import InvalidRequest
-from reelgen.http import use_transport
 from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
 from reelgen_kling.provider import KlingProvider, KlingSettings
 from tests.conftest import FAKE_AK, FAKE_SK, FakeTimer
@@ -54,26 +52,6 @@ def bearer(request: httpx.Request) -> str:
     scheme, _, token = request.headers["authorization"].partition(" ")
     assert scheme == "Bearer"
     return token
-
-
-@pytest.fixture
-def make_fake(fake_kling: FakeKling, timer: FakeTimer) -> Iterator[Callable[..., FakeKling]]:
-    """A FakeKling built with other settings, served instead of the default one."""
-    stack: list[Any] = []
-
-    def make(**kwargs: Any) -> FakeKling:
-        kwargs.setdefault("access_key", FAKE_AK)
-        kwargs.setdefault("secret_key", FAKE_SK)
-        kwargs.setdefault("clock", timer.wall)
-        fake = FakeKling(**kwargs)
-        ctx = use_transport(httpx.MockTransport(fake.handler))
-        ctx.__enter__()
-        stack.append(ctx)
-        return fake
-
-    yield make
-    for ctx in reversed(stack):
-        ctx.__exit__(None, None, None)
 
 
 # ------------------------------------------------------------------------------ bodies
