@@ -345,7 +345,7 @@ def test_expired_token_on_query_is_re_signed(
     fake_kling.inject("query", Fault.business(code, 401))
     out = tmp_path / "clip.mp4"
 
-    def a_minute_later(job: Job) -> None:
+    def a_minute_later(job: Job, _provider: object) -> None:
         timer.elapsed += 60  # the server rejects a token the client still thinks is fresh
 
     job, _ = asyncio.run(

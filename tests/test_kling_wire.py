@@ -239,7 +239,7 @@ def test_statuses_map_to_reelgen_states(
     at_submit: list[str] = []
     seen: list[str] = []
 
-    def submitted(job: Job) -> None:
+    def submitted(job: Job, _provider: object) -> None:
         at_submit.append(job.state)
 
     def status(job: Job, status: JobStatus, elapsed: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
@@ -21,6 +22,7 @@ import click
 if TYPE_CHECKING:
     from .engine import Engine, Prepared
     from .models import CostEstimate, Job, VideoRequest
+    from .provider import VideoProvider
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,7 +35,12 @@ EXIT_INTERRUPTED = 130
 
 class State:
     debug = False
-    json = False
+
+
+class Interrupted:
+    """The job a Ctrl-C would leave running, so the message can name it."""
+
+    job_id: str | None = None
 
 
 def _exit_code(err: BaseException) -> int:
@@ -65,6 +72,20 @@ def fail(err: BaseException, *, as_json: bool) -> None:
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(coro_fn())
+
+
+class FiniteFloat(click.FloatRange):
+    """A float that is a real number (no nan/inf) within the range."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE_NON_NEGATIVE = FiniteFloat(min=0)
+FINITE_POSITIVE = FiniteFloat(min=0, min_open=True)
 
 
 def parse_option(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> Any:
@@ -102,7 +123,11 @@ def request_options(fn: F) -> F:
             metavar="KEY=VALUE",
             help="Provider option (JSON values allowed); see `reelgen providers --options`.",
         ),
-        click.option("--max-cost", type=float, help="Refuse if the estimate is above this (USD)."),
+        click.option(
+            "--max-cost",
+            type=FINITE_NON_NEGATIVE,
+            help="Refuse if the estimate is above this (USD).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
     ]
     for decorator in reversed(decorators):
@@ -143,11 +168,19 @@ def guarded(fn: F) -> F:
         as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            click.echo(
-                "interrupted; jobs already submitted keep running (see `reelgen jobs`)", err=True
-            )
+        except (KeyboardInterrupt, click.Abort):
+            if Interrupted.job_id:
+                click.echo(
+                    f"interrupted; job {Interrupted.job_id} keeps running at the provider: "
+                    f"`reelgen wait {Interrupted.job_id}` saves it without paying again",
+                    err=True,
+                )
+            else:
+                click.echo("interrupted; nothing was submitted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `reelgen jobs | head`: the reader left, not an error
+            sys.stderr.close()
+            sys.exit(0)
         except Exception as err:
             if State.debug:
                 raise
@@ -204,37 +237,6 @@ def job_payload(job: Job) -> dict[str, Any]:
     }
 
 
-def resolve_output(output: str | None, job_id: str) -> Path:
-    if output is None:
-        return Path(f"{job_id}.mp4")
-    path = Path(output).expanduser()
-    if path.is_dir():
-        return path / f"{job_id}.mp4"
-    return path
-
-
-def check_output_writable(output: str | None) -> None:
-    """Refuse before paying when the result could not be saved where asked."""
-    import os
-
-    from .errors import InvalidRequest
-
-    if output is None:
-        target_dir = Path.cwd()
-    else:
-        path = Path(output).expanduser()
-        target_dir = path if path.is_dir() else path.parent
-        if path.is_dir():
-            pass
-        elif path.exists() and not os.access(path, os.W_OK):
-            raise InvalidRequest(f"cannot write {path}; choose another -o")
-    probe = target_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise InvalidRequest(f"cannot write to {target_dir}; choose another -o")
-
-
 # -- the group -----------------------------------------------------------------------------
 
 
@@ -262,7 +264,7 @@ def cli(debug: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Submit, print the job id and exit.")
 @click.option(
     "--timeout",
-    type=float,
+    type=FINITE_POSITIVE,
     default=1800,
     show_default=True,
     help="Seconds to wait for the job before giving up waiting (it keeps running).",
@@ -280,30 +282,34 @@ def cli_generate(
     """Make a video from IMAGE (a path or URL), or from the prompt alone."""
     request = build_request(params)
     engine = open_engine()
-    prepared = engine.prepare(
-        request, params["provider"], max_cost=max_cost, need_credentials=not dry_run
-    )
     if dry_run:
+        prepared = engine.prepare(
+            request, params["provider"], max_cost=max_cost, need_credentials=False
+        )
         print_estimate(prepared, as_json=as_json, dry_run=True)
         return
-    check_output_writable(output)
     progress = make_progress(as_json)
 
+    def submitted(job: Job, provider: VideoProvider) -> None:
+        Interrupted.job_id = job.id
+        if not no_wait:
+            progress.start(job, provider.expected_seconds(job.request))
+
     async def work() -> Job:
-        job = await engine.submit(prepared)
-        target = resolve_output(output, job.id)
-        job = engine.store.update(
-            job.model_copy(update={"data": {**job.data, "target": str(target)}})
-        )
-        if no_wait:
-            return job
-        progress.start(job, prepared.provider.expected_seconds(job.request))
         try:
-            job = await engine.wait(job, timeout=timeout, on_status=progress.update)
+            job, _ = await engine.run(
+                request,
+                params["provider"],
+                output=Path(output) if output else None,
+                max_cost=max_cost,
+                timeout=timeout,
+                wait=not no_wait,
+                on_status=progress.update,
+                on_submitted=submitted,
+            )
         finally:
             progress.stop()
-        await engine.save(job, target)
-        return engine.store.get(job.id)
+        return job
 
     job = run_async(lambda: _closing(engine, work()))
     report_job(job, as_json=as_json, submitted_only=no_wait)
@@ -369,11 +375,13 @@ def cli_estimate(as_json: bool, max_cost: float | None, **params: Any) -> None:
 @guarded
 def cli_status(job_id: str, as_json: bool) -> None:
     """Show a job's state (asks the provider once if it is not finished)."""
+    from .models import FINAL_STATES
+
     engine = open_engine()
     job = engine.store.get(job_id)
 
     async def refresh() -> Job:
-        if job.state in ("succeeded", "failed", "canceled") or job.task_id is None:
+        if job.state in FINAL_STATES or job.task_id is None:
             return job
         provider = engine.provider(job.provider)
         status = await engine.waiter.retry(f"poll {job.id}", lambda: provider.poll(job))
@@ -407,18 +415,23 @@ def cli_status(job_id: str, as_json: bool) -> None:
 @cli.command("wait")
 @click.argument("job_id")
 @click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
-@click.option("--timeout", type=float, default=1800, show_default=True)
+@click.option("--timeout", type=FINITE_POSITIVE, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @guarded
 def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> None:
     """Wait for a job to finish and save its video."""
+    from .download import check_writable
+    from .models import FINAL_STATES
+
     engine = open_engine()
     job = engine.store.get(job_id)
     progress = make_progress(as_json)
 
     async def work() -> Job:
         current = job
-        if current.state not in ("succeeded", "failed", "canceled"):
+        if output is not None:
+            check_writable(Path(output))
+        if current.state not in FINAL_STATES:
             provider = engine.provider(current.provider)
             progress.start(current, provider.expected_seconds(current.request))
             try:
@@ -430,8 +443,7 @@ def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> 
 
             raise JobFailed(f"job {current.id} {current.state}: {current.message}", job_id=job.id)
         if current.output is None or output is not None:
-            target = output or current.data.get("target")
-            await engine.save(current, resolve_output(target, current.id))
+            await engine.save(current, Path(output) if output else None)
         return engine.store.get(current.id)
 
     done = run_async(lambda: _closing(engine, work()))
@@ -445,6 +457,7 @@ def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> 
 @guarded
 def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
     """Save a finished job's video (again)."""
+    from .download import check_writable
     from .errors import JobFailed
 
     engine = open_engine()
@@ -452,20 +465,35 @@ def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
 
     async def work() -> Job:
         current = job
+        if output is not None:
+            check_writable(Path(output))
+        if current.state in ("failed", "canceled"):
+            raise JobFailed(
+                f"job {current.id} {current.state}, there is no video: {current.message}",
+                job_id=current.id,
+            )
         if current.state != "succeeded":
-            provider = engine.provider(current.provider)
             if current.task_id is None:
-                raise JobFailed(f"job {current.id} was never accepted by {current.provider}")
+                raise JobFailed(
+                    f"job {current.id} is not known to {current.provider} yet; "
+                    f"`reelgen wait {current.id}` finds or submits it, then saves the video",
+                    job_id=current.id,
+                )
+            provider = engine.provider(current.provider)
             status = await engine.waiter.retry("poll", lambda: provider.poll(current))
             if status.state != "succeeded":
                 raise JobFailed(
-                    f"job {current.id} is {status.state}, nothing to download yet; "
-                    f"`reelgen wait {current.id}` waits for it",
+                    f"job {current.id} is {status.state}: "
+                    + (
+                        f"nothing to download yet, `reelgen wait {current.id}` waits for it"
+                        if not status.done
+                        else f"there is no video ({status.message or 'no reason given'})"
+                    ),
                     job_id=current.id,
                 )
             current = engine.store.update(current.model_copy(update={"state": "succeeded"}))
         target = output or current.output or current.data.get("target")
-        await engine.save(current, resolve_output(target, current.id))
+        await engine.save(current, Path(target) if target else None)
         return engine.store.get(current.id)
 
     done = run_async(lambda: _closing(engine, work()))

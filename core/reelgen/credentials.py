@@ -28,7 +28,7 @@ def load_keys(path: Path | None = None) -> dict[str, dict[str, str]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the keys file must hold a JSON object")
     return {
-        str(p): {str(k): str(v) for k, v in entries.items()}
+        str(p): {str(k): v for k, v in entries.items() if isinstance(v, str) and v}
         for p, entries in data.items()
         if isinstance(entries, dict)
     }
@@ -58,6 +58,9 @@ def resolve(
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Collect the provider's credentials that are set anywhere."""
+    names = tuple(names)
+    if not names:
+        return {}  # a provider without keys never depends on the keys file
     environ = os.environ if environ is None else environ
     stored = load_keys().get(provider, {})
     found: dict[str, str] = {}

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from .errors import DownloadError
+from .errors import DownloadError, InvalidRequest
 from .waiting import Waiter
 
 CHUNK = 1024 * 1024
@@ -32,8 +32,22 @@ class Saved:
     sha256: str
 
 
-def part_path(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.part")
+def part_path(dest: Path, tag: str = "") -> Path:
+    """The temp file beside ``dest``; ``tag`` (the job id) keeps other jobs' bytes out."""
+    return dest.with_name(f".{dest.name}{'.' + tag if tag else ''}.part")
+
+
+def check_writable(output: Path | None) -> None:
+    """Refuse, before anything is paid for, an output the result could not be saved to."""
+    target = Path.cwd() if output is None else output.expanduser()
+    if target.exists() and not target.is_dir() and not os.access(target, os.W_OK):
+        raise InvalidRequest(f"cannot write {target}; choose another -o")
+    folder = target if target.is_dir() else target.parent
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise InvalidRequest(f"cannot write to {folder}; choose another -o")
 
 
 def _sha256(path: Path) -> str:
@@ -51,11 +65,20 @@ def _finish(part: Path, dest: Path) -> Saved:
     return Saved(dest, size, digest)
 
 
-async def download(url: str, dest: Path, *, client: httpx.AsyncClient, waiter: Waiter) -> Saved:
+async def download(
+    url: str, dest: Path, *, client: httpx.AsyncClient, waiter: Waiter, tag: str = ""
+) -> Saved:
     """Download ``url`` (http(s), file:// or a local path) to ``dest``; return size and sha256."""
-    dest = dest.expanduser()
+    try:
+        return await _download(url, dest.expanduser(), client, waiter, part_path(dest, tag))
+    except OSError as exc:
+        raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", retryable=False) from exc
+
+
+async def _download(
+    url: str, dest: Path, client: httpx.AsyncClient, waiter: Waiter, part: Path
+) -> Saved:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = part_path(dest)
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         source = Path(unquote(parsed.path) if parsed.scheme == "file" else url)
@@ -118,12 +141,10 @@ async def _fetch_into(url: str, part: Path, client: httpx.AsyncClient) -> None:
                     fh.write(chunk)
     except httpx.TransportError as exc:
         raise DownloadError(
-            f"download interrupted ({exc.__class__.__name__}); resuming", retryable=True
+            f"the download was interrupted ({exc.__class__.__name__})", retryable=True
         ) from exc
     size = part.stat().st_size
     if total is not None and size != total:
         if size > total:
             part.unlink()
-        raise DownloadError(
-            f"download incomplete: {size} of {total} bytes; resuming", retryable=True
-        )
+        raise DownloadError(f"download incomplete: {size} of {total} bytes", retryable=True)

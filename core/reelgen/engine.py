@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -18,11 +20,12 @@ from pydantic import ValidationError
 
 from . import credentials
 from .config import Config, load_config
-from .download import download
+from .download import check_writable, download
 from .errors import (
     BudgetExceeded,
     ConfigError,
     DownloadError,
+    InvalidRequest,
     JobFailed,
     ProviderTimeout,
     ReelgenError,
@@ -90,7 +93,7 @@ class Engine:
         name = name or self.default_provider_name()
         if name in self._used:
             return self._used[name]
-        provider = get_provider(name)
+        provider = copy.copy(get_provider(name))  # this engine's own: settings, keys, client
         raw: dict[str, Any] = dict(self.config.providers.get(name, {}))
         for field_name, var in getattr(provider, "env_settings", {}).items():
             if self.environ.get(var):
@@ -113,13 +116,18 @@ class Engine:
 
     def max_cost(self, explicit: float | None) -> float | None:
         if explicit is not None:
+            if not math.isfinite(explicit) or explicit < 0:
+                raise InvalidRequest(f"--max-cost must be a number of USD >= 0, not {explicit}")
             return explicit
         value = self.environ.get("REELGEN_MAX_COST")
         if value:
             try:
-                return float(value)
+                parsed = float(value)
             except ValueError:
-                raise ConfigError(f"REELGEN_MAX_COST={value!r} is not a number") from None
+                parsed = math.nan
+            if not math.isfinite(parsed) or parsed < 0:
+                raise ConfigError(f"REELGEN_MAX_COST={value!r} is not a number of USD >= 0")
+            return parsed
         return self.config.route_max_cost()
 
     def prepare(
@@ -148,15 +156,18 @@ class Engine:
 
     # -- paying -----------------------------------------------------------------------------
 
-    async def submit(self, prepared: Prepared) -> Job:
-        """Record the job, then start it at the provider: at most one paid task per job."""
+    async def submit(self, prepared: Prepared, *, output: Path | None = None) -> Job:
+        """Record the job (with where its video goes), then start it at the provider: at most
+        one paid task per job."""
         job_id = new_job_id()
+        target = resolve_output(output, job_id)
         job = Job(
             id=job_id,
             provider=prepared.provider.name,
             request=prepared.request,
             idempotency_key=job_id,
             estimate=prepared.estimate,
+            data={"target": str(target)},
         )
         self.store.add(job)
         return await self._submit_once(prepared.provider, job, uncertain=False)
@@ -191,13 +202,19 @@ class Engine:
             submitted = await self.waiter.retry(f"submit {job.id}", attempt)
         except ReelgenError as err:
             err.job_id = err.job_id or job.id
-            if uncertain:
-                # The provider may hold a task for this job: keep the row "submitting" so
-                # `reelgen wait` looks it up instead of paying again.
-                self.store.update(job.model_copy(update={"message": str(err)}))
-            else:
-                self.store.update(job.model_copy(update={"state": "failed", "message": str(err)}))
-            raise
+            if not uncertain:
+                self.store.submit_failed(job.id, str(err))
+                raise
+            # The provider may hold a (paid) task for this job: the row stays "submitting" so
+            # `reelgen wait` looks it up instead of paying again.
+            self.store.submit_uncertain(job.id, str(err))
+            raise ProviderTimeout(
+                f"{err}; job {job.id} may have been accepted by {provider.name}: "
+                f"`reelgen wait {job.id}` finds it (it is never submitted twice)",
+                provider=provider.name,
+                job_id=job.id,
+                retryable=False,
+            ) from err
         return self.store.update(submitted)
 
     async def recover(self, job: Job) -> Job:
@@ -273,21 +290,27 @@ class Engine:
             raise JobFailed(f"job {job.id} was canceled", provider=provider.name, job_id=job.id)
         return current
 
-    async def save(self, job: Job, output: Path) -> VideoResult:
-        """Download a succeeded job's video to ``output`` (atomic, resumable, verified)."""
+    async def save(self, job: Job, output: Path | None = None) -> VideoResult:
+        """Download a succeeded job's video (atomic, resumable, verified) to ``output``, else to
+        the target recorded at submission."""
         provider = self.provider(job.provider)
+        target = resolve_output(output or job.data.get("target"), job.id)
         result = await self.waiter.retry(f"result {job.id}", lambda: provider.result(job))
         if not result.videos:
             raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
         async with make_client() as client:
             try:
                 saved = await download(
-                    result.videos[0].url, output, client=client, waiter=self.waiter
+                    result.videos[0].url, target, client=client, waiter=self.waiter, tag=job.id
                 )
             except DownloadError as err:
+                hint = (
+                    f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
+                    if err.retryable
+                    else ""
+                )
                 raise DownloadError(
-                    f"could not save job {job.id}: {err}; nothing is lost, run "
-                    f"`reelgen download {job.id} -o {output}` to try again",
+                    f"could not save job {job.id}: {err}{hint}",
                     provider=provider.name,
                     job_id=job.id,
                     retryable=err.retryable,
@@ -296,12 +319,7 @@ class Engine:
             update={"path": str(saved.path), "size": saved.size, "sha256": saved.sha256}
         )
         videos: list[Video] = [first, *result.videos[1:]]
-        data = {
-            **job.data,
-            "size": saved.size,
-            "sha256": saved.sha256,
-            "url": first.url,
-        }
+        data = {**job.data, "size": saved.size, "sha256": saved.sha256, "url": first.url}
         self.store.update(job.model_copy(update={"output": str(saved.path), "data": data}))
         return result.model_copy(update={"videos": videos})
 
@@ -313,15 +331,24 @@ class Engine:
         output: Path | None = None,
         max_cost: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        wait: bool = True,
         on_status: StatusCallback | None = None,
-        on_submitted: Callable[[Job], None] | None = None,
-    ) -> tuple[Job, VideoResult]:
+        on_submitted: Callable[[Job, VideoProvider], None] | None = None,
+    ) -> tuple[Job, VideoResult | None]:
+        """Validate, price, record, submit once, then (unless ``wait`` is False) wait and save.
+
+        Everything that can be checked locally — including that the output can be written —
+        is checked before the paid call.
+        """
         prepared = self.prepare(request, provider, max_cost=max_cost)
-        job = await self.submit(prepared)
+        check_writable(output)
+        job = await self.submit(prepared, output=output)
         if on_submitted is not None:
-            on_submitted(job)
+            on_submitted(job, prepared.provider)
+        if not wait:
+            return job, None
         job = await self.wait(job, timeout=timeout, on_status=on_status)
-        result = await self.save(job, output or default_output(job))
+        result = await self.save(job)
         return self.store.get(job.id), result
 
     async def aclose(self) -> None:
@@ -335,8 +362,14 @@ class Engine:
             self._store = None
 
 
-def default_output(job: Job) -> Path:
-    return Path(f"{job.id}.mp4")
+def resolve_output(output: str | Path | None, job_id: str) -> Path:
+    """Where a job's video goes, as an absolute path (a directory gets ``JOB_ID.mp4``)."""
+    if output is None:
+        return Path(f"{job_id}.mp4").resolve()
+    path = Path(output).expanduser()
+    if path.is_dir():
+        path = path / f"{job_id}.mp4"
+    return path.resolve()
 
 
 async def agenerate(
@@ -359,6 +392,7 @@ async def agenerate(
             max_cost=max_cost,
             timeout=timeout,
         )
+        assert result is not None
         return result
     finally:
         await engine.aclose()

@@ -178,13 +178,16 @@ class VideoProvider(ABC):
             price, basis = prices[model], f'{key}.prices."{model}"'
         elif self.settings.price_per_second is not None:
             price, basis = self.settings.price_per_second, f"{key}.price_per_second"
-        elif self.default_price_per_second is not None:
-            price = self.default_price_per_second
-            basis = f"default planning price; set {key}.price_per_second to change"
         else:
             published = self.capabilities.models[model].published_prices.get(mode)
-            price = published or 0.0
-            basis = f"{self.name}'s published price; set {key}.price_per_second to change"
+            planning = self.default_price_per_second
+            if planning is not None and (published is None or planning >= published):
+                price = planning
+                basis = f"default planning price; set {key}.price_per_second to change"
+            else:
+                # never estimate below what the vendor publishes for this model and mode
+                price = published or 0.0
+                basis = f"{self.name}'s published price; set {key}.price_per_second to change"
         return CostEstimate(
             provider=self.name,
             model=model,

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import JobNotFound
+from .errors import ConfigError, JobNotFound
 from .models import CostEstimate, Job, VideoRequest, utcnow
 from .paths import job_log
 
@@ -55,12 +55,20 @@ class JobStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or job_log()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self.path}: cannot open the job log ({exc})") from None
         self._db.row_factory = sqlite3.Row
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                f"{self.path}: the job log is unreadable ({exc}); move it aside to start a new one"
+            ) from None
         except BaseException:
             self._db.close()
             raise
@@ -81,8 +89,6 @@ class JobStore:
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            from .errors import ConfigError
-
             raise ConfigError(
                 f"{self.path}: the job log was written by a newer reelgen (schema {version}); "
                 "upgrade reelgen"
@@ -128,8 +134,9 @@ class JobStore:
             if row is None:
                 raise JobNotFound(f"no job {job.id} in the job log", job_id=job.id)
             db.execute(
-                "UPDATE jobs SET task_id = ?, state = ?, message = ?, output = ?, data = ?, "
-                "updated_at = ? WHERE id = ?",
+                # COALESCE: a task id, once known, is never erased by a stale copy of the job
+                "UPDATE jobs SET task_id = COALESCE(?, task_id), state = ?, message = ?, "
+                "output = ?, data = ?, updated_at = ? WHERE id = ?",
                 (
                     job.task_id,
                     job.state,
@@ -143,6 +150,25 @@ class JobStore:
             if (row["state"], row["message"]) != (job.state, job.message):
                 self._event(db, job.id, job.state, job.message)
         return job
+
+    def submit_failed(self, job_id: str, message: str) -> None:
+        """Mark a job failed because its submission was refused — unless, meanwhile, another
+        process got it accepted (then its row has a task id and is left alone)."""
+        self._set_if_unsubmitted(job_id, "failed", message)
+
+    def submit_uncertain(self, job_id: str, message: str) -> None:
+        """Keep the job "submitting" (a task may exist): the next wait looks it up by key."""
+        self._set_if_unsubmitted(job_id, "submitting", message)
+
+    def _set_if_unsubmitted(self, job_id: str, state: str, message: str) -> None:
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE jobs SET state = ?, message = ?, updated_at = ? "
+                "WHERE id = ? AND task_id IS NULL AND state = 'submitting'",
+                (state, message, utcnow().isoformat(), job_id),
+            ).rowcount
+            if changed:
+                self._event(db, job_id, state, message)
 
     @staticmethod
     def _event(db: sqlite3.Connection, job_id: str, state: str, message: str) -> None:

@@ -38,7 +38,13 @@ def inspect_image(path: Path) -> ImageInfo:
     try:
         with Image.open(path) as img:
             fmt = img.format or "unknown"
+            if fmt == "MPO":  # phone cameras' multi-picture JPEG: a JPEG to every provider
+                fmt = "JPEG"
             width, height = img.size
+    except Image.DecompressionBombError:
+        raise InvalidRequest(
+            f"image too large: {path} has too many pixels to read safely; downscale it"
+        ) from None
     except (UnidentifiedImageError, OSError):
         raise InvalidRequest(
             f"not an image: {path} could not be read as a picture; give a JPEG or PNG file"
@@ -169,4 +175,8 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
         check_image(request.image, caps.image, name)
 
     provider.parse_options(request.options)
-    return request.model_copy(update={"model": model, "mode": mode, "duration": duration})
+    update: dict[str, object] = {"model": model, "mode": mode, "duration": duration}
+    if request.image is not None and not is_url(request.image):
+        # absolute: a job recovered later, from another folder, must send the same picture
+        update["image"] = str(Path(request.image).expanduser().resolve())
+    return request.model_copy(update=update)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable
 from reelgen.http import make_client
@@ -38,6 +38,13 @@ class KlingSettings(ProviderSettings):
     expected_seconds: float | None = Field(
         default=None, gt=0, description="Typical processing time of a 5 s std clip."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL such as {DEFAULT_BASE_URL}, not {value!r}")
+        return value
 
 
 class KlingProvider(VideoProvider):
@@ -71,6 +78,13 @@ class KlingProvider(VideoProvider):
         return self.settings
 
     # -- configuration ----------------------------------------------------------------------
+
+    def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
+        super().configure(settings, credentials)
+        # new keys or host: never reuse a client (or token) made for other ones
+        self._client = None
+        self._auth = None
+        self._finished = {}
 
     def missing_credentials(self) -> str | None:
         c = self.credentials
@@ -192,11 +206,23 @@ class KlingProvider(VideoProvider):
                 body["callback_url"] = options.callback_url
         return body
 
+    def _state(self, task: dict[str, Any]) -> JobState:
+        raw_state = str(task.get("task_status"))
+        state = STATES.get(raw_state)
+        if state is None:
+            raise ProviderUnavailable(
+                f"kling reported an unknown task_status {raw_state!r}", provider=self.name
+            )
+        return state
+
     def _job_from_task(self, job: Job, task: dict[str, Any]) -> Job:
         task_id = task.get("task_id")
         if not isinstance(task_id, str) or not task_id:
-            raise ProviderUnavailable("kling replied without a task_id", provider=self.name)
-        state = STATES.get(str(task.get("task_status")), "queued")
+            # code 0 means the task exists: find it by its external id, never create again
+            raise ProviderUnavailable(
+                "kling replied without a task_id", provider=self.name, maybe_accepted=True
+            )
+        state = self._state(task)
         return job.model_copy(
             update={
                 "task_id": task_id,
@@ -208,6 +234,11 @@ class KlingProvider(VideoProvider):
     async def submit(self, job: Job) -> Job:
         body = self.build_body(job)
         response = await self._request("POST", self.endpoint(job.request), body=body, create=True)
+        if business_code(response) in (1200, 1201) and "external_task_id" in response.text:
+            # our key is taken: an earlier create of this very job went through
+            found = await self.lookup(job)
+            if found is not None:
+                return found
         data = unwrap(response, create=True)
         if not isinstance(data, dict):
             raise ProviderUnavailable(
@@ -258,15 +289,9 @@ class KlingProvider(VideoProvider):
         task = await self._task(job)
         if task.get("task_status") in ("succeed", "succeeded") and job.task_id:
             self._finished[job.task_id] = task  # result() needs no second query
-        raw_state = str(task.get("task_status"))
-        state = STATES.get(raw_state)
-        if state is None:
-            raise ProviderUnavailable(
-                f"kling reported an unknown task_status {raw_state!r}", provider=self.name
-            )
         charged = task.get("final_unit_deduction")
         return JobStatus(
-            state=state,
+            state=self._state(task),
             message=str(task.get("task_status_msg") or ""),
             charged=str(charged) if charged not in (None, "") else None,
             raw={k: v for k, v in task.items() if k != "task_result"},

@@ -10,6 +10,7 @@ import email.utils
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timezone
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import httpx
 from reelgen.errors import (
     AccountError,
     AuthenticationError,
+    ConfigError,
     ContentPolicyError,
     InvalidRequest,
     ProviderTimeout,
@@ -70,8 +72,14 @@ def retry_after(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def business_code(response: httpx.Response) -> int | None:
@@ -150,6 +158,11 @@ def transport_errors(*, create: bool = False) -> Iterator[None]:
     """
     try:
         yield
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ConfigError(
+            f"bad Kling address ({exc}); check KLING_BASE_URL or providers.kling.base_url",
+            provider=NAME,
+        ) from exc
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise ProviderTimeout(
             f"could not reach Kling ({exc.__class__.__name__}); check the network or "

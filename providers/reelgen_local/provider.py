@@ -58,6 +58,7 @@ class LocalProvider(VideoProvider):
     options_model = LocalOptions
     default_max_duration = 60.0
     default_price_per_second = 0.0
+    can_lookup = True
     capabilities = Capabilities(
         models={
             "ken-burns": ModelSpec(
@@ -89,7 +90,16 @@ class LocalProvider(VideoProvider):
                 "provider with -P for text-to-video",
                 provider=self.name,
             )
-        return super().validate(request)
+        request = super().validate(request)
+        options = self.parse_options(request.options)
+        assert isinstance(options, LocalOptions)
+        if (request.duration or 0) * options.fps < 1:
+            raise InvalidRequest(
+                f"--duration {request.duration:g} s is shorter than one frame at {options.fps} "
+                "fps; ask for a longer clip",
+                provider=self.name,
+            )
+        return request
 
     def _path(self, job: Job) -> Path:
         return (self._output_dir or data_dir() / "local") / f"{job.id}.mp4"
@@ -112,11 +122,17 @@ class LocalProvider(VideoProvider):
                 height=HEIGHTS[request.mode or "std"],
                 strength=options.strength,
             )
-        except RenderError as exc:
+        except (RenderError, ValueError) as exc:
             raise JobFailed(
                 f"local render failed: {exc}", provider=self.name, job_id=job.id
             ) from exc
         return job.model_copy(update={"task_id": job.id, "state": "succeeded"})
+
+    async def lookup(self, job: Job) -> Job | None:
+        """A render that finished before a crash is found on disk, not rendered again."""
+        if self._path(job).is_file():
+            return job.model_copy(update={"task_id": job.id, "state": "succeeded"})
+        return None
 
     async def poll(self, job: Job) -> JobStatus:
         if self._path(job).is_file():
