@@ -41,10 +41,6 @@ class VideoRequest(BaseModel):
         default_factory=dict, description="Provider-specific options, validated by the provider."
     )
 
-    @property
-    def is_image_to_video(self) -> bool:
-        return self.image is not None
-
 
 class CostEstimate(BaseModel):
     """What a job is expected to cost, and what that figure is based on."""

@@ -121,12 +121,6 @@ class Waiter:
             delay = next_poll_delay(elapsed, expected, rng=self.rng)
             await self.timer.sleep(min(delay, max(0.0, deadline - elapsed) + 0.001))
 
-    async def sleep(self, seconds: float) -> None:
-        await self.timer.sleep(seconds)
-
-    def now(self) -> float:
-        return self.timer.now()
-
 
 def next_poll_delay(
     elapsed: float,
