@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from .engine import Engine, Prepared
+    from .engine import Engine
     from .models import CostEstimate, Job, VideoRequest
     from .provider import VideoProvider
 
@@ -107,7 +107,10 @@ def request_options(fn: F) -> F:
     decorators = [
         click.argument("image", required=False),
         click.option("-p", "--prompt", default="", help="What should happen in the clip."),
-        click.option("-P", "--provider", help="Provider to use (default: config, else local)."),
+        click.option("-P", "--provider", help="One provider, no failover (e.g. kling, local)."),
+        click.option(
+            "--route", help="A [routes.NAME] from the config file: its providers, with failover."
+        ),
         click.option("--model", help="Model (see `reelgen providers`)."),
         click.option("--duration", type=float, help="Seconds of video."),
         click.option("--mode", help="std (cheaper) or pro (higher quality), where offered."),
@@ -234,6 +237,7 @@ def job_payload(job: Job) -> dict[str, Any]:
         "estimate": describe_estimate(job.estimate) if job.estimate else None,
         "charged": job.data.get("charged"),
         "sha256": job.data.get("sha256"),
+        "attempts": job.data.get("attempts", []),
     }
 
 
@@ -283,10 +287,7 @@ def cli_generate(
     request = build_request(params)
     engine = open_engine()
     if dry_run:
-        prepared = engine.prepare(
-            request, params["provider"], max_cost=max_cost, need_credentials=False
-        )
-        print_estimate(prepared, as_json=as_json, dry_run=True)
+        print_plan(engine, request, params, max_cost=max_cost, as_json=as_json, dry_run=True)
         return
     progress = make_progress(as_json)
 
@@ -300,6 +301,7 @@ def cli_generate(
             job, _ = await engine.run(
                 request,
                 params["provider"],
+                route=params["route"],
                 output=Path(output) if output else None,
                 max_cost=max_cost,
                 timeout=timeout,
@@ -322,6 +324,8 @@ def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None
     if submitted_only:
         click.echo(f"submitted {job.id} to {job.provider}; `reelgen wait {job.id}` saves it")
         return
+    for attempt in job.data.get("attempts", []):
+        click.echo(f"{attempt['provider']} {attempt['outcome']}: {attempt['reason']}", err=True)
     size = job.data.get("size")
     click.echo(
         f"saved {job.output}"
@@ -330,26 +334,50 @@ def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None
     )
 
 
-def print_estimate(prepared: Prepared, *, as_json: bool, dry_run: bool = False) -> None:
-    estimate = prepared.estimate
+def print_plan(
+    engine: Engine,
+    request: VideoRequest,
+    params: dict[str, Any],
+    *,
+    max_cost: float | None,
+    as_json: bool,
+    dry_run: bool = False,
+) -> None:
+    """What the run would cost on each candidate, in the order they would be tried."""
+    from . import router
+
+    route = router.resolve_route(engine, route=params["route"], provider=params["provider"])
+    candidates, skipped = router.plan(
+        engine, request, route, max_cost=max_cost, need_credentials=False
+    )
+    first = candidates[0]
     if as_json:
         payload: dict[str, Any] = {
-            "provider": prepared.provider.name,
-            "estimate": describe_estimate(estimate),
+            "provider": first.provider.name,
+            "estimate": describe_estimate(first.estimate),
+            "candidates": [
+                {"provider": c.provider.name, "estimate": describe_estimate(c.estimate)}
+                for c in candidates
+            ],
+            "skipped": [a.as_dict() for a in skipped],
         }
         if dry_run:
             payload["dry_run"] = True
         click.echo(json.dumps(payload))
         return
-    click.echo(f"estimate: {estimate.describe()}")
-    published = prepared.provider.capabilities.models[estimate.model].published_prices.get(
-        estimate.mode
-    )
-    if published is not None and abs(published - estimate.price_per_second) > 1e-9:
-        click.echo(
-            f"          {prepared.provider.name}'s published price for {estimate.model} "
-            f"{estimate.mode} is ${published:g}/s (${published * estimate.duration:.2f})"
-        )
+    for index, prepared in enumerate(candidates):
+        label = "estimate:" if index == 0 else "then:    "
+        click.echo(f"{label} {prepared.estimate.describe()}")
+        estimate = prepared.estimate
+        spec = prepared.provider.capabilities.models[estimate.model]
+        published = spec.published_prices.get(estimate.mode)
+        if published is not None and abs(published - estimate.price_per_second) > 1e-9:
+            click.echo(
+                f"          {prepared.provider.name}'s published price for {estimate.model} "
+                f"{estimate.mode} is ${published:g}/s (${published * estimate.duration:.2f})"
+            )
+    for attempt in skipped:
+        click.echo(f"skipped:  {attempt.provider}: {attempt.reason}")
     if dry_run:
         click.echo("dry run: nothing was sent")
 
@@ -359,11 +387,7 @@ def print_estimate(prepared: Prepared, *, as_json: bool, dry_run: bool = False) 
 @guarded
 def cli_estimate(as_json: bool, max_cost: float | None, **params: Any) -> None:
     """Print what a generate with the same arguments would cost, and why."""
-    request = build_request(params)
-    prepared = open_engine().prepare(
-        request, params["provider"], max_cost=max_cost, need_credentials=False
-    )
-    print_estimate(prepared, as_json=as_json)
+    print_plan(open_engine(), build_request(params), params, max_cost=max_cost, as_json=as_json)
 
 
 # -- jobs ----------------------------------------------------------------------------------
@@ -408,6 +432,8 @@ def cli_status(job_id: str, as_json: bool) -> None:
     if job.data.get("charged"):
         click.echo(f"  charged:  {job.data['charged']} units")
     click.echo(f"  output:   {job.output or '(not downloaded)'}")
+    for attempt in job.data.get("attempts", []):
+        click.echo(f"  tried:    {attempt['provider']} ({attempt['outcome']}): {attempt['reason']}")
     for at, state, message in engine.store.history(job.id):
         click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {state}" + (f"  {message}" if message else ""))
 
@@ -561,6 +587,31 @@ def cli_plugins() -> None:
         if info.error:
             line += f"; FAILED TO LOAD: {info.error}"
         click.echo(line)
+
+
+@cli.group("config")
+def cli_config() -> None:
+    """Where the config file is, and what it says."""
+
+
+@cli_config.command("path")
+@guarded
+def cli_config_path() -> None:
+    """Print the config file in use (it may not exist yet)."""
+    from .paths import config_file
+
+    click.echo(str(config_file()))
+
+
+@cli_config.command("show")
+@guarded
+def cli_config_show() -> None:
+    """Print the config in effect as JSON, secrets masked."""
+    from .config import load_config, masked
+
+    config = load_config()
+    payload = {"path": str(config.path), **masked(config.model_dump(exclude_none=True))}
+    click.echo(json.dumps(payload, indent=2))
 
 
 @cli.group("keys")

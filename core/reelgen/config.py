@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,10 +29,13 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 
 class RouteConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """``[routes.NAME]``: the providers to try, in what order, within what budget."""
 
-    providers: list[str] = Field(default_factory=list)
-    max_cost: float | None = Field(default=None, ge=0)
+    model_config = ConfigDict(extra="forbid")
+
+    providers: list[str] = Field(min_length=1)
+    policy: Literal["ordered", "cheapest"] = "ordered"
+    max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class Config(BaseModel):
@@ -44,15 +47,19 @@ class Config(BaseModel):
 
     path: Path | None = Field(default=None, exclude=True)
 
-    def default_provider(self) -> str | None:
-        if self.route and self.route in self.routes and self.routes[self.route].providers:
-            return self.routes[self.route].providers[0]
-        return None
 
-    def route_max_cost(self) -> float | None:
-        if self.route and self.route in self.routes:
-            return self.routes[self.route].max_cost
-        return None
+SECRET_WORDS = ("key", "secret", "token", "password")
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """``value`` with every secret-looking entry replaced by ``****``."""
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, name) for v in value]
+    if isinstance(value, str) and any(w in name.lower() for w in SECRET_WORDS):
+        return "****"
+    return value
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from . import credentials
 from .config import Config, load_config
-from .download import check_writable, download
+from .download import download
 from .errors import (
     BudgetExceeded,
     ConfigError,
@@ -82,11 +82,7 @@ class Engine:
     # -- providers --------------------------------------------------------------------------
 
     def default_provider_name(self) -> str:
-        return (
-            self.environ.get("REELGEN_PROVIDER")
-            or self.config.default_provider()
-            or DEFAULT_PROVIDER
-        )
+        return self.environ.get("REELGEN_PROVIDER") or DEFAULT_PROVIDER
 
     def provider(self, name: str | None = None) -> VideoProvider:
         """The named provider, configured from config file + environment, with credentials."""
@@ -114,7 +110,8 @@ class Engine:
 
     # -- before paying ----------------------------------------------------------------------
 
-    def max_cost(self, explicit: float | None) -> float | None:
+    def max_cost(self, explicit: float | None, *, route_limit: float | None = None) -> float | None:
+        """The per-job budget: flag > REELGEN_MAX_COST > the route's max_cost."""
         if explicit is not None:
             if not math.isfinite(explicit) or explicit < 0:
                 raise InvalidRequest(f"--max-cost must be a number of USD >= 0, not {explicit}")
@@ -128,7 +125,7 @@ class Engine:
             if not math.isfinite(parsed) or parsed < 0:
                 raise ConfigError(f"REELGEN_MAX_COST={value!r} is not a number of USD >= 0")
             return parsed
-        return self.config.route_max_cost()
+        return route_limit
 
     def prepare(
         self,
@@ -156,23 +153,35 @@ class Engine:
 
     # -- paying -----------------------------------------------------------------------------
 
-    async def submit(self, prepared: Prepared, *, output: Path | None = None) -> Job:
-        """Record the job (with where its video goes), then start it at the provider: at most
-        one paid task per job."""
+    async def submit(
+        self,
+        prepared: Prepared,
+        *,
+        output: Path | None = None,
+        attempts: int | None = None,
+        history: list[dict[str, Any]] | None = None,
+    ) -> Job:
+        """Record the job (with where its video goes, and the providers tried before it), then
+        start it at the provider: at most one paid task per job."""
         job_id = new_job_id()
         target = resolve_output(output, job_id)
+        data: dict[str, Any] = {"target": str(target)}
+        if history:
+            data["attempts"] = history
         job = Job(
             id=job_id,
             provider=prepared.provider.name,
             request=prepared.request,
             idempotency_key=job_id,
             estimate=prepared.estimate,
-            data={"target": str(target)},
+            data=data,
         )
         self.store.add(job)
-        return await self._submit_once(prepared.provider, job, uncertain=False)
+        return await self._submit_once(prepared.provider, job, uncertain=False, attempts=attempts)
 
-    async def _submit_once(self, provider: VideoProvider, job: Job, *, uncertain: bool) -> Job:
+    async def _submit_once(
+        self, provider: VideoProvider, job: Job, *, uncertain: bool, attempts: int | None = None
+    ) -> Job:
         """Submit, retrying transient errors; after any reply that may have been lost, look the
         task up by the job's idempotency key before submitting again."""
 
@@ -199,7 +208,7 @@ class Engine:
                 raise
 
         try:
-            submitted = await self.waiter.retry(f"submit {job.id}", attempt)
+            submitted = await self.waiter.retry(f"submit {job.id}", attempt, attempts=attempts)
         except ReelgenError as err:
             err.job_id = err.job_id or job.id
             if not uncertain:
@@ -214,6 +223,7 @@ class Engine:
                 provider=provider.name,
                 job_id=job.id,
                 retryable=False,
+                maybe_accepted=True,
             ) from err
         return self.store.update(submitted)
 
@@ -328,6 +338,7 @@ class Engine:
         request: VideoRequest,
         provider: str | None = None,
         *,
+        route: str | None = None,
         output: Path | None = None,
         max_cost: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -335,21 +346,26 @@ class Engine:
         on_status: StatusCallback | None = None,
         on_submitted: Callable[[Job, VideoProvider], None] | None = None,
     ) -> tuple[Job, VideoResult | None]:
-        """Validate, price, record, submit once, then (unless ``wait`` is False) wait and save.
+        """Validate, price, record, submit once, then (unless ``wait`` is False) wait and save;
+        on the route's providers in turn where one fails in a way another could avoid.
 
         Everything that can be checked locally — including that the output can be written —
-        is checked before the paid call.
+        is checked before the first paid call.
         """
-        prepared = self.prepare(request, provider, max_cost=max_cost)
-        check_writable(output)
-        job = await self.submit(prepared, output=output)
-        if on_submitted is not None:
-            on_submitted(job, prepared.provider)
-        if not wait:
-            return job, None
-        job = await self.wait(job, timeout=timeout, on_status=on_status)
-        result = await self.save(job)
-        return self.store.get(job.id), result
+        from . import router
+
+        chosen = router.resolve_route(self, route=route, provider=provider)
+        return await router.run(
+            self,
+            request,
+            chosen,
+            output=output,
+            max_cost=max_cost,
+            timeout=timeout,
+            wait=wait,
+            on_status=on_status,
+            on_submitted=on_submitted,
+        )
 
     async def aclose(self) -> None:
         for provider in self._used.values():

@@ -4,7 +4,9 @@
 
     ReelgenError                      base; ``retryable`` says whether trying again can help
     ├── UsageError                    the caller must change something; never retried
-    │   ├── InvalidRequest            bad input (image, duration, prompt, model, mode, ...)
+    │   ├── InvalidRequest            bad input (image, prompt, cfg_scale, ...)
+    │   │   └── Unsupported           this provider cannot serve it (model, mode, duration,
+    │   │                             input kind, option); another provider may
     │   ├── ContentPolicyError        the provider refused the content
     │   ├── BudgetExceeded            the estimate is over the allowed cost
     │   ├── MissingCredentials        no key for the provider
@@ -68,6 +70,11 @@ class UsageError(ReelgenError):
 
 class InvalidRequest(UsageError):
     """The request is invalid for the provider (refused locally or by the provider)."""
+
+
+class Unsupported(InvalidRequest):
+    """The provider cannot serve this request (model, mode, duration, input kind, option),
+    though another provider may: a router skips it rather than stopping."""
 
 
 class ContentPolicyError(UsageError):

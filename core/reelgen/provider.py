@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import InvalidRequest, MissingCredentials
+from .errors import InvalidRequest, MissingCredentials, Unsupported
 from .models import CostEstimate, Job, JobStatus, VideoRequest, VideoResult
 
 
@@ -142,7 +142,7 @@ class VideoProvider(ABC):
         """Validate provider options with ``options_model`` (unknown keys are refused)."""
         if self.options_model is None:
             if options:
-                raise InvalidRequest(
+                raise Unsupported(
                     f"{self.name} takes no provider options (got {', '.join(sorted(options))})",
                     provider=self.name,
                 )
@@ -154,7 +154,9 @@ class VideoProvider(ABC):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "options"
-            raise InvalidRequest(
+            # an option this provider does not know: another provider may take it
+            kind = Unsupported if first["type"] == "extra_forbidden" else InvalidRequest
+            raise kind(
                 f"{self.name} option {where}: {first['msg']}; see `reelgen providers --options`",
                 provider=self.name,
             ) from None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, Unsupported
 from .models import VideoRequest
 
 if TYPE_CHECKING:
@@ -101,17 +101,24 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
     def bad(message: str) -> InvalidRequest:
         return InvalidRequest(message, provider=name)
 
+    def unsupported(message: str) -> Unsupported:
+        return Unsupported(message, provider=name)
+
     model = request.model or settings.model or caps.default_model
     if model not in caps.models:
-        raise bad(f"unknown model {model!r} for {name}; choose one of {', '.join(caps.models)}")
+        raise unsupported(
+            f"unknown model {model!r} for {name}; choose one of {', '.join(caps.models)}"
+        )
     spec = caps.models[model]
     mode = request.mode or settings.mode or caps.default_mode
     if mode not in spec.modes:
-        raise bad(f"unknown mode {mode!r} for {name} {model}; choose {' or '.join(spec.modes)}")
+        raise unsupported(
+            f"unknown mode {mode!r} for {name} {model}; choose {' or '.join(spec.modes)}"
+        )
 
     if request.image is not None:
         if not spec.image_to_video:
-            raise bad(f"{name} {model} cannot animate an image; choose another --model")
+            raise unsupported(f"{name} {model} cannot animate an image; choose another --model")
         if request.aspect_ratio is not None:
             raise bad(
                 "--aspect-ratio applies to text-to-video only; with an image the clip keeps "
@@ -119,7 +126,7 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
             )
     else:
         if not spec.text_to_video:
-            raise bad(f"{name} {model} needs an image (it is image-to-video only)")
+            raise unsupported(f"{name} {model} needs an image (it is image-to-video only)")
         if not request.prompt.strip():
             raise bad("a prompt is required for text-to-video; pass -p PROMPT or an image")
         if (
@@ -127,7 +134,7 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
             and caps.aspect_ratios
             and request.aspect_ratio not in caps.aspect_ratios
         ):
-            raise bad(
+            raise unsupported(
                 f"aspect ratio {request.aspect_ratio!r} is not offered by {name}; "
                 f"choose {', '.join(caps.aspect_ratios)}"
             )
@@ -135,12 +142,12 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
     duration = request.duration if request.duration is not None else caps.default_duration
     limit = provider.max_duration
     if limit is not None and duration > limit:
-        raise bad(
+        raise unsupported(
             f"duration {duration:g} s is above {name}'s limit of {limit:g} s; pass "
             f"--duration {limit:g} or less, or raise {key}.max_duration in the config file"
         )
     if spec.durations and not any(abs(duration - d) < 1e-9 for d in spec.durations):
-        raise bad(
+        raise unsupported(
             f"duration {duration:g} s is not offered by {name} {model}; choose "
             f"{_fmt_durations(spec.durations)}"
         )
@@ -166,7 +173,7 @@ def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoReq
         if not spec.cfg_scale:
             # refused, not silently ignored by the provider (e.g. Kling honours it on v1.x only)
             takers = [m for m, s in caps.models.items() if s.cfg_scale]
-            raise bad(
+            raise unsupported(
                 f"{name} {model} ignores --cfg-scale; drop it"
                 + (f" or choose {', '.join(takers)}" if takers else "")
             )

@@ -70,16 +70,20 @@ class Waiter:
     rng: random.Random = field(default_factory=random.Random)
     history: list[RetryRecord] = field(default_factory=list)
 
-    async def retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``; on a retryable ReelgenError back off and try again, within bounds."""
+    async def retry(
+        self, what: str, call: Callable[[], Awaitable[T]], *, attempts: int | None = None
+    ) -> T:
+        """Run ``call``; on a retryable ReelgenError back off and try again, within bounds
+        (``attempts`` overrides the policy's, e.g. to fail over sooner)."""
         start = self.timer.now()
+        limit = attempts or self.policy.attempts
         attempt = 0
         while True:
             try:
                 return await call()
             except ReelgenError as err:
                 attempt += 1
-                if not err.retryable or attempt >= self.policy.attempts:
+                if not err.retryable or attempt >= limit:
                     raise
                 delay = self.policy.backoff(attempt, err.retry_after, self.rng)
                 if self.timer.now() - start + delay > self.policy.deadline:
