@@ -9,7 +9,9 @@ A route is a list of providers (``[routes.NAME]`` in the config file) and a poli
 - **failover**: on errors another provider could avoid (rate limited after retries, outages,
   timeouts, keys or account trouble) the next candidate is tried; on errors that would repeat
   (invalid input, content policy) the route stops. A job that may already have been accepted
-  is never submitted elsewhere unless its provider says it failed.
+  (a lost create reply no lookup could settle) is never submitted to a *paid* provider
+  elsewhere unless its provider says it failed; a free one (local) may still make the video,
+  and the uncertain job stays in the log for `reelgen wait`.
 
 Every attempt is recorded on the job that made the video (``job.data["attempts"]``).
 """
@@ -154,9 +156,19 @@ async def run(
     """Run the request on the route's candidates until one makes the video."""
     candidates, attempts = plan(engine, request, route, max_cost=max_cost)
     check_writable(output)
+    uncertain: ReelgenError | None = None  # a provider that may hold a paid task for this
     for index, prepared in enumerate(candidates):
         name = prepared.provider.name
         last = index == len(candidates) - 1
+        if uncertain is not None and prepared.estimate.amount > 0:
+            # the earlier provider may have accepted (and will charge for) this job: only a
+            # free provider may make the video now, or the user could pay twice
+            attempts.append(
+                Attempt(name, "skipped", f"not tried: {uncertain.job_id} may be running already")
+            )
+            if last:
+                _reraise_with_history(uncertain, attempts)
+            continue
         try:
             job = await engine.submit(
                 prepared,
@@ -165,6 +177,10 @@ async def run(
                 history=[a.as_dict() for a in attempts],
             )
         except ReelgenError as err:
+            if err.maybe_accepted and not last:
+                uncertain = err
+                attempts.append(Attempt(name, "uncertain", str(err), err.job_id))
+                continue
             if last or not can_fail_over(err):
                 _reraise_with_history(err, attempts)
             attempts.append(Attempt(name, "failed", str(err), err.job_id))

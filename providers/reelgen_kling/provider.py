@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, field_validator
 
-from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable
+from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
 from reelgen.models import Job, JobState, JobStatus, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, VideoProvider
@@ -100,10 +100,10 @@ class KlingProvider(VideoProvider):
         options = self.parse_options(request.options)
         assert isinstance(options, KlingOptions) or options is None
         if request.seed is not None:
-            raise InvalidRequest("kling does not take a seed; drop --seed", provider=self.name)
+            raise Unsupported("kling does not take a seed; drop --seed", provider=self.name)
         if options is not None:
             if options.sound and request.model not in SOUND_MODELS:
-                raise InvalidRequest(
+                raise Unsupported(
                     f"sound needs one of {', '.join(sorted(SOUND_MODELS))} (model is "
                     f"{request.model})",
                     provider=self.name,

@@ -110,6 +110,7 @@ def error_for(
         retryable=code in RETRYABLE_CODES or code not in CODES,
         retry_after=retry_after(response),
         # a server error on create may come after the task was made: look before resubmitting
+        # (5001, maintenance, means the request was turned away)
         maybe_accepted=create and code in (5000, 5002),
     )
 
@@ -133,7 +134,8 @@ def unwrap(response: httpx.Response, *, create: bool = False) -> Any:
                 f"kling answered HTTP {status} with an unreadable body",
                 provider=NAME,
                 retry_after=retry_after(response),
-                maybe_accepted=create,
+                # 503 turns the request away; other statuses may come after the server acted
+                maybe_accepted=create and status != 503,
             )
         raise InvalidRequest(f"kling answered HTTP {status} with an unreadable body", provider=NAME)
     code = body["code"]

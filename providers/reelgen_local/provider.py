@@ -13,10 +13,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelgen.errors import InvalidRequest, JobFailed
+from reelgen.errors import InvalidRequest, JobFailed, Unsupported
 from reelgen.models import Job, JobStatus, Video, VideoRequest, VideoResult
 from reelgen.paths import data_dir
-from reelgen.provider import Capabilities, ImageLimits, ModelSpec, VideoProvider
+from reelgen.provider import (
+    Capabilities,
+    ImageLimits,
+    ModelSpec,
+    ProviderSettings,
+    VideoProvider,
+)
 
 from .render import MOTIONS, RenderError, render_ken_burns
 
@@ -52,10 +58,21 @@ def motion_for(prompt: str, chosen: str | None) -> str:
     return "zoom_in"
 
 
+class LocalSettings(ProviderSettings):
+    height: int | None = Field(
+        default=None,
+        ge=16,
+        le=2160,
+        multiple_of=2,
+        description="Short side of the clip in pixels (default: 720 std, 1080 pro).",
+    )
+
+
 class LocalProvider(VideoProvider):
     name = "local"
     description = "Offline camera motion over the still (zoom/pan), H.264 mp4; free, no keys"
     options_model = LocalOptions
+    settings_model = LocalSettings
     default_max_duration = 60.0
     default_price_per_second = 0.0
     can_lookup = True
@@ -85,7 +102,7 @@ class LocalProvider(VideoProvider):
 
     def validate(self, request: VideoRequest) -> VideoRequest:
         if request.image is None:
-            raise InvalidRequest(
+            raise Unsupported(
                 "the local provider animates an image; give an IMAGE, or choose a cloud "
                 "provider with -P for text-to-video",
                 provider=self.name,
@@ -100,6 +117,11 @@ class LocalProvider(VideoProvider):
                 provider=self.name,
             )
         return request
+
+    def _height(self, request: VideoRequest) -> int:
+        settings = self.settings
+        assert isinstance(settings, LocalSettings)
+        return settings.height or HEIGHTS[request.mode or "std"]
 
     def _path(self, job: Job) -> Path:
         return (self._output_dir or data_dir() / "local") / f"{job.id}.mp4"
@@ -119,7 +141,7 @@ class LocalProvider(VideoProvider):
                 duration=request.duration or self.capabilities.default_duration,
                 motion=motion_for(request.prompt, options.motion),  # type: ignore[arg-type]
                 fps=options.fps,
-                height=HEIGHTS[request.mode or "std"],
+                height=self._height(request),
                 strength=options.strength,
             )
         except (RenderError, ValueError) as exc:
