@@ -272,3 +272,27 @@ def test_config_show_masks_secrets(cli: Cli, isolated: Path) -> None:
     data = json.loads(shown.stdout)
     assert data["providers"]["kling"]["api_key"] == "****"
     assert data["routes"]["main"]["providers"] == ["kling", "local"]
+
+
+def test_config_typo_names_the_key(cli: Cli, isolated: Path, make_image) -> None:
+    """A misspelt top-level key (rout = ...) is an error naming the file and the key."""
+    (isolated / "config.toml").write_text('rout = "main"\n')
+    result = cli("estimate", str(make_image()), "-p", "x")
+    assert result.exit_code == 2
+    assert "config.toml: rout:" in result.stderr
+
+
+def test_reelgen_toml_in_working_folder_wins(
+    cli: Cli, isolated: Path, make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """./reelgen.toml is used before $REELGEN_HOME/config.toml; $REELGEN_CONFIG before both."""
+    (isolated / "config.toml").write_text('route = "nope"\n')
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "reelgen.toml").write_text(ROUTE)
+    monkeypatch.chdir(work)
+    assert cli("config", "path").stdout.strip() == "reelgen.toml"
+    explicit = tmp_path / "other.toml"
+    explicit.write_text("")
+    monkeypatch.setenv("REELGEN_CONFIG", str(explicit))
+    assert cli("config", "path").stdout.strip() == str(explicit)

@@ -39,7 +39,9 @@ class RouteConfig(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """The whole file. Unknown top-level keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     route: str | None = None
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
