@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated REELGEN_HOME, a fake clock, test images, the fake Kling."""
+"""Shared fixtures: an isolated REELGEN_HOME, a fake clock, test images, the fake Kling and
+the fake fal."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from reelgen import plugins
 from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.waiting import Waiter
+from tests.fake_fal import DEFAULT_KEY as FAKE_FAL_KEY
+from tests.fake_fal import FakeFal
 from tests.fake_kling import DEFAULT_ACCESS_KEY as FAKE_AK
 from tests.fake_kling import DEFAULT_SECRET_KEY as FAKE_SK
 from tests.fake_kling import FakeKling
@@ -27,6 +30,8 @@ ENV_VARS = (
     "KLING_SECRET_KEY",
     "KLING_API_KEY",
     "KLING_BASE_URL",
+    "FAL_KEY",
+    "FAL_QUEUE_URL",
     "REELGEN_CONFIG",
     "REELGEN_PROVIDER",
     "REELGEN_MAX_COST",
@@ -120,6 +125,33 @@ def make_fake(timer: FakeTimer, kling_keys: None) -> Iterator[Callable[..., Fake
 def fake_kling(make_fake: Callable[..., FakeKling]) -> FakeKling:
     """The fake Kling API behind every HTTP client reelgen makes, on the fake clock."""
     return make_fake()
+
+
+@pytest.fixture
+def fal_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAL_KEY", FAKE_FAL_KEY)
+
+
+@pytest.fixture
+def make_fake_fal(timer: FakeTimer, fal_keys: None) -> Iterator[Callable[..., FakeFal]]:
+    """Build a FakeFal (key and clock preset) and serve it behind every HTTP client reelgen
+    makes; the newest one built answers."""
+    with contextlib.ExitStack() as stack:
+
+        def make(**kwargs: Any) -> FakeFal:
+            kwargs.setdefault("key", FAKE_FAL_KEY)
+            kwargs.setdefault("clock", timer.wall)
+            fake = FakeFal(**kwargs)
+            stack.enter_context(use_transport(httpx.MockTransport(fake.handler)))
+            return fake
+
+        yield make
+
+
+@pytest.fixture
+def fake_fal(make_fake_fal: Callable[..., FakeFal]) -> FakeFal:
+    """The fake fal queue API behind every HTTP client reelgen makes, on the fake clock."""
+    return make_fake_fal()
 
 
 @pytest.fixture

@@ -190,9 +190,7 @@ class Engine:
             if uncertain:
                 if not provider.can_lookup:
                     raise ProviderTimeout(
-                        f"the reply to job {job.id}'s submission was lost and {provider.name} "
-                        "cannot look jobs up, so it is not submitted again (that could pay "
-                        "twice); check the provider's console",
+                        f"the outcome of job {job.id}'s submission is unknown",
                         provider=provider.name,
                         job_id=job.id,
                         retryable=False,
@@ -205,6 +203,8 @@ class Engine:
             except ReelgenError as err:
                 if err.maybe_accepted:
                     uncertain = True
+                    if not provider.can_lookup:
+                        err.retryable = False  # nothing can settle it: never send it again
                 raise
 
         try:
@@ -217,9 +217,14 @@ class Engine:
             # The provider may hold a (paid) task for this job: the row stays "submitting" so
             # `reelgen wait` looks it up instead of paying again.
             self.store.submit_uncertain(job.id, str(err))
+            hint = (
+                f"`reelgen wait {job.id}` finds it (it is never submitted twice)"
+                if provider.can_lookup
+                else f"check {provider.name}'s console before trying again (it cannot be looked "
+                "up, so reelgen does not resubmit it)"
+            )
             raise ProviderTimeout(
-                f"{err}; job {job.id} may have been accepted by {provider.name}: "
-                f"`reelgen wait {job.id}` finds it (it is never submitted twice)",
+                f"{err}; job {job.id} may have been accepted by {provider.name}: {hint}",
                 provider=provider.name,
                 job_id=job.id,
                 retryable=False,

@@ -1,0 +1,146 @@
+"""What fal hosts of Kling, as data: one fal model id per (model, mode, input kind), the input
+field names each of those endpoints takes, and fal's prices (providers.md, "fal — queue API").
+
+reelgen's model names are Kling's own (``kling-v2-1``, ...), so a request written for the
+``kling`` provider runs here unchanged wherever fal hosts the same model and tier.
+
+fal does not host every tier of every model: kling-v2-1 has no text-to-video at all,
+kling-v2-5-turbo's text-to-video is ``pro`` only, and the master models and kling-v2-6 come in
+one tier each. The table below lists only what exists; anything else is refused before paying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from reelgen.provider import Capabilities, ImageLimits, ModelSpec
+
+Kind = Literal["image-to-video", "text-to-video"]
+I2V: Kind = "image-to-video"
+T2V: Kind = "text-to-video"
+
+FIVE_TEN = (5.0, 10.0)  # sent as the strings "5" and "10"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One fal endpoint and the names its input uses for reelgen's fields."""
+
+    model_id: str
+    """Appended to the queue URL: ``POST {queue_url}/{model_id}``."""
+    start_field: str | None = None
+    """The start frame (image-to-video): ``image_url`` on most, ``start_image_url`` on newer."""
+    end_field: str | None = None
+    """The end frame, where the endpoint has one: ``tail_image_url`` or ``end_image_url``."""
+    fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Inputs always sent with this endpoint."""
+
+
+def _classic(path: str, tier: str, kind: Kind, *, tail: bool = False) -> Endpoint:
+    """An endpoint of the classic input shape: ``image_url`` (+ ``tail_image_url``)."""
+    model_id = f"fal-ai/kling-video/{path}/{tier}/{kind}"
+    if kind == T2V:
+        return Endpoint(model_id)
+    return Endpoint(model_id, "image_url", "tail_image_url" if tail else None)
+
+
+# (reelgen model, reelgen mode, input kind) -> fal endpoint.
+# Master models have a single tier on fal (``.../master/...``, 1080p): reelgen calls it ``pro``,
+# so a Kling-direct request for a master model in pro mode runs here as it is, and ``std`` is
+# refused rather than silently billed at the master price.
+ENDPOINTS: dict[tuple[str, str, Kind], Endpoint] = {
+    ("kling-v1", "std", I2V): _classic("v1", "standard", I2V, tail=True),
+    ("kling-v1", "std", T2V): _classic("v1", "standard", T2V),
+    ("kling-v1", "pro", I2V): _classic("v1", "pro", I2V, tail=True),
+    ("kling-v1", "pro", T2V): _classic("v1", "pro", T2V),
+    ("kling-v1-6", "std", I2V): _classic("v1.6", "standard", I2V),
+    ("kling-v1-6", "std", T2V): _classic("v1.6", "standard", T2V),
+    ("kling-v1-6", "pro", I2V): _classic("v1.6", "pro", I2V, tail=True),
+    ("kling-v1-6", "pro", T2V): _classic("v1.6", "pro", T2V),
+    ("kling-v2-master", "pro", I2V): _classic("v2", "master", I2V),
+    ("kling-v2-master", "pro", T2V): _classic("v2", "master", T2V),
+    ("kling-v2-1", "std", I2V): _classic("v2.1", "standard", I2V),
+    ("kling-v2-1", "pro", I2V): _classic("v2.1", "pro", I2V, tail=True),
+    ("kling-v2-1-master", "pro", I2V): _classic("v2.1", "master", I2V),
+    ("kling-v2-1-master", "pro", T2V): _classic("v2.1", "master", T2V),
+    ("kling-v2-5-turbo", "std", I2V): _classic("v2.5-turbo", "standard", I2V),
+    ("kling-v2-5-turbo", "pro", I2V): _classic("v2.5-turbo", "pro", I2V, tail=True),
+    ("kling-v2-5-turbo", "pro", T2V): _classic("v2.5-turbo", "pro", T2V),
+    # Newer shape: start_image_url / end_image_url. Sound is on by default on fal and doubles the
+    # price ($0.14/s instead of $0.07/s), so it is switched off to match the estimate (*verify*
+    # the field name against the model page before relying on it).
+    ("kling-v2-6", "pro", I2V): Endpoint(
+        "fal-ai/kling-video/v2.6/pro/image-to-video",
+        "start_image_url",
+        "end_image_url",
+        MappingProxyType({"generate_audio": False}),
+    ),
+    ("kling-v2-6", "pro", T2V): Endpoint(
+        "fal-ai/kling-video/v2.6/pro/text-to-video",
+        fixed=MappingProxyType({"generate_audio": False}),
+    ),
+}
+
+# USD per second of output, by model and mode. From fal's model pages as providers.md quotes
+# them where it does (kling-v1 std, kling-v2-1 std, kling-v2-5-turbo std); everywhere else
+# providers.md gives no fal price, so Kling's own published price (kling-api.md, "Limits and
+# cost") stands in, marked "direct". Estimates never go below these (VideoProvider.estimate).
+PRICES: dict[str, dict[str, float]] = {
+    "kling-v1": {"std": 0.045, "pro": 0.098},  # pro: direct
+    "kling-v1-6": {"std": 0.056, "pro": 0.098},  # direct
+    "kling-v2-master": {"pro": 0.28},  # direct
+    "kling-v2-1": {"std": 0.056, "pro": 0.098},  # pro: direct
+    "kling-v2-1-master": {"pro": 0.28},  # direct
+    "kling-v2-5-turbo": {"std": 0.042, "pro": 0.07},  # pro: direct
+    "kling-v2-6": {"pro": 0.07},  # direct (silent video)
+}
+
+# Kling honours cfg_scale on its v1.x models only (kling-api.md); elsewhere it is refused.
+CFG_MODELS = frozenset({"kling-v1", "kling-v1-6"})
+
+
+def endpoint_for(model: str, mode: str, kind: Kind) -> Endpoint | None:
+    return ENDPOINTS.get((model, mode, kind))
+
+
+def modes_for(model: str, kind: Kind) -> tuple[str, ...]:
+    """The modes fal hosts ``model`` in for this input kind, std first."""
+    return tuple(mode for mode in ("std", "pro") if (model, mode, kind) in ENDPOINTS)
+
+
+def _spec(model: str) -> ModelSpec:
+    keys = [k for k in ENDPOINTS if k[0] == model]
+    return ModelSpec(
+        durations=FIVE_TEN,
+        modes=tuple(m for m in ("std", "pro") if any(k[1] == m for k in keys)),
+        image_to_video=any(k[2] == I2V for k in keys),
+        text_to_video=any(k[2] == T2V for k in keys),
+        cfg_scale=model in CFG_MODELS,
+        published_prices=dict(PRICES[model]),
+    )
+
+
+MODELS: dict[str, ModelSpec] = {model: _spec(model) for model in PRICES}
+
+CAPABILITIES = Capabilities(
+    models=MODELS,
+    default_model="kling-v2-5-turbo",
+    default_mode="std",
+    default_duration=5,
+    # fal hands the frame to Kling, so Kling's limits apply (kling-api.md).
+    image=ImageLimits(
+        formats=("JPEG", "PNG"),
+        max_bytes=10 * 1024 * 1024,
+        min_side=300,
+        min_aspect=1 / 2.5,
+        max_aspect=2.5,
+        urls=True,
+    ),
+    max_prompt_chars=2500,
+    aspect_ratios=("16:9", "9:16", "1:1"),
+    cfg_scale_range=(0.0, 1.0),
+    expected_seconds=120,
+)

@@ -1,0 +1,363 @@
+"""Kling image-to-video and text-to-video through fal's queue API (providers.md, "fal").
+
+One job is one queued request: ``POST {queue_url}/{model_id}`` answers ``request_id`` and the
+``status_url``, ``response_url`` and ``cancel_url`` to use from then on. Those URLs are kept in
+``job.data`` and used as given, never rebuilt (they address the app without the endpoint
+sub-path, so building them by hand is a classic bug). A failed request is ``COMPLETED`` too:
+only its result says whether it worked.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reelgen.errors import (
+    InvalidRequest,
+    JobFailed,
+    MissingCredentials,
+    ProviderUnavailable,
+    Unsupported,
+)
+from reelgen.http import make_client
+from reelgen.models import Job, JobState, JobStatus, Video, VideoRequest, VideoResult
+from reelgen.provider import ProviderSettings, VideoProvider
+from reelgen.validation import check_image, inspect_image, is_url
+
+from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
+from .wire_errors import NAME, check, json_body, request_failure, transport_errors
+
+DEFAULT_QUEUE_URL = "https://queue.fal.run"
+URL_KEYS = ("status_url", "response_url", "cancel_url")
+
+STATES: dict[str, JobState] = {
+    "IN_QUEUE": "queued",
+    "IN_PROGRESS": "running",
+    "COMPLETED": "succeeded",  # or failed: decided by the result, see poll()
+}
+
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+class FalSettings(ProviderSettings):
+    queue_url: str = Field(
+        default=DEFAULT_QUEUE_URL, description="fal's queue host (FAL_QUEUE_URL)."
+    )
+
+    @field_validator("queue_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL such as {DEFAULT_QUEUE_URL}, not {value!r}")
+        return value.rstrip("/")
+
+
+class FalKlingOptions(BaseModel):
+    """Options only fal-kling understands (named as the kling provider names them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_tail: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="End frame: a local JPEG/PNG or an http(s) URL (models with an end frame).",
+    )
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    if parsed.scheme not in ("http", "https"):
+        return None
+    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _kind(request: VideoRequest) -> Kind:
+    return I2V if request.image is not None else T2V
+
+
+class FalKlingProvider(VideoProvider):
+    name = NAME
+    description = "Kling image-to-video and text-to-video hosted by fal (queue.fal.run)"
+    settings_model = FalSettings
+    options_model = FalKlingOptions
+    credential_names = ("FAL_KEY",)
+    env_settings: ClassVar[dict[str, str]] = {"queue_url": "FAL_QUEUE_URL"}
+    # fal cannot find a request by a key of ours: a submission whose reply was lost is never
+    # sent again (the core says so and keeps the job for `reelgen wait`), it could pay twice.
+    can_lookup = False
+    default_max_duration = 5.0
+    default_price_per_second = 0.08  # planning figure, as kling's; never below fal's prices
+    capabilities = CAPABILITIES
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__()
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._finished: dict[str, dict[str, Any]] = {}  # request_id -> successful result
+
+    @property
+    def fal_settings(self) -> FalSettings:
+        assert isinstance(self.settings, FalSettings)
+        return self.settings
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
+        super().configure(settings, credentials)
+        # new key or host: never reuse a client made for other ones
+        self._client = None
+        self._finished = {}
+
+    def endpoint(self, request: VideoRequest) -> Endpoint:
+        """The fal endpoint of a validated request."""
+        model = request.model or self.capabilities.default_model
+        mode = request.mode or self.capabilities.default_mode
+        found = ENDPOINTS.get((model, mode, _kind(request)))
+        if found is None:
+            raise Unsupported(self._no_endpoint(model, mode, _kind(request)), provider=self.name)
+        return found
+
+    def _no_endpoint(self, model: str, mode: str, kind: Kind) -> str:
+        modes = modes_for(model, kind)
+        if modes:
+            return (
+                f"fal hosts {model} {kind} in {' or '.join(modes)} mode only, not {mode}; "
+                f"pass --mode {modes[0]}"
+            )
+        return f"fal does not host {model} {kind}; choose another --model"
+
+    def _default_mode(self, request: VideoRequest) -> VideoRequest:
+        """With no mode asked for, std where fal hosts it, else the one mode it has.
+
+        (The master models and kling-v2-6 come in one tier on fal, and kling-v2-5-turbo's
+        text-to-video is pro only.) The estimate names the mode and its price.
+        """
+        if request.mode is not None or self.settings.mode is not None:
+            return request
+        model = request.model or self.settings.model or self.capabilities.default_model
+        modes = modes_for(model, _kind(request))
+        if modes and self.capabilities.default_mode not in modes:
+            return request.model_copy(update={"mode": modes[0]})
+        return request
+
+    def validate(self, request: VideoRequest) -> VideoRequest:
+        request = super().validate(self._default_mode(request))
+        if request.seed is not None:
+            raise Unsupported("fal-kling does not take a seed; drop --seed", provider=self.name)
+        endpoint = self.endpoint(request)
+        if not request.prompt.strip():
+            # providers.md: "prompt (required on most)"; a request without one fails at fal
+            raise Unsupported(
+                "fal's Kling endpoints need a prompt; pass -p PROMPT", provider=self.name
+            )
+        options = self.parse_options(request.options)
+        assert isinstance(options, FalKlingOptions) or options is None
+        if options is not None and options.image_tail:
+            if request.image is None:
+                raise InvalidRequest("image_tail needs a start image", provider=self.name)
+            if endpoint.end_field is None:
+                takers = sorted(
+                    f"{m} {mode}"
+                    for (m, mode, k), e in ENDPOINTS.items()
+                    if k == I2V and e.end_field
+                )
+                raise Unsupported(
+                    f"fal's {request.model} {request.mode} takes no end frame (image_tail); "
+                    f"choose one of: {', '.join(takers)}",
+                    provider=self.name,
+                )
+            assert self.capabilities.image is not None
+            check_image(options.image_tail, self.capabilities.image, self.name)
+            if not is_url(options.image_tail):
+                path = str(Path(options.image_tail).expanduser().resolve())
+                request = request.model_copy(
+                    update={"options": {**request.options, "image_tail": path}}
+                )
+        return request
+
+    def expected_seconds(self, request: VideoRequest) -> float:
+        factor = 1.5 if request.mode == "pro" else 1.0
+        return super().expected_seconds(request) * factor
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            problem = self.missing_credentials()
+            if problem:
+                raise MissingCredentials(problem, provider=self.name)
+            self._client = make_client(transport=self._transport)
+        return self._client
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Key {self.credentials['FAL_KEY']}"}
+
+    def _check_url(self, url: object, what: str) -> str:
+        """A URL fal returned: only ever on the queue's own host, which gets our key."""
+        queue = _origin(self.fal_settings.queue_url)
+        if not isinstance(url, str) or _origin(url) != queue:
+            host = httpx.URL(self.fal_settings.queue_url).host
+            raise ProviderUnavailable(
+                f"fal gave a {what} that is not on {host} ({str(url)[:80]!r}); "
+                "not sending FAL_KEY there",
+                provider=self.name,
+                retryable=False,
+            )
+        return url
+
+    async def _request(
+        self, method: str, url: str, *, body: dict[str, Any] | None = None, submit: bool = False
+    ) -> httpx.Response:
+        client = self._http()
+        with transport_errors(submit=submit):
+            return await client.request(method, url, json=body, headers=self._headers())
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- the request body -------------------------------------------------------------------
+
+    @staticmethod
+    def image_value(image: str) -> str:
+        """An http(s) URL passes through; a local file goes inline as a ``data:`` URI.
+
+        fal's own clients upload local files to fal storage first and send that URL;
+        providers.md marks ``data:`` URIs on the Kling endpoints *verify*. Inline keeps a job
+        to one paid call and no extra storage API or key scope, at a cost: the image travels
+        base64-encoded in the JSON body (a 10 MB picture makes a ~13.4 MB request), and a
+        host that refuses it answers 413, which says to pass an https URL instead.
+        """
+        if is_url(image):
+            return image
+        path = Path(image).expanduser()
+        mime = MIME.get(inspect_image(path).format, "application/octet-stream")
+        return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+    def build_input(self, request: VideoRequest) -> dict[str, Any]:
+        endpoint = self.endpoint(request)
+        duration = request.duration or self.capabilities.default_duration
+        body: dict[str, Any] = {"duration": f"{duration:g}"}  # a string: "5" or "10"
+        if request.prompt:
+            body["prompt"] = request.prompt
+        if request.negative_prompt:
+            body["negative_prompt"] = request.negative_prompt
+        if request.cfg_scale is not None:
+            body["cfg_scale"] = request.cfg_scale
+        if request.image is not None:
+            assert endpoint.start_field is not None
+            body[endpoint.start_field] = self.image_value(request.image)
+        elif request.aspect_ratio:
+            body["aspect_ratio"] = request.aspect_ratio
+        options = self.parse_options(request.options)
+        if isinstance(options, FalKlingOptions) and options.image_tail:
+            assert endpoint.end_field is not None
+            body[endpoint.end_field] = self.image_value(options.image_tail)
+        body.update(endpoint.fixed)
+        return body
+
+    # -- the contract -----------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> Job:
+        endpoint = self.endpoint(job.request)
+        body = self.build_input(job.request)
+        url = f"{self.fal_settings.queue_url}/{endpoint.model_id}"
+        response = await self._request("POST", url, body=body, submit=True)
+        reply = check(response, submit=True)
+        request_id = reply.get("request_id") if isinstance(reply, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderUnavailable(
+                "fal accepted the submission but its reply had no request_id",
+                provider=self.name,
+                maybe_accepted=True,
+            )
+        try:
+            urls = {key: self._check_url(reply.get(key), key) for key in URL_KEYS}
+        except ProviderUnavailable as err:
+            # queued (and paid for) at fal: say which request, never submit it again
+            raise ProviderUnavailable(
+                f"{err} (fal request {request_id} was queued)",
+                provider=self.name,
+                retryable=False,
+                maybe_accepted=True,
+            ) from err
+        data = {**job.data, "request_id": request_id, "model_id": endpoint.model_id, **urls}
+        return job.model_copy(
+            update={"task_id": request_id, "state": "queued", "message": "", "data": data}
+        )
+
+    def _url(self, job: Job, key: str) -> str:
+        url = job.data.get(key)
+        if not url:
+            raise InvalidRequest(
+                f"job {job.id} has no fal request yet (no {key})", provider=self.name, job_id=job.id
+            )
+        return self._check_url(url, key)
+
+    async def _outcome(self, job: Job) -> dict[str, Any] | JobStatus:
+        """A finished request's result, or the status saying how it failed."""
+        response = await self._request("GET", self._url(job, "response_url"))
+        failure = request_failure(response)
+        if failure is not None:
+            state, message = failure
+            return JobStatus(state=state, message=message)
+        result = check(response)
+        if not isinstance(result, dict):
+            raise ProviderUnavailable("fal answered a result that is not an object", provider=NAME)
+        return result
+
+    async def poll(self, job: Job) -> JobStatus:
+        response = await self._request("GET", self._url(job, "status_url"))
+        status = check(response)
+        raw_state = status.get("status") if isinstance(status, dict) else None
+        state = STATES.get(str(raw_state))
+        if state is None or not isinstance(status, dict):
+            raise ProviderUnavailable(
+                f"fal reported an unknown request status {raw_state!r}", provider=self.name
+            )
+        raw = {k: v for k, v in status.items() if k != "logs"}
+        if state == "queued":
+            position = status.get("queue_position")
+            message = f"position {position} in fal's queue" if position is not None else ""
+            return JobStatus(state=state, message=message, raw=raw)
+        if state == "running":
+            return JobStatus(state=state, raw=raw)
+        # COMPLETED: succeeded, failed or canceled; only the result tells
+        outcome = await self._outcome(job)
+        if isinstance(outcome, JobStatus):
+            return outcome.model_copy(update={"raw": raw})
+        if job.task_id:
+            self._finished[job.task_id] = outcome  # result() needs no second GET
+        return JobStatus(state="succeeded", raw=raw)
+
+    async def result(self, job: Job) -> VideoResult:
+        cached = self._finished.pop(job.task_id, None) if job.task_id else None
+        outcome = cached if cached is not None else await self._outcome(job)
+        if isinstance(outcome, JobStatus):
+            raise JobFailed(
+                f"fal-kling job {job.id} {outcome.state}: {outcome.message}",
+                provider=self.name,
+                job_id=job.id,
+            )
+        videos = []
+        video = outcome.get("video")
+        if isinstance(video, dict) and isinstance(video.get("url"), str) and video["url"]:
+            videos.append(Video(url=video["url"]))
+        return VideoResult(job_id=job.id, provider=self.name, videos=videos)
+
+    async def cancel(self, job: Job) -> None:
+        """Ask fal to cancel; a request already finished or unknown to fal is left as it is."""
+        response = await self._request("PUT", self._url(job, "cancel_url"))
+        body = json_body(response)
+        if isinstance(body, dict) and body.get("status") in ("ALREADY_COMPLETED", "NOT_FOUND"):
+            return
+        check(response)

@@ -1,0 +1,1200 @@
+"""A fake of fal's queue API hosting the Kling video models, from ``/work/shared/providers.md``.
+
+It encodes the documented contract (section "fal — queue API"), not any client's assumptions,
+and imports nothing from ``reelgen*``. Two ways to use it:
+
+* in tests, as ``httpx.MockTransport(FakeFal().handler)`` for sync and async clients;
+* as a real local server for manual end-to-end checks::
+
+      python tests/fake_fal.py --port 8766 --polls 3
+
+Behaviour in brief:
+
+* ``Authorization: Key <key>``; ``Bearer``, a wrong key or no header -> 401 ``{"detail": ...}``.
+* ``POST {queue_url}/{model_id}`` (``model_id`` from :data:`MODELS`, unknown -> 404) queues a
+  request and replies ``{request_id, status_url, response_url, cancel_url}``. Those URLs address
+  the *app* (``fal-ai/kling-video``) without the endpoint sub-path; the same paths built with the
+  full model id answer 404 (the classic hand-built-URL bug).
+* A request is ``IN_QUEUE`` on its first status poll, ``IN_PROGRESS`` after, ``COMPLETED`` on
+  the ``polls_to_finish``-th (or by clock with ``seconds_to_finish``). A failed request is still
+  ``COMPLETED``; the failure shows when the result is fetched: an HTTP error with
+  ``{"detail": [{"loc", "msg", "type", ...}]}`` and ``X-Fal-Retryable``.
+* Input is validated per model (a field map per model id). By default the errors surface at the
+  result (422), as the queue accepts any JSON object; ``validation="submit"`` rejects at submit.
+* ``PUT cancel_url`` -> 202 ``CANCELLATION_REQUESTED`` / 400 ``ALREADY_COMPLETED`` /
+  404 ``NOT_FOUND``.
+* Result videos live under ``cdn_url``: no auth, Range supported, Content-Length always.
+* Faults are queued with :meth:`FakeFal.inject` and consumed in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import datetime as dt
+import hashlib
+import io
+import json
+import random
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+try:
+    from tests.fake_kling import tiny_mp4
+except ModuleNotFoundError:  # run as ``python tests/fake_fal.py``: put the repo root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.fake_kling import tiny_mp4
+
+__all__ = [
+    "APP_ID",
+    "DEFAULT_CDN_URL",
+    "DEFAULT_KEY",
+    "DEFAULT_QUEUE_URL",
+    "MODELS",
+    "FakeFal",
+    "Fault",
+    "ModelSpec",
+    "check_image_url",
+    "main",
+    "parse_fault_spec",
+    "serve",
+    "validate_input",
+]
+
+DEFAULT_KEY = "fal-key-fake-test-0000"
+DEFAULT_QUEUE_URL = "https://queue.fal.run"
+DEFAULT_CDN_URL = "https://v3.fal.media"
+APP_ID = "fal-ai/kling-video"
+ERRORS_DOC_URL = "https://docs.fal.ai/errors"
+
+Endpoint = Literal["image-to-video", "text-to-video"]
+I2V: Endpoint = "image-to-video"
+T2V: Endpoint = "text-to-video"
+DURATIONS = ("5", "10")
+ASPECT_RATIOS = ("16:9", "9:16", "1:1")
+MAX_PROMPT_CHARS = 2500
+RETRY_HEADERS = ("X-Fal-Retryable", "X-Fal-Needs-Retry")
+CANCELLED_STATUS = 499
+"""fal's request-error status for ``client_cancelled`` (the result of a cancelled request)."""
+
+Route = Literal["submit", "status", "result", "cancel", "download", "any"]
+ROUTES: tuple[Route, ...] = ("submit", "status", "result", "cancel", "download", "any")
+FaultKind = Literal[
+    "http",
+    "raw",
+    "timeout_before_accept",
+    "timeout_after_accept",
+    "drop_after_accept",
+    "cut_download",
+]
+QueueStatus = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+_COMMON_FIELDS = frozenset({"prompt", "duration", "negative_prompt", "cfg_scale"})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One Kling endpoint on fal and its input field map."""
+
+    model_id: str
+    version: str
+    tier: str
+    endpoint: Endpoint
+    image_fields: tuple[str, ...] = ()
+    """Accepted names of the start frame (image-to-video); the first is the documented one."""
+    tail_fields: tuple[str, ...] = ()
+    """Accepted names of the optional end frame, on the versions that take one."""
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Every input field this endpoint understands (others are ignored and recorded)."""
+        extra = {"aspect_ratio"} if self.endpoint == T2V else set()
+        return _COMMON_FIELDS | set(self.image_fields) | set(self.tail_fields) | extra
+
+
+# Kling versions on fal and the tiers/endpoints each exposes (names as fal spells them).
+_CATALOGUE: dict[str, dict[str, tuple[Endpoint, ...]]] = {
+    "v1": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
+    "v1.5": {"pro": (I2V, T2V)},
+    "v1.6": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
+    "v2": {"master": (I2V, T2V)},
+    "v2.1": {"standard": (I2V,), "pro": (I2V,), "master": (I2V, T2V)},
+    "v2.5-turbo": {"standard": (I2V,), "pro": (I2V, T2V)},
+}
+# providers.md: newer Kling endpoints name the start frame ``start_image_url``; accept it as an
+# alternative to ``image_url`` from v2 on.
+_START_IMAGE_ALIAS = frozenset({"v2", "v2.1", "v2.5-turbo"})
+# providers.md: ``end_image_url`` / ``tail_image_url`` "on some versions": the pro image-to-video
+# endpoints of v1.6 and later take either name here.
+_TAIL_FRAME = frozenset({("v1.6", "pro"), ("v2.1", "pro"), ("v2.5-turbo", "pro")})
+
+
+def _build_models() -> dict[str, ModelSpec]:
+    models: dict[str, ModelSpec] = {}
+    for version, tiers in _CATALOGUE.items():
+        for tier, endpoints in tiers.items():
+            for endpoint in endpoints:
+                model_id = f"{APP_ID}/{version}/{tier}/{endpoint}"
+                image: tuple[str, ...] = ()
+                tail: tuple[str, ...] = ()
+                if endpoint == I2V:
+                    image = ("image_url", "start_image_url")
+                    if version not in _START_IMAGE_ALIAS:
+                        image = ("image_url",)
+                    if (version, tier) in _TAIL_FRAME:
+                        tail = ("tail_image_url", "end_image_url")
+                models[model_id] = ModelSpec(model_id, version, tier, endpoint, image, tail)
+    return models
+
+
+MODELS: dict[str, ModelSpec] = _build_models()
+"""model_id -> spec, e.g. ``fal-ai/kling-video/v2.1/standard/image-to-video``."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour; build with the static constructors, queue with ``inject``."""
+
+    kind: FaultKind
+    http_status: int = 0
+    detail: str | list[dict[str, Any]] = ""
+    retryable: bool | None = None
+    retry_after: float | None = None
+    error_type: str | None = None
+    body: bytes = b""
+    content_type: str = ""
+    after_bytes: int = 0
+
+    @staticmethod
+    def http(
+        status: int,
+        detail: str | list[dict[str, Any]] = "fake fal error",
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        error_type: str | None = None,
+    ) -> Fault:
+        """Reply ``{"detail": detail}`` (request not processed).
+
+        ``X-Fal-Retryable`` is sent when ``retryable`` is not None, ``Retry-After`` when
+        ``retry_after`` is; ``error_type`` adds fal's request-error field and
+        ``X-Fal-Error-Type`` header (e.g. ``runner_scheduling_failure`` on a 503).
+        """
+        return Fault(
+            "http",
+            http_status=status,
+            detail=detail,
+            retryable=retryable,
+            retry_after=retry_after,
+            error_type=error_type,
+        )
+
+    @staticmethod
+    def raw(
+        status: int,
+        body: bytes = b"<html>bad gateway</html>",
+        content_type: str = "text/html",
+    ) -> Fault:
+        """Reply with a non-JSON body, as a gateway or load balancer would."""
+        return Fault("raw", http_status=status, body=body, content_type=content_type)
+
+    @staticmethod
+    def timeout_before_accept() -> Fault:
+        """Raise ``httpx.ConnectTimeout``; the server never sees the request (nothing created)."""
+        return Fault("timeout_before_accept")
+
+    @staticmethod
+    def timeout_after_accept() -> Fault:
+        """Process the request (a submit queues one), then raise ``httpx.ReadTimeout``."""
+        return Fault("timeout_after_accept")
+
+    @staticmethod
+    def drop_after_accept() -> Fault:
+        """Process the request, then raise ``httpx.RemoteProtocolError`` (connection dropped)."""
+        return Fault("drop_after_accept")
+
+    @staticmethod
+    def cut_download(after_bytes: int) -> Fault:
+        """Send status and full ``Content-Length``, then raise ``httpx.ReadError`` mid-body."""
+        if after_bytes < 0:
+            raise ValueError("after_bytes must be >= 0")
+        return Fault("cut_download", after_bytes=after_bytes)
+
+
+class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that yields ``after_bytes`` bytes and then fails, for sync and async readers."""
+
+    def __init__(self, data: bytes, after_bytes: int, request: httpx.Request) -> None:
+        self._data = data[:after_bytes]
+        self._request = request
+
+    def _chunks(self) -> Iterator[bytes]:
+        for start in range(0, len(self._data), 1024):
+            yield self._data[start : start + 1024]
+
+    def _error(self) -> httpx.ReadError:
+        return httpx.ReadError("fake-fal: connection reset mid-body", request=self._request)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks()
+        raise self._error()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks():
+            yield chunk
+        raise self._error()
+
+
+def _error_item(loc: list[str | int], msg: str, type_: str, **extra: Any) -> dict[str, Any]:
+    """One entry of fal's ``detail`` array (``loc``, ``msg``, ``type`` and ``url``, optional
+    ``input``/``ctx`` in the style of fal's pydantic-based validation)."""
+    item: dict[str, Any] = {"loc": loc, "msg": msg, "type": type_}
+    item.update(extra)
+    item["url"] = f"{ERRORS_DOC_URL}#{type_}"
+    return item
+
+
+_REQUEST_PATH = re.compile(
+    r"/(?P<prefix>.+?)/requests/(?P<rid>[^/]+)(?P<tail>/status/stream|/status|/cancel)?"
+)
+_WORDS = ("rabbit", "tiger", "zebra", "koala", "panda", "lion", "elephant", "monkey")
+
+
+class FakeFal:
+    """An in-memory fal queue API with the Kling models; ``handler`` serves ``httpx.Request``."""
+
+    def __init__(
+        self,
+        *,
+        key: str = DEFAULT_KEY,
+        clock: Callable[[], float] = time.time,
+        polls_to_finish: int = 2,
+        seconds_to_finish: float | None = None,
+        concurrency_limit: int | None = None,
+        video: bytes | None = None,
+        queue_url: str = DEFAULT_QUEUE_URL,
+        cdn_url: str = DEFAULT_CDN_URL,
+        validation: Literal["result", "submit"] = "result",
+        accept_data_uri: bool = True,
+        retry_header: Literal["X-Fal-Retryable", "X-Fal-Needs-Retry"] = "X-Fal-Retryable",
+        honour_cancel_in_progress: bool = True,
+        models: Mapping[str, ModelSpec] | None = None,
+        seed: int | None = None,
+        max_recorded: int | None = None,
+    ) -> None:
+        """Configure the fake.
+
+        ``polls_to_finish``: status polls until ``COMPLETED`` (first poll ``IN_QUEUE``, later
+        ones ``IN_PROGRESS``). ``seconds_to_finish`` switches to clock time instead: ``IN_QUEUE``
+        until the clock moves, then ``IN_PROGRESS``, ``COMPLETED`` after that many seconds
+        (refreshed on status, result and cancel). ``concurrency_limit`` models fal's account
+        limit on requests in progress: extra requests stay ``IN_QUEUE`` (never rejected).
+
+        Choices where the contract allows two forms: ``validation`` says where invalid input
+        shows (``"result"``: the request completes and its result is a 422, as providers.md
+        puts it; ``"submit"``: 422 at submit); ``accept_data_uri=False`` rejects ``data:``
+        image URIs; ``retry_header`` picks ``X-Fal-Retryable`` or the older
+        ``X-Fal-Needs-Retry``; ``honour_cancel_in_progress=False`` lets an in-progress request
+        run to completion after a cancel (fal only signals the runner).
+        """
+        if polls_to_finish < 1:
+            raise ValueError("polls_to_finish must be >= 1")
+        if concurrency_limit is not None and concurrency_limit < 1:
+            raise ValueError("concurrency_limit must be >= 1")
+        if retry_header not in RETRY_HEADERS:
+            raise ValueError(f"retry_header must be one of {RETRY_HEADERS}")
+        self.key = key
+        self.clock = clock
+        self.polls_to_finish = polls_to_finish
+        self.seconds_to_finish = seconds_to_finish
+        self.concurrency_limit = concurrency_limit
+        self.video = video if video is not None else tiny_mp4()
+        self.queue_url = queue_url.rstrip("/")
+        self.cdn_url = cdn_url.rstrip("/")
+        self.validation = validation
+        self.accept_data_uri = accept_data_uri
+        self.retry_header = retry_header
+        self.honour_cancel_in_progress = honour_cancel_in_progress
+        self.models: dict[str, ModelSpec] = dict(models if models is not None else MODELS)
+        self.max_recorded = max_recorded
+
+        self._queue = httpx.URL(self.queue_url)
+        self._cdn = httpx.URL(self.cdn_url)
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self._faults: list[tuple[Route, Fault]] = []
+        self._fail_next: list[dict[str, Any]] = []
+        self._seq = 0
+        self._files: dict[str, str] = {}
+        self._etag = '"' + hashlib.sha256(self.video).hexdigest()[:32] + '"'
+
+        # Observations for tests.
+        self.requests: list[httpx.Request] = []
+        """Snapshots (method, url, headers, content) of every request received, in order."""
+        self.log: list[str] = []
+        """One line per request: ``METHOD path -> outcome``."""
+        self.submits_accepted = 0
+        """Submits that queued a request."""
+        self.jobs: dict[str, dict[str, Any]] = {}
+        """request_id -> record: ``model_id``, ``input`` (the body), ``ignored_fields``,
+        ``input_errors``, ``status``, ``outcome`` (None/"ok"/"error"/"cancelled"), ``failure``,
+        ``status_polls``, ``result_fetches``, ``webhook_url``, ``video_url``, times..."""
+        self.in_progress_max = 0
+        """Peak number of requests queued and not yet COMPLETED (IN_QUEUE or IN_PROGRESS)."""
+        self.downloads = 0
+        """CDN requests answered with video bytes (200 or 206)."""
+        self.webhooks: list[tuple[str, dict[str, Any]]] = []
+        """(fal_webhook URL, payload) fal would POST when a request with a webhook completes."""
+
+    # ------------------------------------------------------------------ public controls
+
+    def inject(self, route: Route, fault: Fault, times: int = 1) -> None:
+        """Queue ``fault`` for the next ``times`` requests matching ``route`` (FIFO)."""
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}")
+        with self._lock:
+            self._faults.extend([(route, fault)] * times)
+
+    @property
+    def pending_faults(self) -> list[tuple[Route, Fault]]:
+        """Faults queued and not yet consumed."""
+        with self._lock:
+            return list(self._faults)
+
+    def fail_next(
+        self,
+        detail: str = "content policy violation",
+        status: int = 422,
+        retryable: bool = False,
+        *,
+        error_type: str = "content_policy_violation",
+        loc: tuple[str | int, ...] = ("body", "prompt"),
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` requests that would succeed end ``COMPLETED`` with a failed
+        result: HTTP ``status``, ``{"detail": [{"loc", "msg": detail, "type": error_type}]}``
+        and the retry header set to ``retryable``."""
+        failure = self._failure(status, detail, retryable, error_type, loc)
+        with self._lock:
+            self._fail_next.extend(copy.deepcopy(failure) for _ in range(times))
+
+    def fail_request(
+        self,
+        request_id: str,
+        detail: str = "content policy violation",
+        status: int = 422,
+        retryable: bool = False,
+        *,
+        error_type: str = "content_policy_violation",
+        loc: tuple[str | int, ...] = ("body", "prompt"),
+    ) -> None:
+        """Make a queued or running request fail like :meth:`fail_next` when it completes."""
+        with self._lock:
+            job = self.jobs[request_id]
+            if job["status"] == "COMPLETED":
+                raise ValueError(f"request {request_id} already completed")
+            job["failure"] = self._failure(status, detail, retryable, error_type, loc)
+
+    def outstanding(self) -> int:
+        """Number of requests currently IN_QUEUE or IN_PROGRESS."""
+        with self._lock:
+            return self._outstanding()
+
+    def urls_for(self, request_id: str) -> dict[str, str]:
+        """The four URLs a submit returned for ``request_id``."""
+        with self._lock:
+            return self._urls(request_id)
+
+    # ------------------------------------------------------------------ the handler
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        """Serve one request (``httpx.MockTransport(fake.handler)``, sync or async clients)."""
+        _read_body(request)
+        after: Fault | None = None
+        with self._lock:
+            self.requests.append(
+                httpx.Request(
+                    request.method,
+                    request.url,
+                    headers=request.headers.copy(),
+                    content=request.content,
+                )
+            )
+            route = self._classify(request)
+            fault = self._take_fault(route)
+            where = f"{request.method} {request.url.raw_path.decode('ascii', 'replace')}"
+            if fault is not None and fault.kind == "timeout_before_accept":
+                self._log(f"{where} -> ConnectTimeout (fault)")
+                raise httpx.ConnectTimeout("fake-fal: connect timed out", request=request)
+            if fault is not None and fault.kind == "http":
+                response = self._fault_http(fault)
+                self._log(f"{where} -> {fault.http_status} (fault)")
+                return response
+            if fault is not None and fault.kind == "raw":
+                self._log(f"{where} -> {fault.http_status} raw (fault)")
+                return httpx.Response(
+                    fault.http_status,
+                    headers={"Content-Type": fault.content_type},
+                    content=fault.body,
+                )
+            response, note = self._dispatch(request, route)
+            after = fault
+            outcome = f"{response.status_code}{note}"
+            if after is not None:
+                outcome += f" then {after.kind} (fault)"
+            self._log(f"{where} -> {outcome}")
+        if after is not None and after.kind == "timeout_after_accept":
+            raise httpx.ReadTimeout("fake-fal: read timed out", request=request)
+        if after is not None and after.kind == "drop_after_accept":
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        if after is not None and after.kind == "cut_download":
+            return httpx.Response(
+                response.status_code,
+                headers=response.headers,
+                stream=_CutStream(response.content, after.after_bytes, request),
+            )
+        return response
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _log(self, line: str) -> None:
+        self.log.append(line)
+        if self.max_recorded is not None:
+            del self.log[: -self.max_recorded]
+            del self.requests[: -self.max_recorded]
+
+    def _take_fault(self, route: str) -> Fault | None:
+        for i, (fault_route, fault) in enumerate(self._faults):
+            if fault_route in ("any", route):
+                del self._faults[i]
+                return fault
+        return None
+
+    def _fault_http(self, fault: Fault) -> httpx.Response:
+        payload: dict[str, Any] = {"detail": fault.detail}
+        headers: dict[str, str] = {}
+        if fault.error_type is not None:
+            payload["error_type"] = fault.error_type
+            headers["X-Fal-Error-Type"] = fault.error_type
+        if fault.retryable is not None:
+            headers[self.retry_header] = "true" if fault.retryable else "false"
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        return httpx.Response(fault.http_status, json=payload, headers=headers)
+
+    def _same_origin(self, url: httpx.URL, base: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+
+    def _is_cdn(self, url: httpx.URL) -> bool:
+        if not self._same_origin(url, self._cdn):
+            return False
+        prefix = self._cdn.path.rstrip("/")
+        return url.path == prefix or url.path.startswith(prefix + "/")
+
+    def _queue_path(self, url: httpx.URL) -> str:
+        prefix = self._queue.path.rstrip("/")
+        return url.path[len(prefix) :] if prefix and url.path.startswith(prefix) else url.path
+
+    def _classify(self, request: httpx.Request) -> str:
+        url = request.url
+        if self._is_cdn(url):
+            return "download"
+        if self._same_origin(url, self._queue):
+            match = _REQUEST_PATH.fullmatch(self._queue_path(url))
+            if match is not None:
+                tail = match.group("tail") or ""
+                if tail == "/cancel":
+                    return "cancel"
+                return "status" if tail.startswith("/status") else "result"
+            if request.method == "POST":
+                return "submit"
+        return "other"
+
+    def _dispatch(self, request: httpx.Request, route: str) -> tuple[httpx.Response, str]:
+        if route == "download":
+            return self._download(request), ""
+        if not self._same_origin(request.url, self._queue):
+            raise httpx.ConnectError(
+                f"fake-fal: [Errno -2] Name or service not known ({request.url.host})",
+                request=request,
+            )
+        denied = self._check_auth(request)
+        if denied is not None:
+            return _json(401, {"detail": denied}), ""
+        path = self._queue_path(request.url)
+        match = _REQUEST_PATH.fullmatch(path)
+        if match is None:
+            if request.method != "POST":
+                status = 405 if path.strip("/") in self.models else 404
+                return _json(
+                    status, {"detail": "Not Found" if status == 404 else "Method Not Allowed"}
+                ), ""
+            return self._submit(request, path.strip("/"))
+        prefix, rid, tail = match.group("prefix"), match.group("rid"), match.group("tail") or ""
+        expected = {"": "GET", "/status": "GET", "/status/stream": "GET", "/cancel": "PUT"}[tail]
+        if request.method != expected:
+            return _json(405, {"detail": "Method Not Allowed"}), ""
+        job = self.jobs.get(rid)
+        note = ""
+        if job is not None and prefix != job["app_id"]:
+            note = f" (URL has {prefix!r}, not the app {job['app_id']!r}: hand-built URL?)"
+            job = None
+        if tail == "/cancel":
+            return self._cancel(job), note
+        if job is None:
+            return _json(404, {"detail": f"Request {rid} not found"}), note
+        if tail == "/status":
+            return self._status(job, request), ""
+        if tail == "/status/stream":
+            return self._stream(job, request), ""
+        return self._result(job), ""
+
+    def _check_auth(self, request: httpx.Request) -> str | None:
+        header = request.headers.get("authorization")
+        if header is None or not header.strip():
+            return "Missing authorization header: expected 'Authorization: Key <FAL_KEY>'"
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "key":
+            return f"Invalid authorization scheme {scheme!r}: expected 'Key <FAL_KEY>'"
+        if token.strip() != self.key:
+            return "Invalid API key"
+        return None
+
+    def _urls(self, rid: str) -> dict[str, str]:
+        base = f"{self.queue_url}/{APP_ID}/requests/{rid}"
+        return {
+            "status_url": f"{base}/status",
+            "response_url": base,
+            "cancel_url": f"{base}/cancel",
+        }
+
+    def _now_iso(self) -> str:
+        return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).isoformat()
+
+    def _failure(
+        self,
+        status: int,
+        detail: str,
+        retryable: bool | None,
+        error_type: str,
+        loc: tuple[str | int, ...],
+    ) -> dict[str, Any]:
+        return {
+            "http_status": status,
+            "body": {"detail": [_error_item(list(loc), detail, error_type)]},
+            "retryable": retryable,
+        }
+
+    # ------------------------------------------------------------------ submit
+
+    def _submit(self, request: httpx.Request, model_id: str) -> tuple[httpx.Response, str]:
+        spec = self.models.get(model_id)
+        if spec is None:
+            return _json(404, {"detail": f"Application not found: {model_id!r}"}), ""
+        try:
+            body = json.loads(request.content)
+        except (ValueError, UnicodeDecodeError):
+            item = _error_item(["body"], "Request body is not valid JSON", "json_invalid")
+            return _json(422, {"detail": [item]}), ""
+        if not isinstance(body, dict):
+            item = _error_item(["body"], "Input should be an object", "model_attributes_type")
+            return _json(422, {"detail": [item]}), ""
+        errors = validate_input(spec, body, accept_data_uri=self.accept_data_uri)
+        if errors and self.validation == "submit":
+            return _json(422, {"detail": errors}, {self.retry_header: "false"}), ""
+
+        self._seq += 1
+        rid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        now = self.clock()
+        failure: dict[str, Any] | None = None
+        if errors:
+            failure = {"http_status": 422, "body": {"detail": errors}, "retryable": False}
+        elif self._fail_next:
+            failure = self._fail_next.pop(0)
+        job: dict[str, Any] = {
+            "request_id": rid,
+            "model_id": model_id,
+            "app_id": APP_ID,
+            "version": spec.version,
+            "tier": spec.tier,
+            "endpoint": spec.endpoint,
+            "input": body,
+            "ignored_fields": sorted(k for k in body if k not in spec.fields),
+            "input_errors": errors,
+            "status": "IN_QUEUE",
+            "outcome": None,
+            "failure": failure,
+            "polls": 0,
+            "status_polls": 0,
+            "result_fetches": 0,
+            "seq": self._seq,
+            "created_s": now,
+            "started_s": None,
+            "completed_s": None,
+            "blocked": False,
+            "cancel_requested": False,
+            "webhook_url": request.url.params.get("fal_webhook"),
+            "video_url": None,
+            "logs": [],
+        }
+        self.jobs[rid] = job
+        self.submits_accepted += 1
+        self.in_progress_max = max(self.in_progress_max, self._outstanding())
+        reply = {"request_id": rid, **self._urls(rid)}
+        return _json(200, reply, {"X-Fal-Request-Id": rid}), ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _outstanding(self) -> int:
+        return sum(1 for job in self.jobs.values() if job["status"] != "COMPLETED")
+
+    def _slot_free(self) -> bool:
+        if self.concurrency_limit is None:
+            return True
+        running = sum(1 for job in self.jobs.values() if job["status"] == "IN_PROGRESS")
+        return running < self.concurrency_limit
+
+    def _advance(self, job: dict[str, Any], *, poll: bool) -> None:
+        """Move a request along: one status poll (``poll=True``) or a clock refresh."""
+        if job["status"] == "COMPLETED":
+            return
+        target: QueueStatus
+        if self.seconds_to_finish is None:
+            if not poll:
+                return
+            nxt = job["polls"] + 1
+            if nxt >= self.polls_to_finish:
+                target = "COMPLETED"
+            else:
+                target = "IN_QUEUE" if nxt == 1 else "IN_PROGRESS"
+            if job["status"] == "IN_QUEUE" and target != "IN_QUEUE" and not self._slot_free():
+                job["blocked"] = True
+                return
+            job["polls"] = nxt
+        else:
+            now = self.clock()
+            if job["status"] == "IN_QUEUE":
+                if now <= job["created_s"]:
+                    return
+                if not self._slot_free():
+                    job["blocked"] = True
+                    return
+                job["started_s"] = now if job["blocked"] else job["created_s"]
+            done = now - job["started_s"] >= self.seconds_to_finish
+            target = "COMPLETED" if done else "IN_PROGRESS"
+        if target != "IN_QUEUE" and job["started_s"] is None:
+            job["started_s"] = self.clock()
+        if target == "IN_PROGRESS" and job["status"] == "IN_QUEUE":
+            job["status"] = "IN_PROGRESS"
+            self._add_log(job, f"Generating video with {job['model_id']}")
+        elif target == "COMPLETED":
+            self._complete(job)
+
+    def _add_log(self, job: dict[str, Any], message: str, level: str = "INFO") -> None:
+        job["logs"].append(
+            {"message": message, "level": level, "source": "user", "timestamp": self._now_iso()}
+        )
+
+    def _complete(self, job: dict[str, Any], *, cancelled: bool = False) -> None:
+        job["status"] = "COMPLETED"
+        job["completed_s"] = self.clock()
+        rid = job["request_id"]
+        webhook: dict[str, Any] = {"request_id": rid, "gateway_request_id": rid}
+        if cancelled:
+            job["outcome"] = "cancelled"
+            self._add_log(job, "Request cancelled", "WARN")
+            webhook.update(status="ERROR", error="Request cancelled", payload=None)
+        elif job["failure"] is not None:
+            job["outcome"] = "error"
+            self._add_log(job, "Request failed", "ERROR")
+            webhook.update(
+                status="ERROR",
+                error=f"Invalid status code: {job['failure']['http_status']}",
+                payload=copy.deepcopy(job["failure"]["body"]),
+            )
+        else:
+            job["outcome"] = "ok"
+            word = _WORDS[self._rng.randrange(len(_WORDS))]
+            token = f"{self._rng.getrandbits(96):024x}"
+            path = f"/files/{word}/{token}_output.mp4"
+            self._files[path] = rid
+            job["video_url"] = f"{self.cdn_url}{path}"
+            self._add_log(job, "Video generated")
+            webhook.update(status="OK", payload=self._video_payload(job))
+        if job["webhook_url"]:
+            self.webhooks.append((job["webhook_url"], webhook))
+
+    def _video_payload(self, job: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "video": {
+                "url": job["video_url"],
+                "content_type": "video/mp4",
+                "file_name": "output.mp4",
+                "file_size": len(self.video),
+            }
+        }
+
+    # ------------------------------------------------------------------ status / result
+
+    def _status_payload(self, job: dict[str, Any], with_logs: bool) -> dict[str, Any]:
+        status: QueueStatus = job["status"]
+        payload: dict[str, Any] = {
+            "status": status,
+            "request_id": job["request_id"],
+            **self._urls(job["request_id"]),
+        }
+        if status == "IN_QUEUE":
+            payload["queue_position"] = sum(
+                1
+                for other in self.jobs.values()
+                if other["status"] == "IN_QUEUE" and other["seq"] < job["seq"]
+            )
+        payload["logs"] = copy.deepcopy(job["logs"]) if with_logs else None
+        if status == "COMPLETED":
+            started = job["started_s"] if job["started_s"] is not None else job["created_s"]
+            payload["metrics"] = {"inference_time": round(job["completed_s"] - started, 3)}
+        return payload
+
+    def _status(self, job: dict[str, Any], request: httpx.Request) -> httpx.Response:
+        job["status_polls"] += 1
+        self._advance(job, poll=True)
+        with_logs = _truthy(request.url.params.get("logs"))
+        return _json(
+            200, self._status_payload(job, with_logs), {"X-Fal-Request-Id": job["request_id"]}
+        )
+
+    def _stream(self, job: dict[str, Any], request: httpx.Request) -> httpx.Response:
+        """Server-sent status events (providers.md: *verify*): one event per internal poll
+        until COMPLETED. The fake cannot wait, so it stops early when the request is held by
+        the concurrency limit or runs on clock time."""
+        with_logs = _truthy(request.url.params.get("logs"))
+        events: list[str] = []
+        for _ in range(self.polls_to_finish + 1):
+            job["status_polls"] += 1
+            self._advance(job, poll=True)
+            events.append(f"data: {json.dumps(self._status_payload(job, with_logs))}\n\n")
+            if job["status"] == "COMPLETED" or job["blocked"] or self.seconds_to_finish is not None:
+                break
+        return httpx.Response(
+            200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Fal-Request-Id": job["request_id"],
+            },
+            content="".join(events).encode(),
+        )
+
+    def _result(self, job: dict[str, Any]) -> httpx.Response:
+        job["result_fetches"] += 1
+        self._advance(job, poll=False)
+        rid_header = {"X-Fal-Request-Id": job["request_id"]}
+        if job["status"] != "COMPLETED":
+            return _json(400, {"detail": "Request is still in progress"}, rid_header)
+        if job["outcome"] == "ok":
+            return _json(200, self._video_payload(job), rid_header)
+        if job["outcome"] == "cancelled":
+            headers = {
+                **rid_header,
+                "X-Fal-Error-Type": "client_cancelled",
+                self.retry_header: "false",
+            }
+            body = {"detail": "Request was cancelled", "error_type": "client_cancelled"}
+            return _json(CANCELLED_STATUS, body, headers)
+        failure = job["failure"]
+        headers = dict(rid_header)
+        if failure["retryable"] is not None:
+            headers[self.retry_header] = "true" if failure["retryable"] else "false"
+        return _json(failure["http_status"], copy.deepcopy(failure["body"]), headers)
+
+    def _cancel(self, job: dict[str, Any] | None) -> httpx.Response:
+        if job is None:
+            return _json(404, {"status": "NOT_FOUND"})
+        self._advance(job, poll=False)
+        if job["status"] == "COMPLETED":
+            return _json(400, {"status": "ALREADY_COMPLETED"})
+        job["cancel_requested"] = True
+        if job["status"] == "IN_QUEUE" or self.honour_cancel_in_progress:
+            self._complete(job, cancelled=True)
+        return _json(202, {"status": "CANCELLATION_REQUESTED"})
+
+    # ------------------------------------------------------------------ CDN
+
+    def _download(self, request: httpx.Request) -> httpx.Response:
+        if request.method not in ("GET", "HEAD"):
+            return _text(405, "Method Not Allowed")
+        prefix = self._cdn.path.rstrip("/")
+        path = request.url.path[len(prefix) :]
+        if path not in self._files:
+            return _text(404, "File not found")
+        data = self.video
+        size = len(data)
+        headers = {"Content-Type": "video/mp4", "Accept-Ranges": "bytes", "ETag": self._etag}
+        range_header = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if range_header is not None and (if_range is None or if_range == self._etag):
+            span = _parse_range(range_header, size)
+            if span is None:
+                headers["Content-Range"] = f"bytes */{size}"
+                headers["Content-Length"] = "0"
+                return httpx.Response(416, headers=headers)
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            return self._video_reply(request, 206, headers, data[start : end + 1])
+        return self._video_reply(request, 200, headers, data)
+
+    def _video_reply(
+        self, request: httpx.Request, status: int, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        headers["Content-Length"] = str(len(body))
+        if request.method == "HEAD":
+            return httpx.Response(status, headers=headers)
+        self.downloads += 1
+        return httpx.Response(status, headers=headers, content=body)
+
+
+# ---------------------------------------------------------------------- input validation
+
+
+def validate_input(
+    spec: ModelSpec, body: Mapping[str, Any], *, accept_data_uri: bool = True
+) -> list[dict[str, Any]]:
+    """Check a Kling input body against ``spec``'s field map; return fal ``detail`` items."""
+    errors: list[dict[str, Any]] = []
+    for name in ("prompt", "negative_prompt"):
+        if name not in body:
+            if name == "prompt":
+                errors.append(_error_item(["body", name], "Field required", "missing"))
+            continue
+        value = body[name]
+        if not isinstance(value, str):
+            errors.append(
+                _error_item(["body", name], "Input should be a valid string", "string_type")
+            )
+        elif len(value) > MAX_PROMPT_CHARS:
+            errors.append(
+                _error_item(
+                    ["body", name],
+                    f"String should have at most {MAX_PROMPT_CHARS} characters",
+                    "string_too_long",
+                    ctx={"max_length": MAX_PROMPT_CHARS},
+                )
+            )
+    duration = body.get("duration", "5")
+    if not (isinstance(duration, str) and duration in DURATIONS):  # the int 5 is rejected
+        errors.append(
+            _error_item(
+                ["body", "duration"],
+                "Input should be '5' or '10'",
+                "enum",
+                input=duration,
+                ctx={"expected": "'5' or '10'"},
+            )
+        )
+    if "cfg_scale" in body:
+        cfg = body["cfg_scale"]
+        loc: list[str | int] = ["body", "cfg_scale"]
+        if not isinstance(cfg, (int, float)) or isinstance(cfg, bool):
+            errors.append(_error_item(loc, "Input should be a valid number", "float_type"))
+        elif cfg < 0:
+            errors.append(
+                _error_item(loc, "Input should be greater than or equal to 0", "greater_than_equal")
+            )
+        elif cfg > 1:
+            errors.append(
+                _error_item(loc, "Input should be less than or equal to 1", "less_than_equal")
+            )
+    if spec.endpoint == I2V:
+        present = [name for name in spec.image_fields if name in body]
+        if not present:
+            errors.append(_error_item(["body", spec.image_fields[0]], "Field required", "missing"))
+        for name in present + [name for name in spec.tail_fields if name in body]:
+            problem = check_image_url(body[name], accept_data_uri=accept_data_uri)
+            if problem is not None:
+                errors.append(_error_item(["body", name], problem[1], problem[0]))
+    elif "aspect_ratio" in body and body["aspect_ratio"] not in ASPECT_RATIOS:
+        errors.append(
+            _error_item(
+                ["body", "aspect_ratio"],
+                "Input should be '16:9', '9:16' or '1:1'",
+                "enum",
+                input=body["aspect_ratio"],
+            )
+        )
+    return errors
+
+
+_DATA_URI = re.compile(r"data:(?P<mime>[^;,]+)(?P<params>(?:;[^;,]+)*?);base64,(?P<data>.*)", re.S)
+
+
+def check_image_url(value: object, *, accept_data_uri: bool = True) -> tuple[str, str] | None:
+    """Return ``(type, msg)`` if ``value`` is not an http(s) URL or a ``data:image/...;base64,``
+    URI holding a readable image; ``None`` when it is acceptable."""
+    if not isinstance(value, str) or not value:
+        return "string_type", "Input should be a non-empty string (an image URL)"
+    lowered = value[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL:
+            return "url_parsing", "Input should be a valid URL"
+        return None if url.host else ("url_parsing", "Input should be a valid URL")
+    if lowered.startswith("data:"):
+        if not accept_data_uri:
+            return "url_scheme", "data URIs are not accepted here; upload the file first"
+        match = _DATA_URI.fullmatch(value)
+        if match is None or not match.group("mime").lower().startswith("image/"):
+            return "image_load_error", "Expected a 'data:image/...;base64,' URI"
+        try:
+            raw = base64.b64decode(match.group("data"), validate=True)
+        except (binascii.Error, ValueError):
+            return "image_load_error", "The data URI is not valid base64"
+        try:
+            with Image.open(io.BytesIO(raw)) as img:
+                img.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            return "image_load_error", "The data URI does not hold a readable image"
+        return None
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value):
+        return "url_scheme", "URL scheme should be 'http' or 'https'"
+    return "url_parsing", "Input should be a valid URL, relative URL without a base"
+
+
+# ---------------------------------------------------------------------- small helpers
+
+
+def _read_body(request: httpx.Request) -> bytes:
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return request.read()
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=payload, headers=dict(headers or {}))
+
+
+def _text(status: int, text: str) -> httpx.Response:
+    return httpx.Response(status, headers={"Content-Type": "text/plain"}, content=text.encode())
+
+
+def _truthy(raw: str | None) -> bool:
+    return raw is not None and raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """Parse a single ``bytes=`` range; ``None`` means reply 416."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if match is None or (match.group(1) == "" and match.group(2) == ""):
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return None
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start or start >= size:
+        return None
+    return start, min(end, size - 1)
+
+
+# ---------------------------------------------------------------------- fault specs (CLI)
+
+
+def parse_fault_spec(spec: str) -> list[tuple[Route, Fault, int]]:
+    """Parse ``ROUTE:KIND[:ARG...][*N]`` items separated by commas.
+
+    Routes: submit, status, result, cancel, download, any. Kinds:
+    ``http:STATUS[:RETRYABLE[:RETRY_AFTER]]`` (RETRYABLE true/false/-), ``raw:STATUS``,
+    ``timeout_before``, ``timeout_after``, ``drop_after``, ``cut:BYTES``. Example:
+    ``submit:http:429:true:2*3,download:cut:1000,status:raw:502``.
+    """
+    items: list[tuple[Route, Fault, int]] = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        text, _, times_raw = item.partition("*")
+        times = int(times_raw) if times_raw else 1
+        route, kind, *args = text.split(":")
+        if route not in ROUTES:
+            raise ValueError(f"bad fault route {route!r} in {item!r}")
+        if kind == "http" and 1 <= len(args) <= 3:
+            flags = {"true": True, "false": False, "-": None}
+            if len(args) >= 2 and args[1] not in flags:
+                raise ValueError(f"bad RETRYABLE in {item!r}")
+            retryable = flags[args[1]] if len(args) >= 2 else None
+            retry = float(args[2]) if len(args) == 3 else None
+            fault = Fault.http(int(args[0]), retryable=retryable, retry_after=retry)
+        elif kind == "raw" and len(args) == 1:
+            fault = Fault.raw(int(args[0]))
+        elif kind == "timeout_before" and not args:
+            fault = Fault.timeout_before_accept()
+        elif kind == "timeout_after" and not args:
+            fault = Fault.timeout_after_accept()
+        elif kind == "drop_after" and not args:
+            fault = Fault.drop_after_accept()
+        elif kind == "cut" and len(args) == 1:
+            fault = Fault.cut_download(int(args[0]))
+        else:
+            raise ValueError(f"bad fault spec item {item!r}")
+        items.append((route, fault, times))
+    return items
+
+
+# ---------------------------------------------------------------------- real server mode
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake_factory: Callable[[str], FakeFal]) -> None:
+        super().__init__(address, _RequestHandler)
+        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
+        self.fake = fake_factory(self.origin)
+        self.hang_seconds = 30.0
+        self.quiet = False
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = httpx.Request(
+            self.command,
+            self.server.origin + self.path,
+            headers=list(self.headers.items()),
+            content=body,
+        )
+        try:
+            response = self.server.fake.handler(request)  # thread-safe: the fake holds a lock
+        except httpx.TimeoutException:
+            time.sleep(self.server.hang_seconds)
+            self.close_connection = True
+            return
+        except httpx.TransportError:
+            self.close_connection = True
+            return
+        self.send_response(response.status_code)
+        for key, value in response.headers.multi_items():
+            if key.lower() not in ("connection", "transfer-encoding", "date", "server"):
+                self.send_header(key, value)
+        self.end_headers()
+        if self.command == "HEAD" or not isinstance(response.stream, httpx.SyncByteStream):
+            return
+        try:
+            for chunk in response.stream:
+                self.wfile.write(chunk)
+        except httpx.ReadError:
+            self.close_connection = True
+            self.wfile.flush()
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+
+def serve(
+    port: int = 8766,
+    *,
+    fake_kwargs: dict[str, Any] | None = None,
+    faults: list[tuple[Route, Fault, int]] | None = None,
+    hang_seconds: float = 30.0,
+    quiet: bool = False,
+) -> _Server:
+    """Bind a ThreadingHTTPServer on 127.0.0.1 (port 0 = any) serving a fresh FakeFal.
+
+    The queue is the server's own origin and result videos live under ``/cdn`` on it, unless
+    ``fake_kwargs`` says otherwise. Call ``serve_forever()`` on the result (and
+    ``shutdown()``/``server_close()`` to stop).
+    """
+    kwargs = dict(fake_kwargs or {})
+
+    def factory(origin: str) -> FakeFal:
+        kwargs.setdefault("queue_url", origin)
+        kwargs.setdefault("cdn_url", origin + "/cdn")
+        kwargs.setdefault("max_recorded", 1000)
+        fake = FakeFal(**kwargs)
+        for route, fault, times in faults or []:
+            fake.inject(route, fault, times)
+        return fake
+
+    server = _Server(("127.0.0.1", port), factory)
+    server.hang_seconds = hang_seconds
+    server.quiet = quiet
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: run the fake as a local HTTP server until Ctrl-C."""
+    parser = argparse.ArgumentParser(description="Fake fal queue API (Kling models) server.")
+    parser.add_argument("--port", type=int, default=8766, help="port on 127.0.0.1 (0 = any)")
+    parser.add_argument("--polls", type=int, default=2, help="status polls until COMPLETED")
+    parser.add_argument("--seconds", type=float, default=None, help="complete after N seconds")
+    parser.add_argument("--concurrency", type=int, default=None, help="requests in progress")
+    parser.add_argument("--key", default=DEFAULT_KEY, help="the accepted FAL_KEY")
+    parser.add_argument("--validation", choices=("result", "submit"), default="result")
+    parser.add_argument("--retry-header", choices=RETRY_HEADERS, default=RETRY_HEADERS[0])
+    parser.add_argument("--no-data-uri", action="store_true", help="reject data: image URIs")
+    parser.add_argument("--video", default=None, help="mp4 file to serve as every result")
+    parser.add_argument("--fault-spec", default="", help=parse_fault_spec.__doc__)
+    parser.add_argument("--hang-seconds", type=float, default=30.0, help="timeout faults hang")
+    parser.add_argument("--seed", type=int, default=None, help="deterministic ids")
+    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    args = parser.parse_args(argv)
+
+    video = None
+    if args.video:
+        with open(args.video, "rb") as fh:
+            video = fh.read()
+    server = serve(
+        args.port,
+        fake_kwargs={
+            "key": args.key,
+            "polls_to_finish": args.polls,
+            "seconds_to_finish": args.seconds,
+            "concurrency_limit": args.concurrency,
+            "validation": args.validation,
+            "retry_header": args.retry_header,
+            "accept_data_uri": not args.no_data_uri,
+            "video": video,
+            "seed": args.seed,
+        },
+        faults=parse_fault_spec(args.fault_spec),
+        hang_seconds=args.hang_seconds,
+        quiet=args.quiet,
+    )
+    print(f"fake fal queue API on {server.origin} (videos under {server.fake.cdn_url})")
+    print(f"  queue URL: {server.fake.queue_url}")
+    print(f"  FAL_KEY={args.key}")
+    print(f"  e.g. POST {server.fake.queue_url}/{APP_ID}/v2.1/standard/image-to-video")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

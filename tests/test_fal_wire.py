@@ -1,0 +1,513 @@
+"""What reelgen puts on the wire to fal, read back from the fake: URLs, auth, inputs, logs.
+
+Replay alone proves nothing about a request's shape, so every test here reads the requests the
+fake received (``fake.requests``, ``fake.jobs[request_id]["input"]``) and checks them against
+providers.md, section "fal — queue API".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reelgen.engine import Engine
+from reelgen.errors import InvalidRequest, ProviderTimeout, Unsupported
+from reelgen.http import use_transport
+from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
+from reelgen.waiting import Waiter
+from reelgen_fal.catalog import ENDPOINTS, I2V, PRICES, T2V
+from reelgen_fal.provider import FalKlingProvider, FalSettings
+from tests.conftest import FAKE_FAL_KEY, FakeTimer
+from tests.fake_fal import APP_ID, MODELS, FakeFal
+
+QUEUE = "https://queue.fal.run"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def run(engine: Engine, request: VideoRequest, out: Path, **kw: Any) -> tuple[Job, VideoResult]:
+    return asyncio.run(engine.run(request, "fal-kling", output=out, **kw))
+
+
+def only_job(fake: FakeFal) -> dict[str, Any]:
+    assert len(fake.jobs) == 1, fake.log
+    return next(iter(fake.jobs.values()))
+
+
+def queue_requests(fake: FakeFal) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.url.host == httpx.URL(fake.queue_url).host]
+
+
+def cdn_requests(fake: FakeFal) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.url.host == httpx.URL(fake.cdn_url).host]
+
+
+def posts(fake: FakeFal) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.method == "POST"]
+
+
+def data_uri_bytes(value: str, mime: str) -> bytes:
+    prefix = f"data:{mime};base64,"
+    assert value.startswith(prefix), value[:40]
+    return base64.b64decode(value[len(prefix) :], validate=True)
+
+
+@pytest.fixture
+def serve_handler(fake_fal: FakeFal) -> Iterator[Callable[[Any], None]]:
+    """Serve a handler that wraps the fake (to script what the fake cannot)."""
+    stack: list[Any] = []
+
+    def serve(handler: Any) -> None:
+        ctx = use_transport(httpx.MockTransport(handler))
+        ctx.__enter__()
+        stack.append(ctx)
+
+    yield serve
+    for ctx in reversed(stack):
+        ctx.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------------------ submit
+
+
+def test_submit_posts_the_input_to_the_model_id_with_key_auth(
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """A local JPEG goes to POST {queue}/{model_id} as a data URI, `Key` auth, duration "5"."""
+    image = make_image(1280, 720, "JPEG")
+    out = tmp_path / "clip.mp4"
+    job, _ = run(engine, VideoRequest(image=str(image), prompt="the waves roll in"), out)
+    assert job.state == "succeeded"
+    assert out.read_bytes() == fake_fal.video
+    (submit,) = posts(fake_fal)
+    assert str(submit.url) == f"{QUEUE}/fal-ai/kling-video/v2.5-turbo/standard/image-to-video"
+    assert submit.headers["authorization"] == f"Key {FAKE_FAL_KEY}"
+    assert submit.headers["content-type"] == "application/json"
+    body = json.loads(submit.content)
+    assert body["duration"] == "5"  # a string, not 5
+    assert body["prompt"] == "the waves roll in"
+    assert data_uri_bytes(body["image_url"], "image/jpeg") == image.read_bytes()
+    assert "aspect_ratio" not in body  # framing follows the image
+    assert set(body) == {"duration", "prompt", "image_url"}  # nothing that was not asked
+    record = only_job(fake_fal)
+    assert record["input_errors"] == [] and record["ignored_fields"] == []
+    assert fake_fal.submits_accepted == 1
+    assert job.task_id == record["request_id"]
+    assert job.data["model_id"] == record["model_id"]
+
+
+def test_pro_png_goes_to_the_pro_endpoint_as_a_png_data_uri(
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """kling-v2-1 pro, a local PNG and a negative prompt: the v2.1 pro endpoint, image/png."""
+    image = make_image(640, 960, "PNG")
+    request = VideoRequest(
+        image=str(image),
+        prompt="a slow pan",
+        negative_prompt="blur, text",
+        model="kling-v2-1",
+        mode="pro",
+    )
+    run(engine, request, tmp_path / "clip.mp4")
+    record = only_job(fake_fal)
+    assert record["model_id"] == "fal-ai/kling-video/v2.1/pro/image-to-video"
+    body = record["input"]
+    assert data_uri_bytes(body["image_url"], "image/png") == image.read_bytes()
+    assert body["negative_prompt"] == "blur, text"
+    assert record["input_errors"] == [] and record["ignored_fields"] == []
+
+
+def test_image_url_passes_through_untouched(
+    fake_fal: FakeFal, engine: Engine, tmp_path: Path
+) -> None:
+    """An http(s) image URL is sent as the URL itself, not downloaded or encoded."""
+    url = "https://images.example.com/photos/beach.jpg?size=large&v=2"
+    job, _ = run(engine, VideoRequest(image=url, prompt="waves"), tmp_path / "clip.mp4")
+    assert job.state == "succeeded"
+    assert only_job(fake_fal)["input"]["image_url"] == url
+
+
+def test_text_to_video_goes_to_its_endpoint_with_aspect_ratio(
+    fake_fal: FakeFal, engine: Engine, tmp_path: Path
+) -> None:
+    """Without an image: the text-to-video model id (turbo's is pro only) and aspect_ratio."""
+    out = tmp_path / "clip.mp4"
+    job, _ = run(engine, VideoRequest(prompt="a fox in the snow", aspect_ratio="9:16"), out)
+    assert job.state == "succeeded"
+    assert out.read_bytes() == fake_fal.video
+    record = only_job(fake_fal)
+    assert record["model_id"] == "fal-ai/kling-video/v2.5-turbo/pro/text-to-video"
+    assert record["input"] == {
+        "duration": "5",
+        "prompt": "a fox in the snow",
+        "aspect_ratio": "9:16",
+    }
+    assert job.request.mode == "pro" and job.estimate is not None
+    assert job.estimate.mode == "pro"  # the estimate names the tier that runs
+
+
+def test_ten_seconds_is_the_string_ten(
+    fake_fal: FakeFal, timer: FakeTimer, make_image, tmp_path: Path
+) -> None:
+    """With max_duration raised in the config, a 10 s clip asks for duration "10"."""
+    Path("reelgen.toml").write_text("[providers.fal-kling]\nmax_duration = 10\n")
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)))
+    try:
+        run(
+            engine,
+            VideoRequest(image=str(make_image()), prompt="w", duration=10),
+            tmp_path / "c.mp4",
+        )
+    finally:
+        asyncio.run(engine.aclose())
+        engine.close()
+    assert only_job(fake_fal)["input"]["duration"] == "10"
+
+
+def test_end_frame_uses_the_models_field_name(
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """image_tail on kling-v2-1 pro is sent as tail_image_url (a data URI for a local file)."""
+    start, tail = make_image(name="start.jpg"), make_image(800, 600, "PNG", name="end.png")
+    request = VideoRequest(
+        image=str(start),
+        prompt="day to night",
+        model="kling-v2-1",
+        mode="pro",
+        options={"image_tail": str(tail)},
+    )
+    run(engine, request, tmp_path / "clip.mp4")
+    record = only_job(fake_fal)
+    assert data_uri_bytes(record["input"]["tail_image_url"], "image/png") == tail.read_bytes()
+    assert data_uri_bytes(record["input"]["image_url"], "image/jpeg") == start.read_bytes()
+    assert record["ignored_fields"] == []
+
+
+def test_field_map_follows_each_endpoint() -> None:
+    """Newer endpoints name the frames start_image_url / end_image_url; classic ones do not."""
+    provider = FalKlingProvider()
+    provider.configure(FalSettings(), {"FAL_KEY": "k"})
+    url, tail = "https://example.com/a.jpg", "https://example.com/b.jpg"
+
+    def body(model: str) -> dict[str, Any]:
+        request = VideoRequest(
+            image=url, prompt="p", model=model, mode="pro", options={"image_tail": tail}
+        )
+        return provider.build_input(provider.validate(request))
+
+    assert body("kling-v2-1") == {
+        "duration": "5",
+        "prompt": "p",
+        "image_url": url,
+        "tail_image_url": tail,
+    }
+    newer = body("kling-v2-6")
+    assert (newer["start_image_url"], newer["end_image_url"]) == (url, tail)
+    assert "image_url" not in newer and "tail_image_url" not in newer
+    assert newer["generate_audio"] is False  # priced as silent video
+
+
+def test_end_frame_where_fal_has_none_is_refused_before_paying(
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """image_tail on turbo std (no end frame on fal) is refused locally, naming who takes it."""
+    request = VideoRequest(
+        image=str(make_image()), prompt="w", options={"image_tail": str(make_image())}
+    )
+    with pytest.raises(Unsupported, match="end frame") as caught:
+        run(engine, request, tmp_path / "clip.mp4")
+    assert "kling-v2-5-turbo pro" in str(caught.value)
+    assert fake_fal.requests == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"model": "kling-v2-1"}, "image-to-video only"),
+        ({"model": "kling-v2-5-turbo", "mode": "std"}, "pass --mode pro"),
+        ({"model": "kling-v2-1-master", "mode": "std"}, "choose pro"),
+        ({"model": "kling-v3"}, "unknown model"),
+        ({"seed": 7}, "seed"),
+        ({"cfg_scale": 0.7}, "ignores --cfg-scale"),
+    ],
+)
+def test_what_fal_does_not_host_is_refused_before_paying(
+    fake_fal: FakeFal, engine: Engine, tmp_path: Path, fields: dict[str, Any], says: str
+) -> None:
+    """A model, tier, input kind or field fal does not offer is refused without a request."""
+    request = VideoRequest(prompt="a fox in the snow", **fields)
+    with pytest.raises(Unsupported, match=says):
+        run(engine, request, tmp_path / "clip.mp4")
+    assert fake_fal.requests == []
+
+
+def test_image_without_prompt_is_refused_before_paying(
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """fal's Kling endpoints need a prompt: refused locally rather than failed (and paid) there."""
+    with pytest.raises(Unsupported, match="need a prompt"):
+        run(engine, VideoRequest(image=str(make_image())), tmp_path / "clip.mp4")
+    assert fake_fal.requests == []
+
+
+# ------------------------------------------------------------------------------ the URLs
+
+
+def test_status_and_result_use_the_urls_from_the_submit_reply(
+    make_fake_fal: Callable[..., FakeFal], engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """Polls and the result GET go to exactly the status_url / response_url fal returned."""
+    fake = make_fake_fal(polls_to_finish=3)
+    job, _ = run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+    rid = only_job(fake)["request_id"]
+    urls = fake.urls_for(rid)
+    assert {k: job.data[k] for k in urls} == urls
+    gets = [str(r.url) for r in queue_requests(fake) if r.method == "GET"]
+    assert gets == [urls["status_url"]] * 3 + [urls["response_url"]]  # one result GET: cached
+    # the app's URLs, not the endpoint's (building them from the model id is the classic bug)
+    assert urls["response_url"] == f"{QUEUE}/{APP_ID}/requests/{rid}"
+    assert not any("image-to-video" in u for u in gets)
+    assert not [line for line in fake.log if "hand-built" in line]
+
+
+def test_urls_are_never_built_by_hand(
+    fake_fal: FakeFal, engine: Engine, serve_handler, make_image, tmp_path: Path
+) -> None:
+    """With opaque URLs in the submit reply (other paths than fal's usual), the job still works."""
+    opaque: dict[str, str] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        real = opaque.get(str(request.url))
+        if real is not None:
+            request = httpx.Request(
+                request.method, real, headers=request.headers, content=request.content
+            )
+        response = fake_fal.handler(request)
+        if request.method == "POST" and response.status_code == 200:
+            reply = response.json()
+            for key in ("status_url", "response_url", "cancel_url"):
+                alias = f"{QUEUE}/opaque/{len(opaque)}/{key}"
+                opaque[alias] = reply[key]
+                reply[key] = alias
+            return httpx.Response(200, json=reply)
+        return response
+
+    serve_handler(handler)
+    out = tmp_path / "clip.mp4"
+    job, _ = run(engine, VideoRequest(image=str(make_image()), prompt="w"), out)
+    assert job.state == "succeeded"
+    assert out.read_bytes() == fake_fal.video
+    assert job.data["status_url"].startswith(f"{QUEUE}/opaque/")
+    assert not [line for line in fake_fal.log if "-> 404" in line]
+
+
+def test_status_url_on_another_host_never_gets_the_key(
+    fake_fal: FakeFal, engine: Engine, serve_handler, make_image, tmp_path: Path
+) -> None:
+    """A submit reply pointing status_url at another host: refused, FAL_KEY not sent there."""
+    elsewhere: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "evil.example.com":
+            elsewhere.append(request)
+            return httpx.Response(200, json={"status": "IN_QUEUE"})
+        response = fake_fal.handler(request)
+        if request.method == "POST":
+            reply = response.json()
+            reply["status_url"] = "https://evil.example.com/status"
+            return httpx.Response(200, json=reply)
+        return response
+
+    serve_handler(handler)
+    with pytest.raises(ProviderTimeout, match="not sending FAL_KEY") as caught:
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+    assert caught.value.maybe_accepted  # it was queued: never submitted again
+    assert "was queued" in str(caught.value)
+    assert len(posts(fake_fal)) == 1
+    assert elsewhere == []
+    assert fake_fal.submits_accepted == 1
+
+
+# ------------------------------------------------------------------------------ statuses
+
+
+def test_statuses_map_to_reelgen_states(
+    make_fake_fal: Callable[..., FakeFal], engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """IN_QUEUE shows as queued, IN_PROGRESS as running, COMPLETED (with a video) as succeeded."""
+    fake = make_fake_fal(polls_to_finish=3)
+    at_submit: list[str] = []
+    seen: list[str] = []
+
+    def submitted(job: Job, _provider: object) -> None:
+        at_submit.append(job.state)
+
+    def status(job: Job, status: JobStatus, elapsed: float) -> None:
+        seen.append(status.state)
+
+    job, result = run(
+        engine,
+        VideoRequest(image=str(make_image()), prompt="w"),
+        tmp_path / "clip.mp4",
+        on_submitted=submitted,
+        on_status=status,
+    )
+    assert at_submit == ["queued"]
+    assert seen == ["queued", "running", "succeeded"]
+    assert [state for _, state, _ in engine.store.history(job.id)][-3:] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+    assert result.videos[0].url == only_job(fake)["video_url"]
+
+
+def test_cancel_puts_the_cancel_url(
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """cancel() PUTs the returned cancel_url; the next poll shows canceled; again is harmless."""
+    request = VideoRequest(image=str(make_image()), prompt="w")
+
+    async def go() -> tuple[Job, JobStatus]:
+        job, _ = await engine.run(request, "fal-kling", output=tmp_path / "c.mp4", wait=False)
+        provider = engine.provider("fal-kling")
+        await provider.cancel(job)
+        status = await provider.poll(job)
+        await provider.cancel(job)  # ALREADY_COMPLETED: nothing to do
+        await engine.aclose()
+        return job, status
+
+    job, status = asyncio.run(go())
+    puts = [r for r in fake_fal.requests if r.method == "PUT"]
+    assert [str(r.url) for r in puts] == [job.data["cancel_url"]] * 2
+    assert all(r.headers["authorization"] == f"Key {FAKE_FAL_KEY}" for r in puts)
+    assert only_job(fake_fal)["outcome"] == "cancelled"
+    assert status.state == "canceled"
+
+
+def test_a_job_without_urls_is_not_polled() -> None:
+    """A job that never reached fal (no status_url) raises a clear error, without a request."""
+    provider = FalKlingProvider(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    provider.configure(FalSettings(), {"FAL_KEY": "k"})
+    job = Job(
+        id="rg-1", provider="fal-kling", request=VideoRequest(prompt="p"), idempotency_key="x"
+    )
+    with pytest.raises(InvalidRequest, match="no fal request yet"):
+        asyncio.run(provider.poll(job))
+
+
+def test_configure_drops_the_client_made_for_the_old_key() -> None:
+    """After configure() with a new key, every request carries the new key, never the old."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.host} {request.headers['authorization']}")
+        return httpx.Response(200, json={"status": "IN_PROGRESS"})
+
+    provider = FalKlingProvider(transport=httpx.MockTransport(handler))
+    job = Job(
+        id="rg-1",
+        provider="fal-kling",
+        request=VideoRequest(prompt="p"),
+        idempotency_key="rg-1",
+        task_id="r-1",
+        data={"status_url": f"{QUEUE}/{APP_ID}/requests/r-1/status"},
+    )
+
+    async def go() -> None:
+        provider.configure(FalSettings(), {"FAL_KEY": "old-key"})
+        await provider.poll(job)
+        provider.configure(FalSettings(), {"FAL_KEY": "new-key"})
+        await provider.poll(job)
+        await provider.aclose()
+
+    asyncio.run(go())
+    assert seen == ["queue.fal.run Key old-key", "queue.fal.run Key new-key"]
+
+
+# ------------------------------------------------------------------------------ catalogue
+
+
+# Endpoints reelgen knows that the fake (written from providers.md alone) does not: kling-v2-6
+# (fal's model page; providers.md only says newer endpoints use start_image_url) and the end
+# frame of kling-v1 (tail_image_url in fal's v1 input schema).
+BEYOND_PROVIDERS_MD = {("kling-v2-6", "pro", I2V), ("kling-v2-6", "pro", T2V)}
+TAIL_BEYOND_PROVIDERS_MD = {("kling-v1", "std", I2V), ("kling-v1", "pro", I2V)}
+
+
+def test_every_endpoint_is_one_fal_hosts_with_its_field_names() -> None:
+    """Each (model, mode, kind) maps to a model id fal hosts, with field names it accepts."""
+    for key, endpoint in ENDPOINTS.items():
+        if key in BEYOND_PROVIDERS_MD:
+            assert endpoint.model_id.startswith(f"{APP_ID}/")
+            continue
+        spec = MODELS.get(endpoint.model_id)
+        assert spec is not None, endpoint.model_id
+        assert spec.endpoint == key[2]
+        if key[2] == I2V:
+            assert endpoint.start_field in spec.image_fields
+            if key not in TAIL_BEYOND_PROVIDERS_MD:
+                assert (endpoint.end_field is None) == (not spec.tail_fields), key
+                assert endpoint.end_field is None or endpoint.end_field in spec.tail_fields
+        else:
+            assert endpoint.start_field is None and endpoint.end_field is None
+
+
+def test_prices_are_fals_published_ones() -> None:
+    """providers.md's fal prices per second: Kling 1.0 std, 2.1 std, 2.5 turbo std."""
+    assert PRICES["kling-v1"]["std"] == 0.045
+    assert PRICES["kling-v2-1"]["std"] == 0.056
+    assert PRICES["kling-v2-5-turbo"]["std"] == 0.042
+    for (model, mode, _), _endpoint in ENDPOINTS.items():
+        assert mode in PRICES[model], (model, mode)  # every tier has a price
+
+
+@pytest.mark.parametrize(
+    ("fields", "price"),
+    [
+        ({"model": "kling-v2-5-turbo"}, 0.08),  # planning price above fal's $0.042
+        ({"model": "kling-v2-1-master"}, 0.28),  # never below the published price
+    ],
+)
+def test_estimate_never_falls_below_the_published_price(
+    engine: Engine, fal_keys: None, fields: dict[str, Any], price: float
+) -> None:
+    """The estimate is the planning price, or the published price where that is higher."""
+    request = VideoRequest(image="https://example.com/a.jpg", prompt="w", **fields)
+    prepared = engine.prepare(request, "fal-kling")
+    assert prepared.estimate.price_per_second == price
+    assert prepared.estimate.amount == round(price * 5, 4)
+
+
+# ------------------------------------------------------------------------------ logs
+
+
+def test_debug_logs_and_downloads_never_show_the_key(
+    fake_fal: FakeFal,
+    engine: Engine,
+    make_image,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At DEBUG the key is redacted from request logs; the CDN download carries no key at all."""
+    caplog.set_level(logging.DEBUG)
+    job, _ = run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+    assert job.state == "succeeded"
+    text = caplog.text
+    assert f"POST {QUEUE}/fal-ai/kling-video/" in text  # requests really were logged
+    assert "[redacted]" in text
+    assert FAKE_FAL_KEY not in text
+    assert FAKE_FAL_KEY not in repr(engine.provider("fal-kling").__dict__.get("settings"))
+    assert cdn_requests(fake_fal) and all(
+        "authorization" not in r.headers for r in cdn_requests(fake_fal)
+    )
