@@ -6,11 +6,15 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import Result
 
 from reelgen import Job, JobStatus, VideoProvider, VideoResult, hookimpl, plugins
+from reelgen.http import use_transport
 from reelgen.provider import Capabilities, ImageLimits, ModelSpec
+from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK
+from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
 
 Cli = Callable[..., Result]
@@ -296,3 +300,41 @@ def test_reelgen_toml_in_working_folder_wins(
     explicit.write_text("")
     monkeypatch.setenv("REELGEN_CONFIG", str(explicit))
     assert cli("config", "path").stdout.strip() == str(explicit)
+
+
+@pytest.fixture
+def both_fakes(timer, kling_keys: None, fal_keys: None) -> Iterator[tuple[FakeKling, FakeFal]]:
+    """Kling direct and Kling on fal, each answering its own hosts."""
+    kling = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
+    fal = FakeFal(key=FAKE_FAL_KEY, clock=timer.wall)
+    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        fake = fal if ("fal" in host) else kling
+        return fake.handler(request)
+
+    with use_transport(httpx.MockTransport(handler)):
+        yield kling, fal
+
+
+def test_kling_on_fal_is_the_failover_for_kling_direct(
+    cli: Cli, both_fakes: tuple[FakeKling, FakeFal], isolated: Path, make_image, tmp_path: Path
+) -> None:
+    """Kling's pack used up (1102): the same model runs on fal and the clip is fal's video."""
+    kling, fal = both_fakes
+    (isolated / "config.toml").write_text(
+        'route = "main"\n[routes.main]\nproviders = ["kling", "fal-kling", "local"]\n'
+        '[providers.kling]\nmodel = "kling-v2-1"\n[providers.fal-kling]\nmodel = "kling-v2-1"\n'
+    )
+    kling.inject("create", Fault.business(1102, 429, "resource pack exhausted"))
+    out = tmp_path / "clip.mp4"
+    result = cli("generate", str(make_image()), "-p", "waves", "-o", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["provider"] == "fal-kling"
+    assert payload["attempts"][0]["provider"] == "kling"
+    assert "top up" in payload["attempts"][0]["reason"]
+    assert fal.submits_accepted == 1
+    assert kling.creates_accepted == 0
+    assert out.read_bytes() == fal.video
