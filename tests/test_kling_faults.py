@@ -20,6 +20,7 @@ from reelgen.engine import Engine
 from reelgen.errors import (
     AccountError,
     AuthenticationError,
+    ConcurrencyLimited,
     ContentPolicyError,
     DownloadError,
     InvalidRequest,
@@ -54,7 +55,8 @@ DOCUMENTED_CLASS: dict[int, type[ReelgenError]] = {
     **dict.fromkeys((1100, 1101, 1102, 1103, 1304), AccountError),
     **dict.fromkeys((1200, 1201, 1202, 1203), InvalidRequest),
     **dict.fromkeys((1300, 1301), ContentPolicyError),
-    **dict.fromkeys((1302, 1303), RateLimited),
+    1302: RateLimited,
+    1303: ConcurrencyLimited,  # a RateLimited a batch answers by lowering its concurrency
     **dict.fromkeys((5000, 5001, 5002), ProviderUnavailable),
 }
 DOCUMENTED_STATUS = {

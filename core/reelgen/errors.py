@@ -17,6 +17,7 @@
     │   └── JobNotFound               no such job in the job log
     └── OperationalError              something went wrong on the way; may be retried
         ├── RateLimited               slow down (``retry_after`` when the provider says)
+        │   └── ConcurrencyLimited    too many jobs running at once for the account
         ├── ProviderUnavailable       5xx, maintenance, garbage replies
         ├── ProviderTimeout           no answer in time (connect/read timeouts, cut connections)
         ├── TokenExpired              rejected even after re-signing once
@@ -117,6 +118,11 @@ class OperationalError(ReelgenError):
 
 class RateLimited(OperationalError):
     """The provider asked us to slow down."""
+
+
+class ConcurrencyLimited(RateLimited):
+    """The account runs as many jobs as it may; wait for one to finish (a batch lowers its
+    in-flight count instead of failing jobs)."""
 
 
 class ProviderUnavailable(OperationalError):

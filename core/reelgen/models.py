@@ -95,6 +95,8 @@ class Job(BaseModel):
     data: dict[str, Any] = Field(
         default_factory=dict, description="Provider bookkeeping (e.g. the endpoint used)."
     )
+    batch: str | None = Field(default=None, description="The batch (its output folder).")
+    item: str | None = Field(default=None, description="The manifest line's id in the batch.")
 
 
 class Video(BaseModel):

@@ -19,7 +19,7 @@ from .errors import ConfigError, JobNotFound
 from .models import CostEstimate, Job, VideoRequest, utcnow
 from .paths import job_log
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -45,6 +45,11 @@ _MIGRATIONS: dict[int, str] = {
         message TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX events_job ON events(job_id);
+    """,
+    2: """
+    ALTER TABLE jobs ADD COLUMN batch TEXT;
+    ALTER TABLE jobs ADD COLUMN item TEXT;
+    CREATE INDEX jobs_batch_item ON jobs(batch, item);
     """,
 }
 
@@ -107,8 +112,8 @@ class JobStore:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
-                "request, estimate, output, data, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "request, estimate, output, data, created_at, updated_at, batch, item) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.provider,
@@ -122,6 +127,8 @@ class JobStore:
                     json.dumps(job.data),
                     job.created_at.isoformat(),
                     job.updated_at.isoformat(),
+                    job.batch,
+                    job.item,
                 ),
             )
             self._event(db, job.id, job.state, job.message)
@@ -198,6 +205,23 @@ class JobStore:
         args.append(limit)
         return [_row_to_job(r) for r in self._db.execute(query, args)]
 
+    def for_item(self, batch: str, item: str) -> Job | None:
+        """The newest job made for a batch's manifest line, if any."""
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE batch = ? AND item = ? ORDER BY created_at DESC, rowid DESC "
+            "LIMIT 1",
+            (batch, item),
+        ).fetchone()
+        return _row_to_job(row) if row is not None else None
+
+    def unfinished(self) -> list[Job]:
+        """Jobs that are not final, or succeeded without a saved video (for `reelgen resume`)."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'canceled') "
+            "OR (state = 'succeeded' AND output IS NULL) ORDER BY created_at"
+        )
+        return [_row_to_job(r) for r in rows]
+
     def history(self, job_id: str) -> list[tuple[datetime, str, str]]:
         rows = self._db.execute(
             "SELECT at, state, message FROM events WHERE job_id = ? ORDER BY rowid", (job_id,)
@@ -219,4 +243,6 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         data=json.loads(row["data"]),
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
+        batch=row["batch"],
+        item=row["item"],
     )

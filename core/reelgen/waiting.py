@@ -42,6 +42,9 @@ class RetryPolicy:
     base: float = 1.0
     cap: float = 60.0
     jitter: float = 0.25
+    patient_with: tuple[type[ReelgenError], ...] = ()
+    """Errors that do not use up attempts (only the deadline bounds them), e.g. a batch
+    waiting for account concurrency to free up."""
 
     def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before try ``attempt + 1``: Retry-After when given, else exponential."""
@@ -69,6 +72,8 @@ class Waiter:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     rng: random.Random = field(default_factory=random.Random)
     history: list[RetryRecord] = field(default_factory=list)
+    on_retry: Callable[[ReelgenError], None] | None = None
+    """Told of every error that will be retried (a batch shrinks its concurrency on 1303)."""
 
     async def retry(
         self, what: str, call: Callable[[], Awaitable[T]], *, attempts: int | None = None
@@ -77,17 +82,22 @@ class Waiter:
         (``attempts`` overrides the policy's, e.g. to fail over sooner)."""
         start = self.timer.now()
         limit = attempts or self.policy.attempts
-        attempt = 0
+        attempt = 0  # drives the backoff
+        counted = 0  # drives the attempt limit
         while True:
             try:
                 return await call()
             except ReelgenError as err:
                 attempt += 1
-                if not err.retryable or attempt >= limit:
+                if not isinstance(err, self.policy.patient_with):
+                    counted += 1
+                if not err.retryable or counted >= limit:
                     raise
                 delay = self.policy.backoff(attempt, err.retry_after, self.rng)
                 if self.timer.now() - start + delay > self.policy.deadline:
                     raise
+                if self.on_retry is not None:
+                    self.on_retry(err)
                 self.history.append(RetryRecord(what, attempt, str(err), delay))
                 log.info("%s: %s; retrying in %.1f s (attempt %d)", what, err, delay, attempt + 1)
                 await self.timer.sleep(delay)

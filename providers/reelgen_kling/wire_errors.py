@@ -18,6 +18,7 @@ import httpx
 from reelgen.errors import (
     AccountError,
     AuthenticationError,
+    ConcurrencyLimited,
     ConfigError,
     ContentPolicyError,
     InvalidRequest,
@@ -53,7 +54,7 @@ CODES: dict[int, tuple[type[ReelgenError], str]] = {
     1300: (ContentPolicyError, "refused by Kling's platform policy; change the prompt or image"),
     1301: (ContentPolicyError, "refused by content safety; change the prompt or image"),
     1302: (RateLimited, "too many requests; backing off"),
-    1303: (RateLimited, "too many running tasks for the resource pack; backing off"),
+    1303: (ConcurrencyLimited, "too many running tasks for the resource pack; backing off"),
     1304: (AccountError, "blocked by the account's IP whitelist; allow this machine's IP"),
     5000: (ProviderUnavailable, "Kling server error"),
     5001: (ProviderUnavailable, "Kling is in maintenance; try again later"),
