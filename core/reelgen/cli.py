@@ -38,9 +38,10 @@ class State:
 
 
 class Interrupted:
-    """The job a Ctrl-C would leave running, so the message can name it."""
+    """What a Ctrl-C leaves running, so the message can say how to pick it up."""
 
     job_id: str | None = None
+    hint: str | None = None
 
 
 def _exit_code(err: BaseException) -> int:
@@ -172,7 +173,11 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (KeyboardInterrupt, click.Abort):
-            if Interrupted.job_id:
+            if Interrupted.hint:
+                click.echo(
+                    f"interrupted; jobs in flight keep running: {Interrupted.hint}", err=True
+                )
+            elif Interrupted.job_id:
                 click.echo(
                     f"interrupted; job {Interrupted.job_id} keeps running at the provider: "
                     f"`reelgen wait {Interrupted.job_id}` saves it without paying again",
@@ -524,6 +529,203 @@ def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
 
     done = run_async(lambda: _closing(engine, work()))
     report_job(done, as_json=as_json)
+
+
+@cli.command("batch")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for the videos: OUT_DIR/<id>.mp4.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Jobs in flight at once (also capped by each provider's concurrency).",
+)
+@click.option(
+    "--max-cost",
+    type=FINITE_NON_NEGATIVE,
+    help="Refuse if the batch's total estimate is above this (USD).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before spending (a TTY asks otherwise).")
+@click.option(
+    "--timeout",
+    type=FINITE_POSITIVE,
+    default=3600,
+    show_default=True,
+    help="Seconds to wait for each job.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per finished job.")
+@guarded
+def cli_batch(
+    manifest: Path,
+    out_dir: Path,
+    concurrency: int,
+    max_cost: float | None,
+    yes: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash."""
+    from . import batch
+    from .download import check_writable
+    from .errors import BudgetExceeded
+
+    engine = open_engine()
+    out_dir = out_dir.expanduser().resolve()
+    check_writable(out_dir / "probe.mp4")
+    items = batch.load(engine, manifest, out_dir, max_cost=None)
+    key = str(out_dir)
+    batch.classify(engine, items, key)
+    todo = [i for i in items if i.state in ("new", "retry")]
+    resuming = [i for i in items if i.state == "resume"]
+    done = [i for i in items if i.state == "done"]
+    total = sum(i.prepared.estimate.amount for i in todo)
+    summary = (
+        f"{len(items)} jobs: {len(todo)} to submit (estimate ${total:.2f}), "
+        f"{len(resuming)} to pick up, {len(done)} already done"
+    )
+    limit = engine.max_cost(max_cost)
+    if limit is not None and total > limit + 1e-9:
+        raise BudgetExceeded(
+            f"{summary}: the estimate is above --max-cost ${limit:.2f}; raise it or trim the "
+            "manifest"
+        )
+    click.echo(summary, err=True)
+    if todo and total > 0 and not yes and sys.stdin.isatty() and not as_json:
+        click.confirm(f"spend up to ${total:.2f}?", abort=True, err=True)
+    rerun = f"reelgen batch {manifest} --out-dir {out_dir}"
+    Interrupted.hint = f"rerun `{rerun}` to finish: nothing is paid twice"
+    progress = batch.Progress(total=len(items))
+    ticker = BatchTicker(progress, enabled=not as_json and sys.stderr.isatty())
+
+    def finished(outcome: batch.Outcome) -> None:
+        if as_json:
+            click.echo(json.dumps(outcome.as_dict()))
+        elif outcome.state == "failed":
+            ticker.clear()
+            click.echo(f"failed: {outcome.id}: {outcome.message}", err=True)
+
+    async def work() -> list[batch.Outcome]:
+        ticker.start()
+        try:
+            return await batch.run(
+                engine,
+                items,
+                batch=key,
+                concurrency=concurrency,
+                timeout=timeout,
+                on_finished=finished,
+                progress=progress,
+            )
+        finally:
+            ticker.stop()
+
+    outcomes = run_async(lambda: _closing(engine, work()))
+    failed = [o for o in outcomes if o.state == "failed"]
+    ok = len(outcomes) - len(failed)
+    click.echo(
+        f"{ok} of {len(outcomes)} jobs done in {out_dir}"
+        + (f"; {len(failed)} failed (rerun `{rerun}` to retry them)" if failed else ""),
+        err=True,
+    )
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+class BatchTicker:
+    """done / running / failed / spent / ETA on one stderr line, on a TTY only."""
+
+    def __init__(self, progress: Any, *, enabled: bool) -> None:
+        self.progress = progress
+        self.enabled = enabled
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while True:
+            p = self.progress
+            elapsed = loop.time() - t0
+            finished = p.done + p.failed
+            eta = f", ETA {elapsed / finished * (p.total - finished):.0f} s" if finished else ""
+            click.echo(
+                f"\r\033[Kdone {p.done}/{p.total}, running {p.running}, failed {p.failed}, "
+                f"spent ${p.spent:.2f}{eta}",
+                nl=False,
+                err=True,
+            )
+            await asyncio.sleep(0.5)
+
+    def clear(self) -> None:
+        if self.enabled:
+            click.echo("\r\033[K", nl=False, err=True)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self.clear()
+
+
+@cli.command("resume")
+@click.option("--timeout", type=FINITE_POSITIVE, default=3600, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per job.")
+@guarded
+def cli_resume(timeout: float, as_json: bool) -> None:
+    """Finish every unfinished job in the job log, paying for nothing twice."""
+    from datetime import datetime, timedelta
+
+    from .errors import ReelgenError
+    from .models import utcnow
+
+    engine = open_engine()
+    jobs = engine.store.unfinished()
+    if not jobs:
+        click.echo("nothing to resume", err=True)
+        return
+    Interrupted.hint = "rerun `reelgen resume` to finish"
+
+    async def one(job: Job) -> tuple[Job, str | None]:
+        try:
+            current = job
+            if current.state != "succeeded":
+                current = await engine.wait(current, timeout=timeout)
+            expires = current.data.get("expires_at")
+            if expires and utcnow() + timedelta(days=3) > datetime.fromisoformat(expires):
+                click.echo(f"warning: {job.id}'s result expires at {expires}", err=True)
+            await engine.save(current)
+            return engine.store.get(job.id), None
+        except ReelgenError as err:
+            return job, str(err)
+
+    async def work() -> list[tuple[Job, str | None]]:
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+    results = run_async(lambda: _closing(engine, work()))
+    failures = 0
+    for job, error in results:
+        if as_json:
+            payload = job_payload(job)
+            if error:
+                payload["error"] = error
+            click.echo(json.dumps(payload))
+        elif error:
+            failures += 1
+            click.echo(f"failed: {job.id}: {error}", err=True)
+        else:
+            click.echo(f"saved {job.output} ({job.id})")
+    if failures or any(e for _, e in results):
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command("jobs")

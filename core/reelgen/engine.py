@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,8 @@ class Engine:
         output: Path | None = None,
         attempts: int | None = None,
         history: list[dict[str, Any]] | None = None,
+        batch: str | None = None,
+        item: str | None = None,
     ) -> Job:
         """Record the job (with where its video goes, and the providers tried before it), then
         start it at the provider: at most one paid task per job."""
@@ -175,6 +178,8 @@ class Engine:
             idempotency_key=job_id,
             estimate=prepared.estimate,
             data=data,
+            batch=batch,
+            item=item,
         )
         self.store.add(job)
         return await self._submit_once(prepared.provider, job, uncertain=False, attempts=attempts)
@@ -260,6 +265,9 @@ class Engine:
             data = dict(current.data)
             if status.charged is not None:
                 data["charged"] = status.charged
+            if status.state == "succeeded" and provider.result_ttl and "expires_at" not in data:
+                expires = utcnow() + timedelta(seconds=provider.result_ttl)
+                data["expires_at"] = expires.isoformat()
             if (status.state, status.message, data) != (
                 current.state,
                 current.message,

@@ -101,6 +101,9 @@ class VideoProvider(ABC):
     env_settings: ClassVar[dict[str, str]] = {}
     """Settings the core may take from the environment: field name -> variable name."""
 
+    result_ttl: ClassVar[float | None] = None
+    """Seconds a finished video stays downloadable at the provider (None: not known)."""
+
     default_max_duration: ClassVar[float | None] = None
     default_price_per_second: ClassVar[float | None] = None
 
