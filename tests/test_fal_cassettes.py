@@ -38,7 +38,7 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 
 import reelgen.engine
 from reelgen.engine import Engine
-from reelgen.errors import JobFailed
+from reelgen.errors import ContentPolicyError
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest, VideoResult
 from reelgen.waiting import Waiter
@@ -463,12 +463,13 @@ def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
 @pytest.mark.skipif(RECORD_REAL, reason="real fal cannot be made to fail a request on demand")
 @pytest.mark.parametrize("scenario", [FAILED], ids=lambda s: s.name)
 def test_failed_request(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
-    """A request COMPLETED with an error result raises JobFailed with fal's detail; no download."""
+    """A request COMPLETED with a content refusal raises ContentPolicyError with fal's detail;
+    no download."""
     if wire.fake is not None:
         wire.fake.fail_next(FLAGGED)
     out = tmp_path / "clip.mp4"
     request = scenario.request(tmp_path)
-    with pytest.raises(JobFailed) as info:
+    with pytest.raises(ContentPolicyError) as info:
         wire.run(request, out)
     check_wire(wire, scenario, request)
 

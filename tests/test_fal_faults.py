@@ -23,7 +23,6 @@ from reelgen.errors import (
     ContentPolicyError,
     DownloadError,
     InvalidRequest,
-    JobFailed,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
@@ -140,11 +139,11 @@ def test_server_errors_while_polling_are_retried(
     assert timer.sleeps[0] >= 0.75  # a backoff, not a hot loop
 
 
-@pytest.mark.parametrize("name", ["500", "502 html", "503 runner"])
+@pytest.mark.parametrize("name", ["503 runner"])
 def test_server_errors_on_submit_are_retried_once_paid(
     fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path, name: str
 ) -> None:
-    """A 500/502/503 on submit (nothing queued) is resent and the job succeeds, paid once."""
+    """A 503 on submit (turned away, nothing queued) is resent and the job succeeds, paid once."""
     fake_fal.inject("submit", SERVER_FAULTS[name])
     out = tmp_path / "clip.mp4"
     job, _ = run(engine, i2v(make_image()), out)
@@ -155,11 +154,13 @@ def test_server_errors_on_submit_are_retried_once_paid(
     assert len(fake_fal.jobs) == 1
 
 
+@pytest.mark.parametrize("name", ["500", "502 html", "504"])
 def test_gateway_timeout_on_submit_is_not_resent(
-    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
+    fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path, name: str
 ) -> None:
-    """A 504 on submit may hide a queued request: it is not resent, and the error says so."""
-    fake_fal.inject("submit", SERVER_FAULTS["504"], times=3)
+    """A 500/502/504 on submit may hide a queued request (fal cannot look it up): it is not
+    resent, and the error says so."""
+    fake_fal.inject("submit", SERVER_FAULTS[name], times=3)
     with pytest.raises(ProviderTimeout) as caught:
         run(engine, i2v(make_image()), tmp_path / "clip.mp4")
     assert len(submits(fake_fal)) == 1
@@ -284,10 +285,11 @@ def test_retry_header_false_stops_a_503(
 def test_failed_request_reports_fals_detail_and_saves_nothing(
     fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
 ) -> None:
-    """A request fal ends COMPLETED with an error result raises JobFailed with fal's detail."""
+    """A request fal ends COMPLETED with a content refusal raises ContentPolicyError (no other
+    provider would take it either) with fal's detail."""
     fake_fal.fail_next(FLAGGED)
     out = tmp_path / "clip.mp4"
-    with pytest.raises(JobFailed) as caught:
+    with pytest.raises(ContentPolicyError) as caught:
         run(engine, i2v(make_image()), out)
     assert FLAGGED in str(caught.value)
     assert "content checker" in str(caught.value)
@@ -303,12 +305,13 @@ def test_failed_request_reports_fals_detail_and_saves_nothing(
 def test_failed_request_marked_retryable_says_so_and_is_not_resent(
     fake_fal: FakeFal, engine: Engine, make_image, tmp_path: Path
 ) -> None:
-    """A failed request fal marks retryable says a new submission may work; none is made."""
+    """A 5xx at the result is not taken as the outcome (fal or a gateway may be failing): it is
+    asked again, and the job stays in the log for `reelgen wait`; no new submission is made."""
     fake_fal.fail_next("runner crashed", status=500, retryable=True, error_type="internal_error")
-    with pytest.raises(JobFailed) as caught:
+    with pytest.raises(ProviderUnavailable) as caught:
         run(engine, i2v(make_image()), tmp_path / "clip.mp4")
     assert "runner crashed" in str(caught.value)
-    assert "submitting it again may work" in str(caught.value)
+    assert "reelgen wait" in str(caught.value)
     assert fake_fal.submits_accepted == 1
     assert len(submits(fake_fal)) == 1
 
@@ -475,20 +478,24 @@ def test_content_policy_is_recognised_by_type_not_words() -> None:
 
 
 def test_submit_errors_that_may_hide_a_queued_request() -> None:
-    """Only a gateway timeout on submit is marked maybe-accepted; the same on a poll is not."""
-    assert error_for(reply(504), submit=True).maybe_accepted
-    assert not error_for(reply(504)).maybe_accepted
+    """500/502/504 on submit are marked maybe-accepted (503 turns it away); on a poll, none."""
+    for status in (500, 502, 504):
+        assert error_for(reply(status), submit=True).maybe_accepted
+        assert not error_for(reply(status)).maybe_accepted
     assert not error_for(reply(503), submit=True).maybe_accepted
 
 
 def test_a_results_failure_is_told_from_a_fetch_problem() -> None:
-    """fal's detail at a result is the request's failure; a gateway page or a 429 is not."""
+    """fal's detail at a result is the request's failure (a content refusal says so); a 5xx,
+    a gateway page or a 429 is a fetch problem, asked again."""
     assert request_failure(reply(422, {"detail": POLICY_DETAIL})) == (
         "failed",
         f"prompt: {FLAGGED} (refused by fal's content checker; change the prompt or image)",
+        "content_policy",
     )
     cancelled = reply(499, {"detail": "Request was cancelled", "error_type": "client_cancelled"})
-    assert request_failure(cancelled) == ("canceled", "Request was cancelled")
+    assert request_failure(cancelled) == ("canceled", "Request was cancelled", None)
     assert request_failure(reply(502)) is None
+    assert request_failure(reply(503, {"detail": "upstream unavailable"})) is None
     assert request_failure(reply(429, {"detail": "slow"})) is None
     assert request_failure(reply(200, {"video": {"url": "https://v3.fal.media/x.mp4"}})) is None

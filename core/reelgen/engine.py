@@ -25,6 +25,7 @@ from .download import download
 from .errors import (
     BudgetExceeded,
     ConfigError,
+    ContentPolicyError,
     DownloadError,
     InvalidRequest,
     JobFailed,
@@ -303,6 +304,14 @@ class Engine:
                 retry_after=err.retry_after,
                 code=err.code,
             ) from err
+        if status.state == "failed" and status.failure is not None:
+            # refused for the content or the input: another provider would refuse it too
+            cls = ContentPolicyError if status.failure == "content_policy" else InvalidRequest
+            raise cls(
+                f"{provider.name} job {job.id} was refused: {status.message or 'no reason given'}",
+                provider=provider.name,
+                job_id=job.id,
+            )
         if status.state == "failed":
             raise JobFailed(
                 f"{provider.name} job {job.id} failed: {status.message or 'no reason given'}",

@@ -71,6 +71,10 @@ class JobStatus(BaseModel):
     progress: float | None = Field(default=None, ge=0, le=1)
     message: str = ""
     charged: str | None = Field(default=None, description="What the provider says it charged.")
+    failure: Literal["content_policy", "invalid_input"] | None = Field(
+        default=None,
+        description="Why a failed job failed, when that would repeat on any provider.",
+    )
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @property

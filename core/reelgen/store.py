@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -66,8 +67,8 @@ class JobStore:
             raise ConfigError(f"{self.path}: cannot open the job log ({exc})") from None
         self._db.row_factory = sqlite3.Row
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=30000")
+            self._wal()
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -77,6 +78,18 @@ class JobStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _wal(self) -> None:
+        """Switch to WAL. Two processes opening a new log at once can get "database is locked"
+        here without SQLite waiting (the busy timeout does not apply): try again briefly."""
+        for attempt in range(100):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._db.close()
@@ -100,6 +113,9 @@ class JobStore:
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._tx() as db:
+                # another process may have migrated since we looked: check under the write lock
+                if int(db.execute("PRAGMA user_version").fetchone()[0]) >= target:
+                    continue
                 for statement in _MIGRATIONS[target].split(";"):
                     if statement.strip():
                         db.execute(statement)

@@ -308,8 +308,8 @@ class FalKlingProvider(VideoProvider):
         response = await self._request("GET", self._url(job, "response_url"))
         failure = request_failure(response)
         if failure is not None:
-            state, message = failure
-            return JobStatus(state=state, message=message)
+            state, message, kind = failure
+            return JobStatus(state=state, message=message, failure=kind)
         result = check(response)
         if not isinstance(result, dict):
             raise ProviderUnavailable("fal answered a result that is not an object", provider=NAME)

@@ -58,7 +58,9 @@ STATUSES: dict[int, tuple[type[ReelgenError], str, bool]] = {
 }
 
 # A submission answered with one of these may still have been queued: never resend it blindly.
-MAYBE_ACCEPTED_ON_SUBMIT = frozenset({504})
+MAYBE_ACCEPTED_ON_SUBMIT = frozenset({500, 502, 504})
+"""5xx replies to a submission that may come after fal queued it (503 turns it away); fal
+cannot look a request up, so such a submission is never sent again."""
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -160,7 +162,12 @@ def error_for(response: httpx.Response, *, submit: bool = False) -> ReelgenError
 NOT_AN_OUTCOME = frozenset({401, 402, 403, 404, 408, 429})
 
 
-def request_failure(response: httpx.Response) -> tuple[Literal["failed", "canceled"], str] | None:
+Failure = tuple[
+    Literal["failed", "canceled"], str, Literal["content_policy", "invalid_input"] | None
+]
+
+
+def request_failure(response: httpx.Response) -> Failure | None:
     """How a COMPLETED request ended badly, read from its result reply; None when it did not.
 
     fal marks a failed request COMPLETED too: the failure is the error (with fal's ``detail``)
@@ -169,7 +176,11 @@ def request_failure(response: httpx.Response) -> tuple[Literal["failed", "cancel
     caller raises it through :func:`check` so it is retried. A cancelled request answers
     ``error_type`` ``client_cancelled`` (fal's error reference; not in providers.md).
     """
-    if response.is_success or response.status_code in NOT_AN_OUTCOME:
+    if (
+        response.is_success
+        or response.status_code >= 500  # fal or a gateway failed to answer: ask again
+        or response.status_code in NOT_AN_OUTCOME
+    ):
         return None
     entries = details(response)
     if entries is None:
@@ -178,12 +189,17 @@ def request_failure(response: httpx.Response) -> tuple[Literal["failed", "cancel
     body = json_body(response)
     error_type = body.get("error_type") if isinstance(body, dict) else None
     if CANCELLED in (error_type, response.headers.get("x-fal-error-type")):
-        return "canceled", text
+        return "canceled", text, None
+    kind: Literal["content_policy", "invalid_input"] | None = None
     if is_content_policy(entries):
         text += " (refused by fal's content checker; change the prompt or image)"
+        kind = "content_policy"
+    elif response.status_code == 422:
+        kind = "invalid_input"  # the model refused the input: so would the same model elsewhere
     if header_retryable(response):
         text += " (fal marks it retryable: submitting it again may work)"
-    return "failed", text
+        kind = None
+    return "failed", text, kind
 
 
 def check(response: httpx.Response, *, submit: bool = False) -> Any:

@@ -56,6 +56,7 @@ class KlingProvider(VideoProvider):
     env_settings: ClassVar[dict[str, str]] = {"base_url": "KLING_BASE_URL"}
     can_lookup = True
     default_max_duration = 5.0
+    result_ttl = 30 * 24 * 3600.0  # kling-api.md: results are deleted after 30 days
     default_price_per_second = 0.08
     capabilities = CAPABILITIES
 
