@@ -29,8 +29,9 @@ def test_builtins_load_through_entry_points() -> None:
     assert infos["local"].providers == ["local"]
 
 
-def test_duplicate_provider_names_both_plugins() -> None:
-    """Two plugins registering one provider name is an error naming both."""
+def test_duplicate_provider_names_both_plugins(cli) -> None:
+    """Two plugins registering one provider name: using it is an error naming both plugins;
+    `reelgen plugins` and the other providers keep working."""
 
     class Dup:
         @reelgen.hookimpl
@@ -39,7 +40,40 @@ def test_duplicate_provider_names_both_plugins() -> None:
 
     plugins.register_plugin(Dup(), name="dupplugin")
     with pytest.raises(ConfigError, match=r"local and dupplugin|dupplugin and local"):
-        plugins.get_providers()
+        plugins.get_provider("local")
+    assert "kling" in plugins.get_providers()
+    listing = cli("plugins")
+    assert listing.exit_code == 0
+    assert "two plugins register a provider named" in listing.output
+
+
+def test_misspelt_hook_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    """A plugin with a misspelt hook is listed with the error; every other command still runs."""
+    import sys
+    import types
+
+    module = types.ModuleType("reelgen_typo_plugin")
+
+    @reelgen.hookimpl
+    def register_provider(register: object) -> None:  # misspelt on purpose
+        pass
+
+    module.register_provider = register_provider  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "reelgen_typo_plugin", module)
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kw: str) -> list[importlib.metadata.EntryPoint]:
+        typo = importlib.metadata.EntryPoint(
+            name="typo", value="reelgen_typo_plugin", group="reelgen"
+        )
+        return [*real(**kw), typo]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    listing = cli("plugins")
+    assert listing.exit_code == 0
+    assert "typo" in listing.output
+    assert "register_provider" in listing.output
+    assert cli("providers").exit_code == 0
 
 
 def test_disable_plugins_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -338,3 +338,86 @@ def test_kling_on_fal_is_the_failover_for_kling_direct(
     assert fal.submits_accepted == 1
     assert kling.creates_accepted == 0
     assert out.read_bytes() == fal.video
+
+
+def test_provider_and_route_together_refused(cli: Cli, route_config: Path, make_image) -> None:
+    """-P and --route are alternatives: both at once is refused, not silently resolved."""
+    result = cli("estimate", str(make_image()), "-p", "x", "-P", "kling", "--route", "main")
+    assert result.exit_code == 2
+    assert "not both" in result.stderr
+
+
+def test_provider_table_typo_is_an_error(cli: Cli, isolated: Path, make_image) -> None:
+    """[providers.klign] would silently drop its limits and prices: refused, naming it."""
+    (isolated / "config.toml").write_text("[providers.klign]\nmax_duration = 5\n")
+    result = cli("estimate", str(make_image()), "-p", "x", "-P", "local")
+    assert result.exit_code == 2
+    assert "providers.klign" in result.stderr
+
+
+def test_missing_explicit_config_is_an_error(
+    cli: Cli, make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REELGEN_CONFIG naming a file that does not exist is an error, not an empty config."""
+    monkeypatch.setenv("REELGEN_CONFIG", str(tmp_path / "nope.toml"))
+    result = cli("estimate", str(make_image()), "-p", "x")
+    assert result.exit_code == 2
+    assert "nope.toml" in result.stderr
+
+
+def test_config_show_masks_nested_secrets_and_prints_dates(cli: Cli, isolated: Path) -> None:
+    """Everything under a secret-looking key is masked, nested too; TOML dates print."""
+    (isolated / "config.toml").write_text(
+        'route = "main"\n[routes.main]\nproviders = ["local"]\nnote_date = 1979-05-27\n'
+        '[providers.kling]\nmodel = "kling-v2-1"\n'
+    )
+    assert cli("config", "show").exit_code == 2  # unknown key in a route table: named
+    (isolated / "config.toml").write_text(
+        '[providers.kling]\nmodel = "kling-v2-1"\n'
+        '[providers.kling.headers]\nAuthorization = "Key fake-should-not-print"\n'
+    )
+    shown = cli("config", "show")
+    assert "fake-should-not-print" not in shown.stdout
+
+
+def test_route_estimate_skips_providers_without_keys(
+    cli: Cli, route_config: Path, make_image
+) -> None:
+    """A route's estimate matches what generate would do: keyless providers are skipped."""
+    result = cli("estimate", str(make_image()), "-p", "x", "--json")
+    payload = json.loads(result.stdout)
+    assert payload["provider"] == "local"
+    assert payload["skipped"][0]["provider"] == "kling"
+
+
+def test_superseded_uncertain_job_is_never_submitted_later(
+    cli: Cli, fake_kling: FakeKling, route_config: Path, make_image, tmp_path: Path
+) -> None:
+    """After local made the clip for an uncertain Kling job, `reelgen wait` on that Kling job
+    looks it up but never submits it (that would pay for a second clip)."""
+    fake_kling.inject("create", Fault.raw(502))
+    fake_kling.inject("query", Fault.raw(502), times=2)  # the lookups before failing over
+    result = cli("generate", str(make_image()), "-p", "x", "-o", str(tmp_path / "a.mp4"), "--json")
+    assert result.exit_code == 0, result.stderr
+    [attempt] = json.loads(result.stdout)["attempts"]
+    assert attempt["outcome"] == "uncertain"
+    assert fake_kling.pending_faults == []
+    later = cli("wait", attempt["job_id"])
+    assert later.exit_code != 0
+    assert "made the video instead" in later.stderr
+    assert fake_kling.creates_accepted == 0
+
+
+def test_failed_route_json_lists_attempts(
+    cli: Cli, fake_kling: FakeKling, isolated: Path, make_image
+) -> None:
+    """When every provider fails, --json still lists which were tried and why."""
+    (isolated / "config.toml").write_text(
+        'route = "main"\n[routes.main]\nproviders = ["kling", "kling"]\n'
+    )
+    fake_kling.inject("create", Fault.business(1102, 429, "pack used up"), times=2)
+    result = cli("generate", str(make_image()), "-p", "x", "--json")
+    assert result.exit_code == 2
+    payload = json.loads(result.stdout)
+    assert payload["attempts"][0]["provider"] == "kling"
+    assert "top up" in payload["attempts"][0]["reason"]

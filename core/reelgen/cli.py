@@ -64,6 +64,8 @@ def fail(err: BaseException, *, as_json: bool) -> None:
         job_id = getattr(err, "job_id", None)
         if job_id:
             payload["job_id"] = job_id
+        if getattr(err, "attempts", None):
+            payload["attempts"] = err.attempts  # type: ignore[attr-defined]
         click.echo(json.dumps(payload))
     click.secho(f"error: {message}", err=True, fg="red")
     if not isinstance(err, ReelgenError):
@@ -352,8 +354,9 @@ def print_plan(
     from . import router
 
     route = router.resolve_route(engine, route=params["route"], provider=params["provider"])
+    # a route skips providers without keys, so its estimate must too; one provider needs none
     candidates, skipped = router.plan(
-        engine, request, route, max_cost=max_cost, need_credentials=False
+        engine, request, route, max_cost=max_cost, need_credentials=route.failover
     )
     first = candidates[0]
     if as_json:
@@ -813,7 +816,7 @@ def cli_config_show() -> None:
 
     config = load_config()
     payload = {"path": str(config.path), **masked(config.model_dump(exclude_none=True))}
-    click.echo(json.dumps(payload, indent=2))
+    click.echo(json.dumps(payload, indent=2, default=str))
 
 
 @cli.group("keys")

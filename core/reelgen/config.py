@@ -13,6 +13,7 @@ Precedence: CLI flags > environment > config file > defaults. The format is TOML
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -50,18 +51,19 @@ class Config(BaseModel):
     path: Path | None = Field(default=None, exclude=True)
 
 
-SECRET_WORDS = ("key", "secret", "token", "password")
+SECRET_WORDS = ("key", "secret", "token", "password", "auth", "credential", "header")
 
 
-def masked(value: Any, name: str = "") -> Any:
-    """``value`` with every secret-looking entry replaced by ``****``."""
+def masked(value: Any, secret: bool = False) -> Any:
+    """``value`` with everything under a secret-looking key replaced by ``****``."""
     if isinstance(value, dict):
-        return {k: masked(v, str(k)) for k, v in value.items()}
+        return {
+            k: masked(v, secret or any(w in str(k).lower() for w in SECRET_WORDS))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [masked(v, name) for v in value]
-    if isinstance(value, str) and any(w in name.lower() for w in SECRET_WORDS):
-        return "****"
-    return value
+        return [masked(v, secret) for v in value]
+    return "****" if secret else value
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -75,6 +77,8 @@ def load_config(path: Path | None = None) -> Config:
     """Read the config file (an absent file is an empty config)."""
     path = path or config_file()
     if not path.is_file():
+        if os.environ.get("REELGEN_CONFIG"):
+            raise ConfigError(f"REELGEN_CONFIG names {path}, which does not exist")
         return Config(path=path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -244,6 +244,15 @@ class Engine:
             return job
         provider = self.provider(job.provider)
         provider.check_credentials()
+        superseded = job.data.get("superseded_by")
+        if superseded:
+            # another provider made this video: look for a task that may exist, never submit
+            found = await provider.lookup(job) if provider.can_lookup else None
+            if found is not None:
+                return self.store.update(found)
+            message = f"never submitted: job {superseded} made the video instead"
+            self.store.cancel_unsubmitted(job.id, message)
+            raise JobFailed(f"job {job.id} was {message}", provider=provider.name, job_id=job.id)
         # A job still "submitting" in the log may have reached the provider before a crash.
         return await self._submit_once(provider, job, uncertain=True)
 

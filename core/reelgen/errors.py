@@ -37,6 +37,8 @@ class ReelgenError(Exception):
     """Base of every reelgen error. ``str(err)`` is one line: what, why, how to fix."""
 
     retryable: bool = False
+    attempts: list[dict[str, object]] | None = None
+    """Providers a route tried before this error (for --json and the job log)."""
 
     def __init__(
         self,

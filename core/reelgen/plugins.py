@@ -39,6 +39,7 @@ class PluginInfo:
 _pm: pluggy.PluginManager | None = None
 _infos: dict[str, PluginInfo] = {}
 _providers: dict[str, VideoProvider] | None = None
+_clashes: dict[str, str] = {}
 
 
 def _names(var: str) -> set[str] | None:
@@ -70,10 +71,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
+            pm.check_pending()  # a misspelt hook fails here, naming this plugin
         except Exception as exc:  # a broken plugin must not break the CLI
-            info.error = f"{exc.__class__.__name__}: {exc}"
-            log.warning("plugin %s failed to load: %s", ep.name, info.error)
-    pm.check_pending()
+            if pm.get_plugin(ep.name) is not None:
+                pm.unregister(name=ep.name)
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            info.error = f"{exc.__class__.__name__}: {first_line}"
+            log.warning("plugin %s was not loaded: %s", ep.name, info.error)
     _pm = pm
     return pm
 
@@ -110,7 +114,8 @@ def reset() -> None:
 
 
 def get_providers() -> dict[str, VideoProvider]:
-    """Every registered provider by name. Two with one name is a ConfigError naming both."""
+    """Every registered provider by name (a name two plugins claim is left out: see
+    :func:`get_provider`, which names both)."""
     global _providers
     if _providers is not None:
         return _providers
@@ -119,18 +124,23 @@ def get_providers() -> dict[str, VideoProvider]:
     pm = get_plugin_manager()
     providers: dict[str, VideoProvider] = {}
     owners: dict[str, str] = {}
+    _clashes.clear()
     for impl in reversed(pm.hook.register_providers.get_hookimpls()):
         plugin_name = impl.plugin_name
 
         def register(provider: VideoProvider, _owner: str = plugin_name) -> None:
             if not isinstance(provider, VideoProvider):
                 raise ConfigError(f"plugin {_owner} registered {provider!r}, not a VideoProvider")
-            if provider.name in providers:
-                raise ConfigError(
+            if provider.name in owners:
+                _clashes[provider.name] = (
                     f'two plugins register a provider named "{provider.name}": '
                     f"{owners[provider.name]} and {_owner}; disable one with "
                     "REELGEN_DISABLE_PLUGINS"
                 )
+                for owner in (owners[provider.name], _owner):
+                    if owner in _infos:
+                        _infos[owner].error = _clashes[provider.name]
+                return
             providers[provider.name] = provider
             owners[provider.name] = _owner
             if _owner in _infos:
@@ -138,18 +148,20 @@ def get_providers() -> dict[str, VideoProvider]:
 
         try:
             impl.function(register=register)
-        except ConfigError:
-            raise
         except Exception as exc:  # one broken plugin must not take the others down
             if plugin_name in _infos:
                 _infos[plugin_name].error = f"{exc.__class__.__name__}: {exc}"
             log.warning("plugin %s failed to register providers: %s", plugin_name, exc)
+    for name in _clashes:
+        providers.pop(name, None)
     _providers = providers
     return providers
 
 
 def get_provider(name: str) -> VideoProvider:
     providers = get_providers()
+    if name in _clashes:
+        raise ConfigError(_clashes[name])
     if name not in providers:
         known = ", ".join(sorted(providers)) or "none"
         raise UnknownProvider(

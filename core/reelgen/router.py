@@ -34,6 +34,7 @@ from .errors import (
     OperationalError,
     ReelgenError,
     Unsupported,
+    UsageError,
 )
 from .plugins import get_providers
 
@@ -72,8 +73,27 @@ class Attempt:
         return asdict(self)
 
 
+def check_provider_tables(engine: Engine) -> None:
+    """A ``[providers.NAME]`` table for no installed provider is a typo that would silently
+    drop its settings (limits, prices): an error, unless plugins are switched off by hand."""
+    if engine.environ.get("REELGEN_DISABLE_PLUGINS") is not None:
+        return
+    if engine.environ.get("REELGEN_LOAD_PLUGINS") is not None:
+        return
+    installed = get_providers()
+    for name in engine.config.providers:
+        if name not in installed:
+            raise ConfigError(
+                f'{engine.config.path}: providers.{name}: no installed provider is named "{name}"; '
+                f"installed: {', '.join(sorted(installed))}"
+            )
+
+
 def resolve_route(engine: Engine, *, route: str | None, provider: str | None) -> Route:
     """The route to use: ``-P`` > ``--route`` > REELGEN_PROVIDER > REELGEN_ROUTE > config."""
+    check_provider_tables(engine)
+    if provider and route:
+        raise UsageError("give -P PROVIDER or --route NAME, not both")
     if provider:
         return Route((provider,))
     env_provider = engine.environ.get("REELGEN_PROVIDER")
@@ -197,6 +217,9 @@ async def run(
             attempts.append(Attempt(name, "failed", str(err), job.id))
             continue
         result = await engine.save(job)
+        for attempt in attempts:
+            if attempt.outcome == "uncertain" and attempt.job_id:
+                engine.store.mark_superseded(attempt.job_id, job.id)
         return engine.store.get(job.id), result
     raise AssertionError("unreachable: plan() returns at least one candidate")
 
@@ -209,7 +232,7 @@ def _reraise_with_history(err: ReelgenError, attempts: list[Attempt]) -> NoRetur
     """Raise ``err``, naming the providers tried before it, if any."""
     if not attempts:
         raise err
-    raise err.__class__(
+    wrapped = err.__class__(
         f"{err} (tried before: {_summary(attempts)})",
         provider=err.provider,
         job_id=err.job_id,
@@ -217,4 +240,6 @@ def _reraise_with_history(err: ReelgenError, attempts: list[Attempt]) -> NoRetur
         retry_after=err.retry_after,
         maybe_accepted=err.maybe_accepted,
         code=err.code,
-    ) from err
+    )
+    wrapped.attempts = [a.as_dict() for a in attempts]
+    raise wrapped from err

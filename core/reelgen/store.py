@@ -174,10 +174,25 @@ class JobStore:
                 self._event(db, job.id, job.state, job.message)
         return job
 
+    def mark_superseded(self, job_id: str, by: str) -> None:
+        """Another provider made this job's video: if this one's task turns up after all, it is
+        kept (already paid); if not, it must never be submitted any more."""
+        with self._tx() as db:
+            row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            data = json.loads(row["data"])
+            data["superseded_by"] = by
+            db.execute("UPDATE jobs SET data = ? WHERE id = ?", (json.dumps(data), job_id))
+
     def submit_failed(self, job_id: str, message: str) -> None:
         """Mark a job failed because its submission was refused — unless, meanwhile, another
         process got it accepted (then its row has a task id and is left alone)."""
         self._set_if_unsubmitted(job_id, "failed", message)
+
+    def cancel_unsubmitted(self, job_id: str, message: str) -> None:
+        """Mark a job that was never accepted (and must not be) canceled."""
+        self._set_if_unsubmitted(job_id, "canceled", message)
 
     def submit_uncertain(self, job_id: str, message: str) -> None:
         """Keep the job "submitting" (a task may exist): the next wait looks it up by key."""
