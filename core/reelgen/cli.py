@@ -602,7 +602,19 @@ def cli_batch(
     click.echo(summary, err=True)
     if todo and total > 0 and not yes and sys.stdin.isatty() and not as_json:
         click.confirm(f"spend up to ${total:.2f}?", abort=True, err=True)
-    rerun = f"reelgen batch {manifest} --out-dir {out_dir}"
+    import shlex
+
+    rerun = shlex.join(
+        [
+            "reelgen",
+            "batch",
+            str(manifest),
+            "--out-dir",
+            str(out_dir),
+            "--concurrency",
+            str(concurrency),
+        ]
+    )
     Interrupted.hint = f"rerun `{rerun}` to finish: nothing is paid twice"
     progress = batch.Progress(total=len(items))
     ticker = BatchTicker(progress, enabled=not as_json and sys.stderr.isatty())
@@ -697,12 +709,20 @@ def cli_resume(timeout: float, as_json: bool) -> None:
         click.echo("nothing to resume", err=True)
         return
     Interrupted.hint = "rerun `reelgen resume` to finish"
+    from dataclasses import replace
+
+    from .batch import Limiter
+    from .errors import ConcurrencyLimited
+
+    limiter = Limiter(4)  # jobs waited on at once; 1303 is waited out, as in a batch
+    engine.waiter.policy = replace(engine.waiter.policy, patient_with=(ConcurrencyLimited,))
 
     async def one(job: Job) -> tuple[Job, str | None]:
         try:
             current = job
             if current.state != "succeeded":
-                current = await engine.wait(current, timeout=timeout)
+                async with limiter:
+                    current = await engine.wait(current, timeout=timeout)
             expires = current.data.get("expires_at")
             if expires and utcnow() + timedelta(days=3) > datetime.fromisoformat(expires):
                 click.echo(f"warning: {job.id}'s result expires at {expires}", err=True)

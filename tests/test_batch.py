@@ -1,0 +1,550 @@
+"""`reelgen batch` and `reelgen resume`, in-process on the fake clock: a manifest checked and
+priced before anything is paid for, bounded concurrency, 1303 back-off, reruns that skip what
+is done and pay for nothing twice, and a job log that survives concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+from click.testing import Result
+
+from reelgen.engine import Engine
+from reelgen.models import Job, VideoRequest, utcnow
+from reelgen.store import JobStore
+from reelgen_kling.auth import KlingAuth
+from tests.conftest import FAKE_AK, FAKE_SK
+from tests.fake_kling import FakeKling, Fault
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def kling(monkeypatch: pytest.MonkeyPatch, fake_kling: FakeKling) -> FakeKling:
+    """The fake Kling, and Kling as the provider of every manifest line."""
+    monkeypatch.setenv("REELGEN_PROVIDER", "kling")
+    return fake_kling
+
+
+def write_manifest(path: Path, lines: list[dict[str, Any] | str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines)
+    path.write_text(text + "\n")
+    return path
+
+
+def jobs(image: Path, *ids: str, **extra: Any) -> list[dict[str, Any] | str]:
+    return [{"id": i, "image": str(image), "prompt": f"shot {i}", **extra} for i in ids]
+
+
+def posts(fake: FakeKling) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.method == "POST"]
+
+
+def json_lines(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def all_jobs() -> list[Job]:
+    store = JobStore()
+    try:
+        return store.recent(limit=10_000)
+    finally:
+        store.close()
+
+
+# -- checked before anything is paid for ------------------------------------------------------
+
+
+def test_every_bad_line_reported_with_its_number_and_nothing_sent(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Bad lines (not JSON, unknown field, repeated id, missing image, too long) are all named
+    with their line numbers in one error; exit 2 and not one request is sent."""
+    image = make_image()
+    manifest = write_manifest(
+        tmp_path / "shots.jsonl",
+        [
+            {"id": "ok-1", "image": str(image), "prompt": "fine"},
+            '{"id": "broken", "image": ',
+            {"id": "typo", "image": str(image), "promt": "misspelt field"},
+            {"id": "ok-1", "image": str(image), "prompt": "repeats line 1"},
+            {"id": "gone", "image": str(tmp_path / "missing.jpg"), "prompt": "x"},
+            {"id": "long", "image": str(image), "prompt": "x", "duration": 60},
+            {"id": "ok-2", "image": str(image), "prompt": "also fine"},
+        ],
+    )
+    out = tmp_path / "out"
+    result = cli("batch", str(manifest), "--out-dir", str(out), "--yes")
+    assert result.exit_code == 2, result.output
+    err = result.stderr
+    assert "5 bad lines" in err and "nothing was submitted" in err
+    # one error: its first line, then one line per bad manifest line
+    reported = {
+        int(line.split()[1].rstrip(":")): line
+        for line in err.splitlines()
+        if line.strip().startswith("line ")
+    }
+    assert sorted(reported) == [2, 3, 4, 5, 6], err
+    assert len(err.strip().splitlines()) == 6
+    assert "not JSON" in reported[2]
+    assert "promt" in reported[3]
+    assert "'ok-1' repeats line 1" in reported[4]
+    assert "missing.jpg" in reported[5] and "not found" in reported[5]
+    assert "duration 60" in reported[6] and "limit of 5 s" in reported[6]
+    assert kling.requests == []
+    assert all_jobs() == []
+    assert not out.exists() or not list(out.glob("*.mp4"))
+
+
+def test_max_cost_below_the_total_refuses_before_any_request(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """--max-cost under the batch's total (each job alone is under it) refuses, naming the
+    total, before a single request."""
+    image = make_image()
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(image, "a", "b", "c"))
+    each = json.loads(cli("estimate", str(image), "-p", "x", "--json").stdout)["estimate"]["amount"]
+    total = 3 * each
+    limit = 2.5 * each
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--max-cost", f"{limit}")
+    assert result.exit_code == 2, result.output
+    assert f"${total:.2f}" in result.stderr
+    assert f"${limit:.2f}" in result.stderr
+    assert kling.requests == []
+    assert all_jobs() == []
+
+    # the same batch under a limit that covers the total runs
+    result = cli(
+        "batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--max-cost", f"{total + 0.01}"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"estimate ${total:.2f}" in result.stderr
+    assert kling.creates_accepted == 3
+
+
+def test_a_tty_asks_before_spending_and_no_sends_nothing(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal the batch asks before spending; answering no sends nothing."""
+    from click import testing
+
+    monkeypatch.setattr(testing._NamedTextIOWrapper, "isatty", lambda self: True)
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b"))
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"), input="n\n")
+    assert result.exit_code != 0
+    assert "spend up to $" in result.stderr
+    assert kling.requests == []
+
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--yes")
+    assert result.exit_code == 0, result.output
+    assert "spend up to" not in result.stderr
+    assert kling.creates_accepted == 2
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def test_json_prints_one_line_per_finished_job(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """--json: one JSON line per job with its id, state and output; every video is saved."""
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b", "c"))
+    out = tmp_path / "out"
+    result = cli("batch", str(manifest), "--out-dir", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    lines = json_lines(result)
+    assert sorted(line["id"] for line in lines) == ["a", "b", "c"]
+    for line in lines:
+        assert line["state"] == "succeeded"
+        assert line["provider"] == "kling"
+        assert line["job_id"].startswith("rg-")
+        assert line["output"] == str(out / f"{line['id']}.mp4")
+        assert Path(line["output"]).read_bytes() == kling.video
+    assert kling.creates_accepted == 3
+
+
+def test_local_provider_batch_writes_playable_clips(
+    cli: Cli, isolated: Path, make_image, tmp_path: Path
+) -> None:
+    """With no provider named, the offline provider renders each line to OUT_DIR/<id>.mp4."""
+    (isolated / "config.toml").write_text("[providers.local]\nheight = 144\n")
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", jobs(make_image(640, 360), "one", "two", duration=1)
+    )
+    out = tmp_path / "out"
+    result = cli("batch", str(manifest), "--out-dir", str(out))
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 jobs done" in result.stderr
+    for name in ("one", "two"):
+        with av.open(str(out / f"{name}.mp4")) as container:
+            assert container.streams.video[0].codec_context.height == 144
+
+
+def test_a_failed_job_exits_1_naming_it_while_the_others_finish(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """One task failing at Kling: `failed: ID: reason`, exit 1, the other videos saved."""
+    kling.fail_next("the image shows a forbidden subject")
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b", "c"))
+    out = tmp_path / "out"
+    result = cli("batch", str(manifest), "--out-dir", str(out))
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1, result.stderr
+    bad = failed[0].split(": ")[1]
+    assert bad in ("a", "b", "c")
+    assert "forbidden subject" in failed[0]
+    assert "2 of 3 jobs done" in result.stderr
+    assert not (out / f"{bad}.mp4").exists()
+    for name in {"a", "b", "c"} - {bad}:
+        assert (out / f"{name}.mp4").read_bytes() == kling.video
+    assert kling.creates_accepted == 3
+
+    # a rerun tries the failed one again, and only that one
+    result = cli("batch", str(manifest), "--out-dir", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / f"{bad}.mp4").read_bytes() == kling.video
+    assert kling.creates_accepted == 4
+
+
+def test_rerun_skips_verified_outputs_and_sends_nothing(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Rerunning a finished manifest skips every id whose verified video exists: no request."""
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b", "c"))
+    out = tmp_path / "out"
+    assert cli("batch", str(manifest), "--out-dir", str(out)).exit_code == 0
+    sent = len(kling.requests)
+
+    result = cli("batch", str(manifest), "--out-dir", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert "0 to submit" in result.stderr and "3 already done" in result.stderr
+    assert {line["id"]: line["state"] for line in json_lines(result)} == dict.fromkeys(
+        "abc", "skipped"
+    )
+    assert len(kling.requests) == sent
+    assert kling.creates_accepted == 3
+
+
+def test_a_tampered_or_missing_output_is_not_treated_as_done(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """An output whose bytes changed (same size), or that was deleted, is saved again on rerun
+    from the job already paid for: no new create."""
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b", "c"))
+    out = tmp_path / "out"
+    assert cli("batch", str(manifest), "--out-dir", str(out)).exit_code == 0
+    downloads = kling.downloads
+    tampered = bytearray(kling.video)
+    tampered[len(tampered) // 2] ^= 0xFF
+    (out / "b.mp4").write_bytes(bytes(tampered))
+    (out / "c.mp4").unlink()
+
+    result = cli("batch", str(manifest), "--out-dir", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    states = {line["id"]: line["state"] for line in json_lines(result)}
+    assert states == {"a": "skipped", "b": "succeeded", "c": "succeeded"}
+    for name in "abc":
+        assert (out / f"{name}.mp4").read_bytes() == kling.video
+    assert kling.creates_accepted == 3
+    assert kling.downloads == downloads + 2
+
+
+def test_relative_image_paths_resolve_against_the_manifest_folder(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """ "image": "shots/a.jpg" means the file beside the manifest, wherever the command runs."""
+    folder = tmp_path / "project"
+    (folder / "shots").mkdir(parents=True)
+    image = make_image(name="a.jpg")
+    (folder / "shots" / "a.jpg").write_bytes(image.read_bytes())
+    image.unlink()
+    manifest = write_manifest(
+        folder / "m.jsonl", [{"id": "a", "image": "shots/a.jpg", "prompt": "x"}]
+    )
+    assert Path.cwd() != folder
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    [create] = posts(kling)
+    sent = json.loads(create.content)["image"]
+    assert base64.b64decode(sent) == (folder / "shots" / "a.jpg").read_bytes()
+
+
+def test_text_to_video_lines_have_no_image(cli: Cli, kling: FakeKling, tmp_path: Path) -> None:
+    """A line without "image" is text-to-video."""
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "t", "prompt": "a red kite"}])
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    [create] = posts(kling)
+    assert create.url.path == "/v1/videos/text2video"
+    assert (tmp_path / "out" / "t.mp4").read_bytes() == kling.video
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "config", "limit"),
+    [(2, "", 2), (4, "[providers.kling]\nconcurrency = 2\n", 2), (3, "", 3)],
+)
+def test_concurrency_is_never_exceeded(
+    cli: Cli,
+    make_fake: Callable[..., FakeKling],
+    isolated: Path,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: int,
+    config: str,
+    limit: int,
+) -> None:
+    """Jobs running at the provider never exceed --concurrency nor the provider's configured
+    concurrency (the server would allow 20), and they do run side by side."""
+    monkeypatch.setenv("REELGEN_PROVIDER", "kling")
+    (isolated / "config.toml").write_text(config)
+    fake = make_fake(concurrency_limit=20)
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), *"abcdefgh"))
+    result = cli(
+        "batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--concurrency", str(flag)
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.max_running_seen == limit
+    assert fake.creates_accepted == 8
+
+
+def test_1303_storm_backs_off_and_finishes_every_job(
+    cli: Cli, make_fake: Callable[..., FakeKling], make_image, tmp_path: Path, monkeypatch
+) -> None:
+    """An account allowing 2 running tasks under --concurrency 4: 1303s are waited out, every
+    job finishes, one accepted create per job, never more than 2 running."""
+    monkeypatch.setenv("REELGEN_PROVIDER", "kling")
+    fake = make_fake(concurrency_limit=2)
+    ids = [f"j{n}" for n in range(8)]
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), *ids))
+    out = tmp_path / "out"
+    result = cli("batch", str(manifest), "--out-dir", str(out), "--concurrency", "4")
+    assert result.exit_code == 0, result.output
+    assert "failed" not in result.stderr
+    refused = [line for line in fake.log if line.startswith("POST") and line.endswith("-> 429")]
+    assert refused, "the account never said 1303: the test proves nothing"
+    assert fake.max_running_seen <= 2
+    assert fake.creates_accepted == len(ids)
+    assert len(fake.records) == len(ids)
+    assert sorted(r.external_task_id for r in fake.records.values()) == sorted(
+        j.idempotency_key for j in all_jobs()
+    )
+    for name in ids:
+        assert (out / f"{name}.mp4").read_bytes() == fake.video
+
+
+def test_injected_1303_faults_are_waited_out_not_failed(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Many 1303 replies in a row (more than the retry attempts): the batch keeps backing off
+    instead of failing jobs, and pays once per job."""
+    kling.inject("create", Fault.business(1303, 429, "parallel task limit", retry_after=2), 30)
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), *"abcd"))
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--concurrency", "4")
+    assert result.exit_code == 0, result.output
+    assert kling.pending_faults == []
+    assert kling.creates_accepted == 4
+    assert len(posts(kling)) == 4 + 30
+
+
+# -- resume -------------------------------------------------------------------------------------
+
+
+def _send_create(fake: FakeKling, engine: Engine, job: Job) -> None:
+    """The create a crashed process sent for ``job`` (with its idempotency key)."""
+    body = engine.provider("kling").build_body(job)  # type: ignore[attr-defined]
+    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as client:
+        client.auth = KlingAuth(access_key=FAKE_AK, secret_key=FAKE_SK, clock=fake.clock)
+        reply = client.post("https://api-singapore.klingai.com/v1/videos/image2video", json=body)
+        assert reply.json()["code"] == 0
+
+
+@pytest.mark.parametrize("create_sent", [False, True], ids=["never-sent", "sent-reply-lost"])
+def test_resume_finds_or_submits_a_job_left_submitting(
+    cli: Cli,
+    fake_kling: FakeKling,
+    engine: Engine,
+    make_image,
+    tmp_path: Path,
+    create_sent: bool,
+) -> None:
+    """`reelgen resume` with a batch job left `submitting`: looks it up by external_task_id
+    first, creates it only if Kling has no such task, and saves it where the batch wanted."""
+    prepared = engine.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling")
+    target = tmp_path / "out" / "a.mp4"
+    job = Job(
+        id="rg-crashed00000000000a",
+        provider="kling",
+        request=prepared.request,
+        idempotency_key="rg-crashed00000000000a",
+        estimate=prepared.estimate,
+        data={"target": str(target)},
+        batch=str(tmp_path / "out"),
+        item="a",
+    )
+    engine.store.add(job)
+    if create_sent:
+        _send_create(fake_kling, engine, job)
+    before = len(fake_kling.requests)
+
+    result = cli("resume")
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+    mine = fake_kling.requests[before:]
+    first = mine[0]
+    assert first.method == "GET" and first.url.params["external_task_id"] == job.id
+    assert len([r for r in mine if r.method == "POST"]) == (0 if create_sent else 1)
+    [saved] = all_jobs()
+    assert (saved.state, saved.output) == ("succeeded", str(target))
+
+    # nothing left to do: the batch rerun skips it too
+    assert "nothing to resume" in cli("resume").stderr
+
+
+@pytest.mark.parametrize("expires_in", [timedelta(days=1), timedelta(days=20)])
+def test_resume_downloads_a_succeeded_job_and_warns_near_expiry(
+    cli: Cli,
+    fake_kling: FakeKling,
+    engine: Engine,
+    make_image,
+    tmp_path: Path,
+    expires_in: timedelta,
+) -> None:
+    """A job that succeeded but was never downloaded is saved by `reelgen resume` (no new
+    create), with a warning when its result is about to expire at the provider."""
+    target = tmp_path / "out" / "a.mp4"
+    prepared = engine.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling")
+
+    async def paid_not_saved() -> Job:
+        job = await engine.submit(prepared, output=target, batch=str(target.parent), item="a")
+        job = await engine.wait(job)
+        await engine.aclose()
+        return job
+
+    job = asyncio.run(paid_not_saved())
+    assert job.state == "succeeded" and job.output is None
+    expires = (utcnow() + expires_in).isoformat()
+    engine.store.update(job.model_copy(update={"data": {**job.data, "expires_at": expires}}))
+    assert not target.exists()
+
+    result = cli("resume")
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1
+    assert (f"warning: {job.id}'s result expires at" in result.stderr) == (
+        expires_in < timedelta(days=3)
+    )
+
+
+# -- the job log -------------------------------------------------------------------------------
+
+
+def _write_jobs(path: Path, prefix: str, count: int, errors: list[BaseException]) -> None:
+    try:
+        store = JobStore(path)
+        try:
+            for n in range(count):
+                job = Job(
+                    id=f"{prefix}-{n}",
+                    provider="kling",
+                    request=VideoRequest(prompt=f"{prefix} {n}"),
+                    idempotency_key=f"{prefix}-{n}",
+                    batch=prefix,
+                    item=str(n),
+                )
+                store.add(job)
+                job = store.update(job.model_copy(update={"task_id": f"t-{prefix}-{n}"}))
+                store.update(job.model_copy(update={"state": "running"}))
+                store.update(job.model_copy(update={"state": "succeeded", "output": f"{n}.mp4"}))
+        finally:
+            store.close()
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+def _check_log(path: Path, prefixes: list[str], count: int) -> None:
+    store = JobStore(path)
+    try:
+        found = store.recent(limit=100_000)
+        assert len(found) == len(prefixes) * count
+        assert {j.id for j in found} == {f"{p}-{n}" for p in prefixes for n in range(count)}
+        assert all(j.state == "succeeded" and j.task_id == f"t-{j.id}" for j in found)
+        for prefix in prefixes:
+            job = store.for_item(prefix, str(count - 1))
+            assert job is not None and job.id == f"{prefix}-{count - 1}"
+            # submitting -> running -> succeeded, every change recorded
+            assert [s for _, s, _ in store.history(job.id)] == [
+                "submitting",
+                "running",
+                "succeeded",
+            ]
+    finally:
+        store.close()
+
+
+def test_job_log_survives_concurrent_writers_in_threads(tmp_path: Path) -> None:
+    """Four threads, each with its own connection, opening a new job log at the same moment
+    and adding/updating jobs: every job and every event is there afterwards."""
+    path = tmp_path / "jobs.sqlite3"
+    prefixes = [f"t{n}" for n in range(4)]
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_write_jobs, args=(path, p, 100, errors)) for p in prefixes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    _check_log(path, prefixes, 100)
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from tests.test_batch import _write_jobs
+errors = []
+_write_jobs(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), errors)
+if errors:
+    raise errors[0]
+"""
+
+
+def test_job_log_survives_concurrent_writer_processes(tmp_path: Path) -> None:
+    """Three reelgen processes writing the same new job log at once lose nothing."""
+    path = tmp_path / "jobs.sqlite3"
+    prefixes = [f"p{n}" for n in range(3)]
+    root = Path(__file__).resolve().parent.parent
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), p, "60"],
+            cwd=root,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in prefixes
+    ]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    _check_log(path, prefixes, 60)
