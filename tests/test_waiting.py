@@ -85,9 +85,10 @@ def test_poll_schedule_dense_near_expected_finish() -> None:
     near = next_poll_delay(118, expected)
     overdue = next_poll_delay(400, expected)
     assert early == 30  # capped at the ceiling
-    assert near <= 1.0
+    assert near <= 0.025 * expected  # within 2.5 % of the expected time near the finish
     assert near < overdue <= 30
     assert next_poll_delay(0, 4.0) <= 2.0  # short jobs are polled quickly
+    assert next_poll_delay(3.9, 4.0) == pytest.approx(0.2)  # ...and finely near their end
 
 
 class ScriptedProvider:
@@ -136,3 +137,33 @@ def test_until_done_deadline_says_how_to_resume(timer: FakeTimer) -> None:
             waiter(timer).until_done(provider, _job(), expected=10, deadline=60)  # type: ignore[arg-type]
         )
     assert 60 <= timer.now() < 62
+
+
+def test_poll_schedule_learns_from_finished_jobs(
+    fake_kling, engine, timer: FakeTimer, make_image, tmp_path
+) -> None:
+    """After three 40 s jobs of the same shape, a new one is polled around 40 s, not Kling's
+    default 120 s guess (so it is noticed soon after it finishes, with few polls)."""
+    from datetime import timedelta
+
+    from reelgen.models import utcnow
+
+    request = engine.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling").request
+    for n in range(3):
+        past = Job(
+            id=f"rg-past{n}",
+            provider="kling",
+            request=request,
+            idempotency_key=f"rg-past{n}",
+            created_at=utcnow() - timedelta(seconds=40),
+        )
+        engine.store.add(past)
+        engine.store.update(past.model_copy(update={"state": "succeeded", "task_id": f"t{n}"}))
+    learned = engine.store.typical_seconds("kling", request)
+    assert learned is not None and 39 < learned < 42
+    fake_kling.seconds_to_finish = 41.0
+    fake_kling.polls_to_finish = 10_000
+    asyncio.run(engine.run(request, "kling", output=tmp_path / "o.mp4"))
+    assert timer.sleeps[0] == pytest.approx(20, rel=0.15)  # half of the learned 40 s
+    polls = [r for r in fake_kling.requests if r.method == "GET" and "/image2video/" in r.url.path]
+    assert len(polls) <= 10  # a fixed 10 s poll needs 5 and notices it up to 10 s late

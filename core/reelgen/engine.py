@@ -292,11 +292,15 @@ class Engine:
                 on_status(current, status, elapsed)
 
         waited = max(0.0, (utcnow() - job.created_at).total_seconds())
+        # learned from this provider's recent jobs of the same shape, else its own guess
+        expected = self.store.typical_seconds(provider.name, job.request)
+        if expected is None:
+            expected = provider.expected_seconds(job.request)
         try:
             status = await self.waiter.until_done(
                 provider,
                 job,
-                expected=provider.expected_seconds(job.request),
+                expected=expected,
                 deadline=timeout + waited,
                 waited=waited,
                 on_status=seen,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -252,6 +253,35 @@ class JobStore:
             "OR (state = 'succeeded' AND output IS NULL) ORDER BY created_at"
         )
         return [_row_to_job(r) for r in rows]
+
+    def typical_seconds(
+        self, provider: str, request: VideoRequest, *, samples: int = 20
+    ) -> float | None:
+        """How long recent succeeded jobs of this provider, model, mode and duration took
+        (submission to success, median), or None with fewer than 3 of them."""
+        rows = self._db.execute(
+            "SELECT j.request, j.created_at, e.at FROM jobs j JOIN events e "
+            "ON e.job_id = j.id AND e.state = 'succeeded' WHERE j.provider = ? "
+            "ORDER BY j.created_at DESC LIMIT 500",
+            (provider,),
+        )
+        took: list[float] = []
+        for row in rows:
+            other = VideoRequest.model_validate_json(row["request"])
+            same = (other.model, other.mode, other.duration, other.image is None) == (
+                request.model,
+                request.mode,
+                request.duration,
+                request.image is None,
+            )
+            if same:
+                start = datetime.fromisoformat(row["created_at"])
+                took.append((datetime.fromisoformat(row["at"]) - start).total_seconds())
+                if len(took) >= samples:
+                    break
+        if len(took) < 3:
+            return None
+        return statistics.median(took)
 
     def history(self, job_id: str) -> list[tuple[datetime, str, str]]:
         rows = self._db.execute(

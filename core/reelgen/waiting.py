@@ -140,7 +140,7 @@ def next_poll_delay(
     elapsed: float,
     expected: float,
     *,
-    floor: float = 1.0,
+    precision: float = 0.025,
     ceiling: float = 30.0,
     rng: random.Random | None = None,
 ) -> float:
@@ -148,10 +148,12 @@ def next_poll_delay(
 
     Sparse early, dense around the expected finish, then gently sparser the longer a job is
     overdue: before ``expected`` we wait half of the remaining time (so the gap halves as the
-    finish nears); after it we wait a quarter of the overrun. Always within
-    ``[floor, ceiling]``, with ±10 % jitter so many jobs do not poll in lockstep.
+    finish nears); after it we wait a quarter of the overrun. Never closer than
+    ``precision`` × expected (at least 0.2 s: a 4 s job is noticed within a fraction of a
+    second, a 240 s one within a few seconds) nor further than ``ceiling``, with ±10 % jitter
+    so many jobs do not poll in lockstep.
     """
-    floor = min(floor, max(0.2, expected / 20))
+    floor = max(0.2, expected * precision)
     remaining = expected - elapsed
     delay = remaining / 2 if remaining > 0 else -remaining / 4
     delay = min(ceiling, max(floor, delay))
