@@ -122,8 +122,18 @@ def is_verified(job: Job, output: Path) -> bool:
     return sha256_of(output) == job.data.get("sha256")
 
 
-def load(engine: Engine, manifest: Path, out_dir: Path, *, max_cost: float | None) -> list[Item]:
-    """Parse and check every line (no network); ManifestInvalid lists every bad line."""
+def load(
+    engine: Engine,
+    manifest: Path,
+    out_dir: Path,
+    *,
+    max_cost: float | None,
+    options: dict[str, Any] | None = None,
+) -> list[Item]:
+    """Parse and check every line (no network); ManifestInvalid lists every bad line.
+
+    ``options`` are added to every line's provider options (``--callback-url``); a line that
+    sets one of them to another value is a bad line."""
     from . import router
 
     try:
@@ -152,8 +162,14 @@ def load(engine: Engine, manifest: Path, out_dir: Path, *, max_cost: float | Non
             problems.append(f"line {number}: id {line.id!r} repeats line {seen[line.id]}")
             continue
         seen[line.id] = number
+        clash = [k for k, v in (options or {}).items() if line.options.get(k, v) != v]
+        if clash:
+            problems.append(f"line {number} ({line.id}): options.{clash[0]} differs from the flag")
+            continue
         try:
             request = line.request(base)
+            if options:
+                request = request.model_copy(update={"options": {**request.options, **options}})
             route = router.resolve_route(engine, route=line.route, provider=line.provider)
             candidates, _ = router.plan(engine, request, route, max_cost=max_cost)
         except ValidationError as exc:

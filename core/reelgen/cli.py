@@ -8,6 +8,7 @@ inside the commands so ``reelgen --help`` starts fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .models import CostEstimate, Job, VideoRequest
     from .provider import VideoProvider
+    from .receiver import Receiver
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -166,6 +168,87 @@ def build_request(params: dict[str, Any]) -> VideoRequest:
         raise InvalidRequest(f"--{field.replace('_', '-')}: {first['msg']}") from None
 
 
+def parse_listen(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    """``--listen HOST:PORT`` (``[::1]:8080`` for IPv6; port 0 picks a free one)."""
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value!r}: use HOST:PORT, e.g. 127.0.0.1:8787")
+    return host, int(port)
+
+
+def callback_options(fn: F) -> F:
+    """``--callback-url`` and ``--listen``, shared by ``generate`` and ``batch``."""
+    decorators = [
+        click.option(
+            "--callback-url",
+            metavar="URL",
+            help="Ask the provider to POST every status change of the job to URL (Kling; a "
+            "provider without callbacks refuses it before anything is paid).",
+        ),
+        click.option(
+            "--listen",
+            metavar="HOST:PORT",
+            callback=parse_listen,
+            help="Receive those callbacks here while waiting: a job is picked up as soon as its "
+            "callback says it is done, and otherwise polled only every few minutes. Without "
+            "--callback-url the provider is given http://HOST:PORT/, which it must be able to "
+            "reach. Signatures are checked when KLING_WEBHOOK_SECRET is set (env or `reelgen "
+            "keys set kling KLING_WEBHOOK_SECRET`).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def with_callback_url(options: dict[str, Any], url: str | None) -> dict[str, Any]:
+    """``options`` with ``callback_url`` set from ``--callback-url`` (or ``--listen``)."""
+    from .errors import UsageError
+
+    if url is None:
+        return options
+    given = options.get("callback_url")
+    if given is not None and given != url:
+        raise UsageError(f"--option callback_url={given} and the callback URL {url} differ")
+    return {**options, "callback_url": url}
+
+
+def start_listening(listen: tuple[str, int], callback_url: str | None) -> tuple[Receiver, str]:
+    """Take the ``--listen`` address now (before anything is paid); the URL to give the
+    provider is ``callback_url``, else the receiver's own."""
+    from .receiver import Receiver
+
+    receiver = Receiver(*listen)
+    receiver.bind()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(receiver.close)
+    if callback_url is None:
+        callback_url = receiver.url
+        click.echo(
+            f"listening for callbacks on {receiver.url}: the provider must be able to reach this "
+            "address (if it cannot, give --callback-url with a public URL that forwards here)",
+            err=True,
+        )
+    return receiver, callback_url
+
+
+def check_signatures(receiver: Receiver, providers: list[VideoProvider]) -> None:
+    """Make ``receiver`` require the webhook secrets these providers have configured."""
+    secrets: list[str] = []
+    for provider in providers:
+        name = provider.webhook_secret_name
+        secret = provider.credentials.get(name) if name else None
+        if secret and secret not in secrets:
+            secrets.append(secret)
+    receiver.use_secrets(secrets)
+
+
 def guarded(fn: F) -> F:
     """The CLI's error boundary: ReelgenError -> one line and an exit code."""
 
@@ -280,6 +363,7 @@ def cli(debug: bool) -> None:
     show_default=True,
     help="Seconds to wait for the job before giving up waiting (it keeps running).",
 )
+@callback_options
 @guarded
 def cli_generate(
     output: str | None,
@@ -288,11 +372,31 @@ def cli_generate(
     timeout: float,
     as_json: bool,
     max_cost: float | None,
+    callback_url: str | None,
+    listen: tuple[str, int] | None,
     **params: Any,
 ) -> None:
     """Make a video from IMAGE (a path or URL), or from the prompt alone."""
+    from .errors import UsageError
+
     request = build_request(params)
     engine = open_engine()
+    receiver: Receiver | None = None
+    if listen is not None and no_wait:
+        raise UsageError("--listen receives callbacks while waiting; drop --no-wait or --listen")
+    callback_url = callback_url or request.options.get("callback_url")
+    if listen is not None and dry_run:
+        callback_url = callback_url or f"http://{listen[0]}:{listen[1]}/"
+    elif listen is not None:
+        from . import router
+
+        receiver, callback_url = start_listening(listen, callback_url)
+        route = router.resolve_route(engine, route=params["route"], provider=params["provider"])
+        check_signatures(receiver, [engine.provider(name) for name in route.providers])
+        engine.hints = receiver.hints
+    request = request.model_copy(
+        update={"options": with_callback_url(request.options, callback_url)}
+    )
     if dry_run:
         print_plan(engine, request, params, max_cost=max_cost, as_json=as_json, dry_run=True)
         return
@@ -305,17 +409,20 @@ def cli_generate(
 
     async def work() -> Job:
         try:
-            job, _ = await engine.run(
-                request,
-                params["provider"],
-                route=params["route"],
-                output=Path(output) if output else None,
-                max_cost=max_cost,
-                timeout=timeout,
-                wait=not no_wait,
-                on_status=progress.update,
-                on_submitted=submitted,
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                if receiver is not None:
+                    await stack.enter_async_context(receiver)
+                job, _ = await engine.run(
+                    request,
+                    params["provider"],
+                    route=params["route"],
+                    output=Path(output) if output else None,
+                    max_cost=max_cost,
+                    timeout=timeout,
+                    wait=not no_wait,
+                    on_status=progress.update,
+                    on_submitted=submitted,
+                )
         finally:
             progress.stop()
         return job
@@ -564,6 +671,7 @@ def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
     help="Seconds to wait for each job.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per finished job.")
+@callback_options
 @guarded
 def cli_batch(
     manifest: Path,
@@ -573,6 +681,8 @@ def cli_batch(
     yes: bool,
     timeout: float,
     as_json: bool,
+    callback_url: str | None,
+    listen: tuple[str, int] | None,
 ) -> None:
     """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash."""
     from . import batch
@@ -582,7 +692,15 @@ def cli_batch(
     engine = open_engine()
     out_dir = out_dir.expanduser().resolve()
     check_writable(out_dir / "probe.mp4")
-    items = batch.load(engine, manifest, out_dir, max_cost=None)
+    receiver: Receiver | None = None
+    if listen is not None:
+        receiver, callback_url = start_listening(listen, callback_url)
+    options = {"callback_url": callback_url} if callback_url else None
+    items = batch.load(engine, manifest, out_dir, max_cost=None, options=options)
+    if receiver is not None:
+        providers = {i.prepared.provider.name: i.prepared.provider for i in items}
+        check_signatures(receiver, list(providers.values()))
+        engine.hints = receiver.hints
     key = str(out_dir)
     batch.classify(engine, items, key)
     todo = [i for i in items if i.state in ("new", "retry")]
@@ -629,15 +747,18 @@ def cli_batch(
     async def work() -> list[batch.Outcome]:
         ticker.start()
         try:
-            return await batch.run(
-                engine,
-                items,
-                batch=key,
-                concurrency=concurrency,
-                timeout=timeout,
-                on_finished=finished,
-                progress=progress,
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                if receiver is not None:
+                    await stack.enter_async_context(receiver)
+                return await batch.run(
+                    engine,
+                    items,
+                    batch=key,
+                    concurrency=concurrency,
+                    timeout=timeout,
+                    on_finished=finished,
+                    progress=progress,
+                )
         finally:
             ticker.stop()
 
@@ -854,8 +975,11 @@ def cli_keys_set(provider: str, names: tuple[str, ...]) -> None:
     from .errors import InvalidRequest
     from .plugins import get_provider
 
-    known = get_provider(provider).credential_names
-    wanted = names or tuple(n for n in known if not n.endswith("_API_KEY")) or known
+    chosen = get_provider(provider)
+    known = chosen.credential_names
+    # asked for by name only: the API-key alternative and the webhook secret are optional
+    keys = tuple(n for n in known if n != chosen.webhook_secret_name)
+    wanted = names or tuple(n for n in keys if not n.endswith("_API_KEY")) or keys
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise InvalidRequest(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import math
 import os
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -39,6 +40,9 @@ from .plugins import get_provider
 from .provider import VideoProvider
 from .store import JobStore
 from .waiting import Waiter
+
+if TYPE_CHECKING:
+    from .receiver import Hints
 
 DEFAULT_PROVIDER = "local"
 DEFAULT_TIMEOUT = 30 * 60.0
@@ -68,11 +72,15 @@ class Engine:
         waiter: Waiter | None = None,
         config: Config | None = None,
         environ: Mapping[str, str] | None = None,
+        hints: Hints | None = None,
     ) -> None:
         self.environ = os.environ if environ is None else environ
         self.config = config if config is not None else load_config()
         self._store = store
         self.waiter = waiter or Waiter()
+        self.hints = hints
+        """Callbacks received for this run (``--listen``): jobs that asked for callbacks are
+        woken by them and otherwise polled only slowly."""
         self._used: dict[str, VideoProvider] = {}
 
     @property
@@ -296,15 +304,20 @@ class Engine:
         expected = self.store.typical_seconds(provider.name, job.request)
         if expected is None:
             expected = provider.expected_seconds(job.request)
+        watch: contextlib.AbstractContextManager[asyncio.Event | None] = contextlib.nullcontext()
+        if self.hints is not None and job.request.options.get("callback_url"):
+            watch = self.hints.watch(job.task_id, job.idempotency_key)
         try:
-            status = await self.waiter.until_done(
-                provider,
-                job,
-                expected=expected,
-                deadline=timeout + waited,
-                waited=waited,
-                on_status=seen,
-            )
+            with watch as wake:
+                status = await self.waiter.until_done(
+                    provider,
+                    job,
+                    expected=expected,
+                    deadline=timeout + waited,
+                    waited=waited,
+                    on_status=seen,
+                    wake=wake,
+                )
         except (WaitTimeout, JobFailed):
             raise
         except ReelgenError as err:

@@ -14,7 +14,9 @@
     │   ├── AccountError              arrears, pack used up, no permission, IP policy
     │   ├── ConfigError               a config file or setting is wrong
     │   ├── UnknownProvider           no plugin registered that provider name
-    │   └── JobNotFound               no such job in the job log
+    │   ├── JobNotFound               no such job in the job log
+    │   └── WebhookInvalid            a callback failed its signature check (unsigned,
+    │                                 stale or forged); it is refused, never acted on
     └── OperationalError              something went wrong on the way; may be retried
         ├── RateLimited               slow down (``retry_after`` when the provider says)
         │   └── ConcurrencyLimited    too many jobs running at once for the account
@@ -110,6 +112,11 @@ class UnknownProvider(UsageError):
 
 class JobNotFound(UsageError):
     """The job log has no job with that id."""
+
+
+class WebhookInvalid(UsageError):
+    """A callback request is unsigned, outside the timestamp tolerance, or its signature does
+    not match the body and the webhook secret."""
 
 
 class OperationalError(ReelgenError):

@@ -95,6 +95,9 @@ class VideoProvider(ABC):
     options_model: ClassVar[type[BaseModel] | None] = None
     credential_names: ClassVar[tuple[str, ...]] = ()
     """Every credential the provider may use, as environment-variable names."""
+    webhook_secret_name: ClassVar[str | None] = None
+    """The optional credential (one of ``credential_names``) holding the Standard Webhooks
+    secret the provider signs its callbacks with; the receiver checks signatures when set."""
 
     can_lookup: ClassVar[bool] = False
     """True when :meth:`lookup` can find a task by the job's idempotency key."""
@@ -122,7 +125,8 @@ class VideoProvider(ABC):
 
     def missing_credentials(self) -> str | None:
         """Describe what is missing (and how to fix it), or None when ready to call out."""
-        missing = [n for n in self.credential_names if not self.credentials.get(n)]
+        required = (n for n in self.credential_names if n != self.webhook_secret_name)
+        missing = [n for n in required if not self.credentials.get(n)]
         if missing:
             return (
                 f"{self.name}: missing {', '.join(missing)}; export them or run "

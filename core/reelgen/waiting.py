@@ -1,7 +1,9 @@
 """The one place reelgen waits: retries with backoff, the poll schedule, and deadlines.
 
 Everything that sleeps goes through a :class:`Timer`, so tests run in milliseconds and can
-assert the schedule itself.
+assert the schedule itself. A wait can also be woken early by an :class:`asyncio.Event` (a
+provider's callback said the job changed): the sleep still goes through the Timer, raced
+against the event.
 """
 
 from __future__ import annotations
@@ -111,14 +113,23 @@ class Waiter:
         deadline: float,
         waited: float = 0.0,
         on_status: Callable[[JobStatus, float], None] | None = None,
+        wake: asyncio.Event | None = None,
+        fallback: float | None = None,
     ) -> JobStatus:
         """Poll ``job`` until it is final; ``waited`` is time already spent (e.g. before a resume).
 
         Transient poll errors are retried; ``deadline`` bounds the whole wait, after which
         WaitTimeout says how to pick the job up again (queries are free, the job is not lost).
+
+        With ``wake`` (set when a callback says the job changed) every sleep ends as soon as it
+        is set, and one poll confirms; between callbacks the job is polled only every
+        ``fallback`` seconds (default :func:`callback_fallback_delay`), in case callbacks are
+        lost, instead of on the dense expected-time schedule.
         """
         start = self.timer.now() - waited
         while True:
+            if wake is not None:
+                wake.clear()  # this poll answers every hint received so far
             status = await self.retry(f"poll {job.id}", lambda: provider.poll(job))
             elapsed = self.timer.now() - start
             if on_status is not None:
@@ -132,8 +143,43 @@ class Waiter:
                     provider=provider.name,
                     job_id=job.id,
                 )
-            delay = next_poll_delay(elapsed, expected, rng=self.rng)
-            await self.timer.sleep(min(delay, max(0.0, deadline - elapsed) + 0.001))
+            if wake is None:
+                delay = next_poll_delay(elapsed, expected, rng=self.rng)
+            else:
+                delay = fallback or callback_fallback_delay(expected)
+                delay *= 1 + 0.1 * (2 * self.rng.random() - 1)
+            await self.sleep(min(delay, max(0.0, deadline - elapsed) + 0.001), wake=wake)
+
+    async def sleep(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
+        """Sleep on the Timer, ending early when ``wake`` is set (it is left set)."""
+        if wake is None:
+            await self.timer.sleep(seconds)
+            return
+        if wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self.timer.sleep(seconds))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, woken):
+                task.cancel()
+            await asyncio.gather(sleeper, woken, return_exceptions=True)
+
+
+def callback_fallback_delay(
+    expected: float, *, floor: float = 60.0, ceiling: float = 600.0
+) -> float:
+    """How long to wait between polls when callbacks will say when the job changes.
+
+    Twice the expected time, within [``floor``, ``ceiling``]: a job that finishes on time is
+    announced by its callback well before this, so polling sooner is waste; if callbacks never
+    arrive (the callback URL cannot be reached) the first fallback poll still finds a typical
+    job done, so a lost callback costs at most about one expected duration of extra latency
+    and one poll. The floor keeps short jobs from polling often, the ceiling keeps a long job
+    whose callbacks are lost from going unnoticed for more than ten minutes.
+    """
+    return min(ceiling, max(floor, 2 * expected))
 
 
 def next_poll_delay(
@@ -149,7 +195,7 @@ def next_poll_delay(
     Sparse early, dense around the expected finish, then gently sparser the longer a job is
     overdue: before ``expected`` we wait half of the remaining time (so the gap halves as the
     finish nears); after it we wait a quarter of the overrun. Never closer than
-    ``precision`` × expected (at least 0.2 s: a 4 s job is noticed within a fraction of a
+    ``precision`` * expected (at least 0.2 s: a 4 s job is noticed within a fraction of a
     second, a 240 s one within a few seconds) nor further than ``ceiling``, with ±10 % jitter
     so many jobs do not poll in lockstep.
     """

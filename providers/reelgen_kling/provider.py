@@ -52,7 +52,13 @@ class KlingProvider(VideoProvider):
     description = "Kling AI image-to-video and text-to-video (api-singapore.klingai.com)"
     settings_model = KlingSettings
     options_model = KlingOptions
-    credential_names = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_API_KEY")
+    credential_names = (
+        "KLING_ACCESS_KEY",
+        "KLING_SECRET_KEY",
+        "KLING_API_KEY",
+        "KLING_WEBHOOK_SECRET",
+    )
+    webhook_secret_name = "KLING_WEBHOOK_SECRET"  # optional: only --listen checks it
     env_settings: ClassVar[dict[str, str]] = {"base_url": "KLING_BASE_URL"}
     can_lookup = True
     default_max_duration = 5.0

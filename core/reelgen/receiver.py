@@ -1,0 +1,350 @@
+"""A small built-in receiver for provider callbacks (``--listen HOST:PORT``).
+
+Callbacks are hints, never the truth: a callback wakes the job's waiter, which confirms with
+one query of its own. So repeats, disorder and forgeries cost at most a query, and a lost
+callback costs only latency (the waiter keeps a slow fallback poll, see
+:func:`reelgen.waiting.callback_fallback_delay`).
+
+- :class:`Hints` is the registry: each waiting job registers one :class:`asyncio.Event`
+  under its task id and its idempotency key; a callback for either sets it at once. A
+  callback for an id no one waits for yet (it can beat the create reply) is remembered for a
+  while, at most ``remember`` of them, and wakes the job's waiter when it registers.
+- :class:`Receiver` is a tiny HTTP/1.1 server (``asyncio.start_server``, one request per
+  connection): ``POST`` with a JSON body of at most 1 MiB (413 beyond, 411 without
+  ``Content-Length``), the Standard Webhooks signature checked when a secret is set (401), the
+  task object parsed (Kling's bare task, or the ``{code, data: {...}}`` envelope; 400 when it is
+  not JSON or names no task), then ``200 {"ok": true}`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+from .errors import UsageError, WebhookInvalid
+from .webhooks import decode_secret, verify
+
+log = logging.getLogger("reelgen.receiver")
+
+MAX_BODY = 1024 * 1024
+MAX_HEADERS = 100
+STILL_RUNNING = frozenset(
+    {"submitted", "processing", "queued", "running", "pending", "in_queue", "in_progress"}
+)
+"""States a callback may announce that change nothing the waiter acts on: they wake no one.
+A final state, or one we do not know, wakes the waiter for one confirming query."""
+
+
+class Hints:
+    """Which jobs are being waited for, and callbacks that came before their waiter."""
+
+    def __init__(
+        self,
+        *,
+        remember: int = 1000,
+        ttl: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.remember = remember
+        self.ttl = ttl
+        self._clock = clock
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._early: OrderedDict[str, float] = OrderedDict()
+        self.woken = 0
+        """Wake-ups delivered to registered waiters (for tests and --debug)."""
+
+    def register(self, *keys: str | None) -> asyncio.Event:
+        """An event set when a callback names one of ``keys`` (already set when one did)."""
+        event = asyncio.Event()
+        now = self._clock()
+        for key in filter(None, keys):
+            self._waiting.setdefault(key, set()).add(event)
+            noticed = self._early.pop(key, None)
+            if noticed is not None and now - noticed <= self.ttl:
+                event.set()
+        return event
+
+    def unregister(self, event: asyncio.Event, *keys: str | None) -> None:
+        for key in filter(None, keys):
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiting[key]
+
+    @contextlib.contextmanager
+    def watch(self, *keys: str | None) -> Iterator[asyncio.Event]:
+        """Register ``keys`` for the duration of the block."""
+        event = self.register(*keys)
+        try:
+            yield event
+        finally:
+            self.unregister(event, *keys)
+
+    def notify(self, *keys: str | None) -> int:
+        """Wake every waiter registered under one of ``keys``; remember the keys when there is
+        none. Returns the number of waiters woken."""
+        named = [k for k in keys if k]
+        events: set[asyncio.Event] = set()
+        for key in named:
+            events |= self._waiting.get(key, set())
+        for event in events:
+            event.set()
+        self.woken += len(events)
+        if not events:
+            now = self._clock()
+            for key in named:
+                self._early[key] = now
+                self._early.move_to_end(key)
+            while len(self._early) > self.remember:
+                self._early.popitem(last=False)
+        return len(events)
+
+    @property
+    def early(self) -> int:
+        """Callbacks remembered for ids no one waits for yet."""
+        return len(self._early)
+
+
+def task_ids(payload: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """``(task_id, external_task_id, task_status)`` of a callback body: Kling's bare task
+    object, or the same inside the ``{code, message, data}`` envelope."""
+    task: Any = payload
+    if "task_id" not in payload and isinstance(payload.get("data"), Mapping):
+        task = payload["data"]
+    info = task.get("task_info")
+    external = info.get("external_task_id") if isinstance(info, Mapping) else None
+    status = task.get("task_status")
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) and value else None
+
+    return text(task.get("task_id")), text(external), text(status)
+
+
+DISCARD_LIMIT = 16 * MAX_BODY
+"""An oversized body up to this is read and dropped after the 413, so the sender sees the
+reply rather than a reset connection; beyond it the connection is just closed."""
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, message: str, *, unread: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.unread = unread
+
+
+class Receiver:
+    """Serves callbacks on ``host:port`` while used as ``async with``; wakes ``hints``.
+
+    ``secrets`` are Standard Webhooks secrets: when any is given, every request must carry a
+    signature made with one of them. Port 0 picks a free port; :meth:`bind` (called on entry
+    when not before) fixes it, so :attr:`url` can be known before serving.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        hints: Hints | None = None,
+        secrets: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+        max_body: int = MAX_BODY,
+        read_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.hints = hints if hints is not None else Hints()
+        self.secrets: tuple[str, ...] = ()
+        self.use_secrets(secrets)
+        self.clock = clock
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.replies: Counter[int] = Counter()
+        """HTTP status -> how many requests got it."""
+        self._sock: socket.socket | None = None
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    def use_secrets(self, secrets: Sequence[str]) -> None:
+        """Require a signature made with one of ``secrets`` (none: accept unsigned hints)."""
+        for secret in secrets:
+            decode_secret(secret)  # a malformed secret is a ConfigError now, not 401s later
+        self.secrets = tuple(secrets)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def bind(self) -> None:
+        """Take the address now (UsageError when it cannot be had)."""
+        if self._sock is not None or self._server is not None:
+            return
+        sock: socket.socket | None = None
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            reason = exc.strerror or str(exc)
+            raise UsageError(
+                f"cannot listen on {self.host}:{self.port}: {reason}; give --listen another "
+                "HOST:PORT"
+            ) from None
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+
+    def close(self) -> None:
+        """Release an address taken by :meth:`bind` that was never served."""
+        if self._sock is not None and self._server is None:
+            self._sock.close()
+            self._sock = None
+
+    async def __aenter__(self) -> Receiver:
+        self.bind()
+        self._server = await asyncio.start_server(self._handle, sock=self._sock)
+        log.info("listening for callbacks on %s", self.url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+            self._sock = None
+
+    # -- one request per connection ---------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        # a handler ends quietly when the receiver stops and cancels it (asyncio would log a
+        # cancelled handler task as an error), or when the sender goes away
+        quiet = (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError)
+        try:
+            unread = 0
+            try:
+                status, message = await asyncio.wait_for(self._serve(reader), self.read_timeout)
+            except _Reply as reply:
+                status, message, unread = reply.status, reply.message, reply.unread
+            except asyncio.TimeoutError:
+                status, message = 408, "request not received in time"
+            except quiet:
+                return
+            self.replies[status] += 1
+            if status != 200:
+                log.info("callback refused (%d): %s", status, message)
+            body = json.dumps({"ok": True} if status == 200 else {"error": message}).encode()
+            head = (
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode("ascii") + body)
+            with contextlib.suppress(*quiet, TimeoutError):
+                await writer.drain()
+                if 0 < unread <= DISCARD_LIMIT:
+                    await asyncio.wait_for(reader.readexactly(unread), self.read_timeout)
+        finally:
+            writer.close()
+            with contextlib.suppress(*quiet):
+                await writer.wait_closed()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader) -> tuple[int, str]:
+        method, headers = await self._read_head(reader)
+        if method != "POST":
+            raise _Reply(405, f"{method} is not accepted; callbacks are POSTed")
+        if "transfer-encoding" in headers:
+            raise _Reply(411, "send the body with a Content-Length, not chunked")
+        raw_length = headers.get("content-length")
+        if raw_length is None:
+            raise _Reply(411, "a Content-Length header is required")
+        if not raw_length.strip().isdigit():
+            raise _Reply(400, "bad Content-Length")
+        length = int(raw_length)
+        if length > self.max_body:
+            raise _Reply(
+                413, f"body of {length} bytes is over the {self.max_body} byte limit", unread=length
+            )
+        body = await reader.readexactly(length)
+        if self.secrets:
+            self._verify(headers, body)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _Reply(400, "the body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise _Reply(400, "the body is not a JSON object")
+        task_id, external, state = task_ids(payload)
+        if task_id is None and external is None:
+            raise _Reply(400, "the body names no task_id or task_info.external_task_id")
+        if state in STILL_RUNNING:
+            log.debug("callback: task %s is %s (no action)", task_id or external, state)
+        else:
+            woken = self.hints.notify(task_id, external)
+            log.debug("callback: task %s is %s; woke %d", task_id or external, state, woken)
+        return 200, "ok"
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, dict[str, str]]:
+        try:
+            line = await reader.readline()
+            parts = line.decode("latin-1").split()
+            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+                raise _Reply(400, "not an HTTP/1.x request")
+            headers: dict[str, str] = {}
+            while True:
+                raw = await reader.readline()
+                if raw in (b"\r\n", b"\n"):
+                    return parts[0].upper(), headers
+                if not raw:
+                    raise asyncio.IncompleteReadError(raw, None)
+                if len(headers) >= MAX_HEADERS:
+                    raise _Reply(431, "too many headers")
+                name, sep, value = raw.decode("latin-1").partition(":")
+                if not sep:
+                    raise _Reply(400, "malformed header line")
+                headers[name.strip().lower()] = value.strip()
+        except ValueError:  # a line longer than the stream's limit (64 KiB)
+            raise _Reply(431, "request line or header too long") from None
+
+    def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        error: WebhookInvalid | None = None
+        for secret in self.secrets:
+            try:
+                verify(headers, body, secret, now=self.clock())
+                return
+            except WebhookInvalid as err:
+                error = err
+        assert error is not None
+        raise _Reply(401, str(error))
