@@ -130,7 +130,7 @@ def test_max_cost_below_the_total_refuses_before_any_request(
         "batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--max-cost", f"{total + 0.01}"
     )
     assert result.exit_code == 0, result.output
-    assert f"estimate ${total:.2f}" in result.stderr
+    assert f"estimate up to ${total:.2f}" in result.stderr
     assert kling.creates_accepted == 3
 
 
@@ -143,8 +143,9 @@ def test_a_tty_asks_before_spending_and_no_sends_nothing(
     monkeypatch.setattr(testing._NamedTextIOWrapper, "isatty", lambda self: True)
     manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b"))
     result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"), input="n\n")
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     assert "spend up to $" in result.stderr
+    assert "not started" in result.stderr
     assert kling.requests == []
 
     result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--yes")
@@ -548,3 +549,93 @@ def test_job_log_survives_concurrent_writer_processes(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
     _check_log(path, prefixes, 60)
+
+
+def test_changed_line_for_a_submitted_id_is_refused(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """A rerun whose line for an id now asks for something else is refused (neither the old
+    video reused silently nor the old request paid): nothing is sent."""
+    out = tmp_path / "o"
+    first = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a"))
+    assert cli("batch", str(first), "--out-dir", str(out)).exit_code == 0
+    changed = write_manifest(
+        tmp_path / "m.jsonl", [{"id": "a", "image": str(make_image()), "prompt": "something else"}]
+    )
+    before = len(kling.requests)
+    result = cli("batch", str(changed), "--out-dir", str(out))
+    assert result.exit_code == 2
+    assert "new id" in result.stderr
+    assert len(kling.requests) == before
+
+
+def test_second_batch_on_the_same_folder_is_refused(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """While a batch runs on a folder, another one on the same folder is refused."""
+    from reelgen import cli as cli_module
+
+    out = (tmp_path / "o").resolve()
+    cli_module.lock_batch(out)  # as a running batch holds it
+    try:
+        manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a"))
+        result = cli("batch", str(manifest), "--out-dir", str(out))
+        assert result.exit_code == 2
+        assert "another reelgen batch is running" in result.stderr
+        assert kling.requests == []
+    finally:
+        while cli_module._held_locks:
+            cli_module._held_locks.pop().close()
+
+
+def test_environment_budget_is_per_job_not_the_total(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REELGEN_MAX_COST is a per-job budget: three $0.40 jobs run under REELGEN_MAX_COST=0.5."""
+    monkeypatch.setenv("REELGEN_MAX_COST", "0.5")
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b", "c"))
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.stderr
+    assert kling.creates_accepted == 3
+
+
+def test_manifest_quirks_are_read_right(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """A UTF-8 BOM and a U+2028 inside a prompt are valid JSON Lines; ids differing only in
+    case, and an output path that is a folder, are refused with their line numbers."""
+    image = str(make_image())
+    good = tmp_path / "bom.jsonl"
+    good.write_text(
+        "\ufeff"
+        + json.dumps({"id": "a", "image": image, "prompt": "one\u2028two"}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    assert cli("batch", str(good), "--out-dir", str(tmp_path / "o")).exit_code == 0
+    (tmp_path / "o2" / "b.mp4").mkdir(parents=True)
+    bad = write_manifest(
+        tmp_path / "bad.jsonl",
+        [
+            {"id": "A", "image": image, "prompt": "x"},
+            {"id": "a", "image": image, "prompt": "x"},
+            {"id": "b", "image": image, "prompt": "x"},
+        ],
+    )
+    result = cli("batch", str(bad), "--out-dir", str(tmp_path / "o2"))
+    assert result.exit_code == 2
+    assert "line 2: id 'a' differs only in case from line 1" in result.stderr
+    assert "line 3 (b)" in result.stderr and "not a file" in result.stderr
+
+
+def test_forget_drops_a_job_that_cannot_be_finished(
+    cli: Cli, engine: Engine, make_image, isolated: Path
+) -> None:
+    """`reelgen forget` marks a stuck job canceled so resume stops trying it."""
+    prepared = engine.prepare(VideoRequest(image=str(make_image()), prompt="x"), "local")
+    job = Job(id="rg-stuck", provider="local", request=prepared.request, idempotency_key="rg-stuck")
+    engine.store.add(job)
+    result = cli("forget", "rg-stuck")
+    assert result.exit_code == 0
+    assert engine.store.get("rg-stuck").state == "canceled"
+    assert "nothing to resume" in cli("resume").stderr

@@ -63,6 +63,11 @@ class ManifestLine(BaseModel):
         if image and not image.startswith(("http://", "https://")):
             path = Path(image).expanduser()
             image = str(path if path.is_absolute() else base / path)  # relative to the manifest
+        options = dict(self.options)
+        tail = options.get("image_tail")
+        if isinstance(tail, str) and not tail.startswith(("http://", "https://")):
+            path = Path(tail).expanduser()
+            options["image_tail"] = str(path if path.is_absolute() else base / path)
         return VideoRequest(
             image=image,
             prompt=self.prompt,
@@ -72,7 +77,7 @@ class ManifestLine(BaseModel):
             mode=self.mode,
             cfg_scale=self.cfg_scale,
             seed=self.seed,
-            options=self.options,
+            options=options,
         )
 
 
@@ -137,14 +142,16 @@ def load(
     from . import router
 
     try:
-        text = manifest.read_text(encoding="utf-8")
+        text = manifest.read_text(encoding="utf-8-sig")  # a BOM is not part of line 1
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"cannot read the manifest {manifest}: {exc}") from None
     base = manifest.resolve().parent
     items: list[Item] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    lowered: dict[str, int] = {}
+    # split on newlines only: U+2028 and friends are legal inside a JSON string
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -162,6 +169,17 @@ def load(
             problems.append(f"line {number}: id {line.id!r} repeats line {seen[line.id]}")
             continue
         seen[line.id] = number
+        if line.id.lower() in lowered:
+            problems.append(
+                f"line {number}: id {line.id!r} differs only in case from line "
+                f"{lowered[line.id.lower()]} (one file on case-insensitive disks)"
+            )
+            continue
+        lowered[line.id.lower()] = number
+        output = (out_dir / f"{line.id}.mp4").resolve()
+        if output.exists() and not output.is_file():
+            problems.append(f"line {number} ({line.id}): {output} exists and is not a file")
+            continue
         clash = [k for k, v in (options or {}).items() if line.options.get(k, v) != v]
         if clash:
             problems.append(f"line {number} ({line.id}): options.{clash[0]} differs from the flag")
@@ -178,7 +196,7 @@ def load(
         except ReelgenError as err:
             problems.append(f"line {number} ({line.id}): {err}")
             continue
-        items.append(Item(number, line.id, candidates[0], (out_dir / f"{line.id}.mp4").resolve()))
+        items.append(Item(number, line.id, candidates[0], output))
     if problems:
         raise ManifestInvalid(
             f"{manifest}: {len(problems)} bad line{'s' if len(problems) > 1 else ''}, nothing "
@@ -190,18 +208,40 @@ def load(
 
 
 def classify(engine: Engine, items: list[Item], batch: str) -> None:
-    """What a (re)run must do for each line, from the job log and the files on disk."""
+    """What a (re)run must do for each line, from the job log and the files on disk.
+
+    An id already submitted with different input is refused (ManifestInvalid): reusing its
+    video, or finishing the old request, would both be wrong, and silently so.
+    """
+    problems: list[str] = []
     for item in items:
         job = engine.store.for_item(batch, item.id)
         item.existing = job
         if job is None:
             item.state = "new"
+            continue
+        changed = (job.provider, job.request) != (
+            item.prepared.provider.name,
+            item.prepared.request,
+        )
+        if changed and job.state in ("failed", "canceled"):
+            item.state = "retry"  # nothing of the old input is paid or pending: run the new one
+        elif changed:
+            problems.append(
+                f"line {item.line} ({item.id}): already submitted as job {job.id} with other "
+                "input or provider; give the changed line a new id"
+            )
         elif is_verified(job, item.output):
             item.state = "done"
         elif job.state in ("failed", "canceled"):
             item.state = "retry"  # the provider said it failed: a rerun tries again
         else:
             item.state = "resume"  # in flight, maybe submitted, or succeeded but not saved
+    if problems:
+        raise ManifestInvalid(
+            f"{len(problems)} line{'s' if len(problems) > 1 else ''} changed since this batch "
+            "ran, nothing was submitted:\n  " + "\n  ".join(problems)
+        )
 
 
 class Limiter:
@@ -210,30 +250,28 @@ class Limiter:
     def __init__(self, limit: int) -> None:
         self.limit = self.ceiling = max(1, limit)
         self.active = 0
-        self.peak = 0
         self._cond = asyncio.Condition()
 
     async def __aenter__(self) -> None:
         async with self._cond:
             await self._cond.wait_for(lambda: self.active < self.limit)
             self.active += 1
-            self.peak = max(self.peak, self.active)
 
     async def __aexit__(self, *exc: object) -> None:
         async with self._cond:
             self.active -= 1
-            self._cond.notify_all()
+            self._cond.notify(1)  # one slot freed: wake one waiter, not all
 
     def lower(self) -> None:
-        """The account refused one more running job: run one fewer for now."""
-        self.limit = max(1, min(self.limit, self.active - 1))
+        """The account refused one more running job: run one fewer from now on."""
+        self.limit = max(1, self.limit - 1)
 
     async def raise_by_one(self) -> None:
         """A job finished cleanly: allow one more again, up to the configured ceiling."""
         async with self._cond:
             if self.limit < self.ceiling:
                 self.limit += 1
-                self._cond.notify_all()
+                self._cond.notify(1)
 
 
 @dataclass
@@ -280,6 +318,7 @@ async def run(
         name = item.prepared.provider.name
         if item.state == "done":
             assert item.existing is not None
+            state.done += 1
             return Outcome(
                 item.id,
                 "skipped",
@@ -292,7 +331,7 @@ async def run(
         job = item.existing if item.state == "resume" else None
         try:
             if job is None or job.state != "succeeded":
-                async with overall, per_provider[name]:
+                async with per_provider[name], overall:
                     state.running += 1
                     try:
                         if job is None:
@@ -321,6 +360,10 @@ async def run(
             state.failed += 1
             job_id = err.job_id or (job.id if job else None)
             return Outcome(item.id, "failed", job_id, name, message=str(err))
+        except Exception as exc:  # one job's bug must not stop the others
+            state.failed += 1
+            message = f"{exc.__class__.__name__}: {exc}"
+            return Outcome(item.id, "failed", job.id if job else None, name, message=message)
 
     async def report(item: Item) -> Outcome:
         outcome = await one(item)
@@ -328,4 +371,7 @@ async def run(
             on_finished(outcome)
         return outcome
 
-    return list(await asyncio.gather(*(report(item) for item in items)))
+    # jobs already running at the provider take their slots before new ones are submitted
+    order = sorted(range(len(items)), key=lambda i: items[i].state != "resume")
+    tasks = {i: asyncio.ensure_future(report(items[i])) for i in order}
+    return [await tasks[i] for i in range(len(items))]

@@ -641,6 +641,58 @@ def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
     report_job(done, as_json=as_json)
 
 
+def lock_batch(out_dir: Path) -> None:
+    """One run per output folder at a time (two would pay twice for the same lines); the lock
+    goes when the process ends, even on kill -9."""
+    import fcntl
+
+    from .errors import UsageError
+
+    handle = batch_lock_path(str(out_dir)).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UsageError(
+            f"another reelgen batch is running on {out_dir}; wait for it (or stop it) first"
+        ) from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(handle.close)  # released when the command ends
+    else:
+        _held_locks.append(handle)
+
+
+def batch_lock_path(out_dir: str) -> Path:
+    """The lock of a batch (named by its output folder), kept beside the job log."""
+    import hashlib
+
+    from .paths import data_dir
+
+    folder = data_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{hashlib.sha256(out_dir.encode()).hexdigest()[:24]}.lock"
+
+
+def batch_is_running(out_dir: str) -> bool:
+    """Whether another process holds the batch lock on ``out_dir``."""
+    import fcntl
+
+    path = batch_lock_path(out_dir)
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+_held_locks: list[Any] = []
+
+
 @cli.command("batch")
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -692,6 +744,7 @@ def cli_batch(
     engine = open_engine()
     out_dir = out_dir.expanduser().resolve()
     check_writable(out_dir / "probe.mp4")
+    lock_batch(out_dir)
     receiver: Receiver | None = None
     if listen is not None:
         receiver, callback_url = start_listening(listen, callback_url)
@@ -706,27 +759,29 @@ def cli_batch(
     todo = [i for i in items if i.state in ("new", "retry")]
     resuming = [i for i in items if i.state == "resume"]
     done = [i for i in items if i.state == "done"]
-    total = sum(i.prepared.estimate.amount for i in todo)
+    # a job whose submission never got a task id may still be submitted (and paid) now
+    maybe_paid = [i for i in resuming if i.existing is not None and i.existing.task_id is None]
+    total = sum(i.prepared.estimate.amount for i in [*todo, *maybe_paid])
     summary = (
-        f"{len(items)} jobs: {len(todo)} to submit (estimate ${total:.2f}), "
-        f"{len(resuming)} to pick up, {len(done)} already done"
+        f"{len(items)} jobs: {len(todo)} to submit, {len(resuming)} to pick up, "
+        f"{len(done)} already done; estimate up to ${total:.2f}"
     )
-    limit = engine.max_cost(max_cost)
-    if limit is not None and total > limit + 1e-9:
+    if max_cost is not None and total > max_cost + 1e-9:  # the per-job budget applied in load
         raise BudgetExceeded(
-            f"{summary}: the estimate is above --max-cost ${limit:.2f}; raise it or trim the "
-            "manifest"
+            f"{summary}: above --max-cost ${max_cost:.2f}; raise it or trim the manifest"
         )
     click.echo(summary, err=True)
-    if todo and total > 0 and not yes and sys.stdin.isatty() and not as_json:
-        click.confirm(f"spend up to ${total:.2f}?", abort=True, err=True)
+    asks = (todo or maybe_paid) and total > 0 and not yes and sys.stdin.isatty()
+    if asks and not click.confirm(f"spend up to ${total:.2f}?", err=True):
+        click.echo("not started: nothing was submitted", err=True)
+        sys.exit(EXIT_FAILED)
     import shlex
 
     rerun = shlex.join(
         [
             "reelgen",
             "batch",
-            str(manifest),
+            str(manifest.resolve()),
             "--out-dir",
             str(out_dir),
             "--concurrency",
@@ -826,6 +881,10 @@ def cli_resume(timeout: float, as_json: bool) -> None:
 
     engine = open_engine()
     jobs = engine.store.unfinished()
+    busy = [j for j in jobs if j.batch and batch_is_running(j.batch)]
+    if busy:
+        click.echo(f"skipping {len(busy)} jobs of batches running now", err=True)
+        jobs = [j for j in jobs if j not in busy]
     if not jobs:
         click.echo("nothing to resume", err=True)
         return
@@ -835,14 +894,17 @@ def cli_resume(timeout: float, as_json: bool) -> None:
     from .batch import Limiter
     from .errors import ConcurrencyLimited
 
-    limiter = Limiter(4)  # jobs waited on at once; 1303 is waited out, as in a batch
+    limiters: dict[str, Limiter] = {}  # per provider: min(4, its configured concurrency)
     engine.waiter.policy = replace(engine.waiter.policy, patient_with=(ConcurrencyLimited,))
 
     async def one(job: Job) -> tuple[Job, str | None]:
         try:
             current = job
             if current.state != "succeeded":
-                async with limiter:
+                if job.provider not in limiters:
+                    cap = engine.provider(job.provider).settings.concurrency
+                    limiters[job.provider] = Limiter(min(4, cap))
+                async with limiters[job.provider]:
                     current = await engine.wait(current, timeout=timeout)
             expires = current.data.get("expires_at")
             if expires and utcnow() + timedelta(days=3) > datetime.fromisoformat(expires):
@@ -851,12 +913,13 @@ def cli_resume(timeout: float, as_json: bool) -> None:
             return engine.store.get(job.id), None
         except ReelgenError as err:
             return job, str(err)
+        except Exception as exc:  # one job's bug must not stop the others
+            return job, f"{exc.__class__.__name__}: {exc}"
 
     async def work() -> list[tuple[Job, str | None]]:
         return list(await asyncio.gather(*(one(j) for j in jobs)))
 
     results = run_async(lambda: _closing(engine, work()))
-    failures = 0
     for job, error in results:
         if as_json:
             payload = job_payload(job)
@@ -864,12 +927,36 @@ def cli_resume(timeout: float, as_json: bool) -> None:
                 payload["error"] = error
             click.echo(json.dumps(payload))
         elif error:
-            failures += 1
             click.echo(f"failed: {job.id}: {error}", err=True)
         else:
             click.echo(f"saved {job.output} ({job.id})")
-    if failures or any(e for _, e in results):
+    if any(error for _, error in results):
+        click.echo(
+            "a job that cannot be finished (e.g. its provider cannot look up a lost "
+            "submission, or its result expired) can be dropped with `reelgen forget JOB_ID`",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
+
+
+@cli.command("forget")
+@click.argument("job_id")
+@guarded
+def cli_forget(job_id: str) -> None:
+    """Stop trying to finish JOB_ID (never submitted again; a batch rerun submits its line anew).
+
+    For a job whose submission may or may not have reached a provider that cannot look it up:
+    check the provider's console first, or you may pay twice.
+    """
+    engine = open_engine()
+    job = engine.store.get(job_id)
+    if job.state in ("succeeded", "failed", "canceled") and job.output is not None:
+        click.echo(f"{job.id} is already {job.state}; nothing to forget", err=True)
+        return
+    engine.store.update(
+        job.model_copy(update={"state": "canceled", "message": "forgotten by the user"})
+    )
+    click.echo(f"forgot {job.id}: it will not be resumed", err=True)
 
 
 @cli.command("jobs")

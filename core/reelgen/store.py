@@ -258,11 +258,13 @@ class JobStore:
         self, provider: str, request: VideoRequest, *, samples: int = 20
     ) -> float | None:
         """How long recent succeeded jobs of this provider, model, mode and duration took
-        (submission to success, median), or None with fewer than 3 of them."""
+        (accepted to success, median), or None with fewer than 3 of them. Measured from the
+        first queued/running state, so time spent backing off before acceptance is left out."""
         rows = self._db.execute(
-            "SELECT j.request, j.created_at, e.at FROM jobs j JOIN events e "
-            "ON e.job_id = j.id AND e.state = 'succeeded' WHERE j.provider = ? "
-            "ORDER BY j.created_at DESC LIMIT 500",
+            "SELECT j.request, COALESCE((SELECT MIN(s.at) FROM events s WHERE s.job_id = j.id "
+            "AND s.state IN ('queued', 'running')), j.created_at) AS created_at, e.at "
+            "FROM jobs j JOIN events e ON e.job_id = j.id AND e.state = 'succeeded' "
+            "WHERE j.provider = ? ORDER BY j.created_at DESC LIMIT 500",
             (provider,),
         )
         took: list[float] = []

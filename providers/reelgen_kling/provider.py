@@ -178,7 +178,14 @@ class KlingProvider(VideoProvider):
         """A URL passes through; a local file is sent as bare base64 (no data: prefix)."""
         if is_url(image):
             return image
-        return base64.b64encode(Path(image).expanduser().read_bytes()).decode("ascii")
+        try:
+            data = Path(image).expanduser().read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(
+                f"cannot read the image {image} ({exc.strerror or exc}); it was there when the "
+                "job was checked"
+            ) from None
+        return base64.b64encode(data).decode("ascii")
 
     def build_body(self, job: Job) -> dict[str, Any]:
         request = job.request
