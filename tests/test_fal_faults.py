@@ -108,7 +108,8 @@ def test_429_while_polling_is_retried(
     job, _ = run(engine, i2v(make_image()), out)
     assert job.state == "succeeded"
     assert fake_fal.pending_faults == []
-    assert timer.sleeps[:2] and all(s >= 3 for s in timer.sleeps[:2])
+    retries = [s for s in timer.sleeps if s >= 3]
+    assert len(retries) >= 2  # both 429s were waited out for at least their Retry-After
     assert fake_fal.submits_accepted == 1
 
 

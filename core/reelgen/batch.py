@@ -334,11 +334,12 @@ async def run(
                 async with per_provider[name], overall:
                     state.running += 1
                     try:
+                        fresh = job is None
                         if job is None:
                             job = await engine.submit(
                                 item.prepared, output=item.output, batch=batch, item=item.id
                             )
-                        job = await engine.wait(job, timeout=timeout)
+                        job = await engine.wait(job, timeout=timeout, fresh=fresh)
                     finally:
                         state.running -= 1
                 await per_provider[name].raise_by_one()

@@ -35,7 +35,16 @@ from .errors import (
     WaitTimeout,
 )
 from .http import make_client
-from .models import CostEstimate, Job, JobStatus, Video, VideoRequest, VideoResult, utcnow
+from .models import (
+    FINAL_STATES,
+    CostEstimate,
+    Job,
+    JobStatus,
+    Video,
+    VideoRequest,
+    VideoResult,
+    utcnow,
+)
 from .plugins import get_provider
 from .provider import VideoProvider
 from .store import JobStore
@@ -272,8 +281,12 @@ class Engine:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         on_status: StatusCallback | None = None,
+        fresh: bool = False,
     ) -> Job:
-        """Poll until the job is final; JobFailed carries the provider's reason."""
+        """Poll until the job is final; JobFailed carries the provider's reason.
+
+        ``fresh``: the job was submitted a moment ago, so its state is known and the first
+        query can wait for the schedule."""
         job = await self.recover(job)
         provider = self.provider(job.provider)
         current = job
@@ -283,6 +296,8 @@ class Engine:
             data = dict(current.data)
             if status.charged is not None:
                 data["charged"] = status.charged
+            if status.took is not None:
+                data["took"] = status.took  # the provider's own processing time: learned from
             if status.state == "succeeded" and provider.result_ttl and "expires_at" not in data:
                 expires = utcnow() + timedelta(seconds=provider.result_ttl)
                 data["expires_at"] = expires.isoformat()
@@ -302,6 +317,7 @@ class Engine:
         waited = max(0.0, (utcnow() - job.created_at).total_seconds())
         # learned from this provider's recent jobs of the same shape, else its own guess
         expected = self.store.typical_seconds(provider.name, job.request)
+        known = expected is not None or provider.settings_expected(job.request)
         if expected is None:
             expected = provider.expected_seconds(job.request)
         watch: contextlib.AbstractContextManager[asyncio.Event | None] = contextlib.nullcontext()
@@ -313,10 +329,12 @@ class Engine:
                     provider,
                     job,
                     expected=expected,
+                    known=known,
                     deadline=timeout + waited,
                     waited=waited,
                     on_status=seen,
                     wake=wake,
+                    poll_first=not (fresh and job.task_id and job.state not in FINAL_STATES),
                 )
         except (WaitTimeout, JobFailed):
             raise

@@ -71,6 +71,11 @@ class JobStatus(BaseModel):
     progress: float | None = Field(default=None, ge=0, le=1)
     message: str = ""
     charged: str | None = Field(default=None, description="What the provider says it charged.")
+    took: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds the provider spent on a finished job, by its own clock.",
+    )
     failure: Literal["content_policy", "invalid_input"] | None = Field(
         default=None,
         description="Why a failed job failed, when that would repeat on any provider.",

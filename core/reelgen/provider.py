@@ -206,6 +206,11 @@ class VideoProvider(ABC):
             basis=basis,
         )
 
+    def settings_expected(self, request: VideoRequest) -> bool:
+        """True when the user told us how long jobs take (an ``expected_seconds`` setting),
+        so the poll schedule can trust :meth:`expected_seconds` before anything is learned."""
+        return getattr(self.settings, "expected_seconds", None) is not None
+
     def expected_seconds(self, request: VideoRequest) -> float:
         """How long the provider typically takes for this request (drives the poll schedule)."""
         duration = request.duration or self.capabilities.default_duration

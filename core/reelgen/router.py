@@ -210,7 +210,7 @@ async def run(
         if not wait:
             return job, None
         try:
-            job = await engine.wait(job, timeout=timeout, on_status=on_status)
+            job = await engine.wait(job, timeout=timeout, on_status=on_status, fresh=True)
         except JobFailed as err:  # the provider said it failed: another may be tried
             if last:
                 _reraise_with_history(err, attempts)

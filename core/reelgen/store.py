@@ -261,8 +261,9 @@ class JobStore:
         (accepted to success, median), or None with fewer than 3 of them. Measured from the
         first queued/running state, so time spent backing off before acceptance is left out."""
         rows = self._db.execute(
-            "SELECT j.request, COALESCE((SELECT MIN(s.at) FROM events s WHERE s.job_id = j.id "
-            "AND s.state IN ('queued', 'running')), j.created_at) AS created_at, e.at "
+            "SELECT j.request, j.data, COALESCE((SELECT MIN(s.at) FROM events s "
+            "WHERE s.job_id = j.id AND s.state IN ('queued', 'running')), j.created_at) "
+            "AS created_at, e.at "
             "FROM jobs j JOIN events e ON e.job_id = j.id AND e.state = 'succeeded' "
             "WHERE j.provider = ? ORDER BY j.created_at DESC LIMIT 500",
             (provider,),
@@ -277,8 +278,12 @@ class JobStore:
                 request.image is None,
             )
             if same:
-                start = datetime.fromisoformat(row["created_at"])
-                took.append((datetime.fromisoformat(row["at"]) - start).total_seconds())
+                reported = json.loads(row["data"]).get("took")  # the provider's own clock
+                if isinstance(reported, (int, float)):
+                    took.append(float(reported))
+                else:
+                    start = datetime.fromisoformat(row["created_at"])
+                    took.append((datetime.fromisoformat(row["at"]) - start).total_seconds())
                 if len(took) >= samples:
                     break
         if len(took) < 3:

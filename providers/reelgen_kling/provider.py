@@ -304,7 +304,17 @@ class KlingProvider(VideoProvider):
         if task.get("task_status") in ("succeed", "succeeded") and job.task_id:
             self._finished[job.task_id] = task  # result() needs no second query
         charged = task.get("final_unit_deduction")
+        took: float | None = None
+        created, updated = task.get("created_at"), task.get("updated_at")
+        if (
+            task.get("task_status") in ("succeed", "succeeded")
+            and isinstance(created, (int, float))
+            and isinstance(updated, (int, float))
+            and updated >= created
+        ):
+            took = (updated - created) / 1000  # Kling's own timestamps are in ms
         return JobStatus(
+            took=took,
             state=self._state(task),
             message=str(task.get("task_status_msg") or ""),
             charged=str(charged) if charged not in (None, "") else None,
