@@ -133,7 +133,7 @@ class Waiter:
             delay = (
                 next_poll_delay(waited, expected, known=known, rng=self.rng)
                 if wake is None
-                else (fallback or callback_fallback_delay(expected))
+                else (fallback or callback_fallback_delay(expected, known=known))
             )
             await self.sleep(min(delay, max(0.0, deadline - waited)), wake=wake)
         while True:
@@ -155,7 +155,7 @@ class Waiter:
             if wake is None:
                 delay = next_poll_delay(elapsed, expected, known=known, rng=self.rng)
             else:
-                delay = fallback or callback_fallback_delay(expected)
+                delay = fallback or callback_fallback_delay(expected, known=known)
                 delay *= 1 + 0.1 * (2 * self.rng.random() - 1)
             await self.sleep(min(delay, max(0.0, deadline - elapsed) + 0.001), wake=wake)
 
@@ -177,7 +177,7 @@ class Waiter:
 
 
 def callback_fallback_delay(
-    expected: float, *, floor: float = 60.0, ceiling: float = 600.0
+    expected: float, *, known: bool = True, floor: float = 60.0, ceiling: float = 600.0
 ) -> float:
     """How long to wait between polls when callbacks will say when the job changes.
 
@@ -186,9 +186,11 @@ def callback_fallback_delay(
     arrive (the callback URL cannot be reached) the first fallback poll still finds a typical
     job done, so a lost callback costs at most about one expected duration of extra latency
     and one poll. The floor keeps short jobs from polling often, the ceiling keeps a long job
-    whose callbacks are lost from going unnoticed for more than ten minutes.
+    whose callbacks are lost from going unnoticed for more than ten minutes. While nothing is
+    learned (``known`` False) the expectation is only a guess: three times it, so jobs that run
+    long are still told by their callback rather than found by a poll.
     """
-    return min(ceiling, max(floor, 2 * expected))
+    return min(ceiling, max(floor, (2 if known else 3) * expected))
 
 
 def next_poll_delay(
