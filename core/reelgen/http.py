@@ -6,8 +6,11 @@ Tests (and embedders) swap the transport for every client with :func:`use_transp
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
+import time
 from collections.abc import Iterator
+from datetime import timezone
 
 import httpx
 
@@ -60,3 +63,54 @@ def make_client(
         event_hooks={"request": [_log_request], "response": [_log_response]},
         follow_redirects=True,
     )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date); None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: the caller's own backoff applies
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+@contextlib.contextmanager
+def transport_errors(
+    provider: str, service: str, address_hint: str, *, sent: bool = False
+) -> Iterator[None]:
+    """Turn httpx transport failures into reelgen errors, for every provider alike.
+
+    A bad address is a ConfigError naming ``address_hint`` (the variable or setting to fix).
+    Connect failures cannot have reached the service. Any other failure after the request may
+    have left this machine (read timeouts, dropped connections): with ``sent`` (a paid
+    submission) it is marked ``maybe_accepted`` so the core looks before sending it again.
+    """
+    from .errors import ConfigError, ProviderTimeout
+
+    try:
+        yield
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ConfigError(
+            f"bad {service} address ({exc}); check {address_hint}", provider=provider
+        ) from exc
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise ProviderTimeout(
+            f"could not reach {service} ({exc.__class__.__name__}); check the network or "
+            f"{address_hint.split(' or ')[0]}",
+            provider=provider,
+        ) from exc
+    except httpx.TransportError as exc:
+        raise ProviderTimeout(
+            f"the connection to {service} failed ({exc.__class__.__name__}: {exc})",
+            provider=provider,
+            maybe_accepted=sent,
+        ) from exc

@@ -9,11 +9,8 @@ behaviour a test walks.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timezone
 from typing import Any, Literal
 
 import httpx
@@ -21,7 +18,6 @@ import httpx
 from reelgen.errors import (
     AccountError,
     AuthenticationError,
-    ConfigError,
     ContentPolicyError,
     InvalidRequest,
     ProviderTimeout,
@@ -29,6 +25,8 @@ from reelgen.errors import (
     RateLimited,
     ReelgenError,
 )
+from reelgen.http import retry_after
+from reelgen.http import transport_errors as http_transport_errors
 
 NAME = "fal-kling"
 KEYS_HINT = "check FAL_KEY or run `reelgen keys set fal-kling`"
@@ -61,24 +59,6 @@ STATUSES: dict[int, tuple[type[ReelgenError], str, bool]] = {
 MAYBE_ACCEPTED_ON_SUBMIT = frozenset({500, 502, 504})
 """5xx replies to a submission that may come after fal queued it (503 turns it away); fal
 cannot look a request up, so such a submission is never sent again."""
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds (number or HTTP date); None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # unreadable: fall back to our own backoff
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return max(0.0, parsed.timestamp() - time.time())
 
 
 def header_retryable(response: httpx.Response) -> bool | None:
@@ -223,27 +203,8 @@ def check(response: httpx.Response, *, submit: bool = False) -> Any:
 
 @contextmanager
 def transport_errors(*, submit: bool = False) -> Iterator[None]:
-    """Turn httpx transport failures into ProviderTimeout.
-
-    A failure after the request may have left this machine (read timeouts, dropped
-    connections) marks a submission ``maybe_accepted``; connect failures cannot have queued
-    anything.
-    """
-    try:
+    """fal transport failures, mapped by the core's one rule (see reelgen.http)."""
+    with http_transport_errors(
+        NAME, "fal", "FAL_QUEUE_URL or providers.fal-kling.queue_url", sent=submit
+    ):
         yield
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise ConfigError(
-            f"bad fal address ({exc}); check FAL_QUEUE_URL or providers.fal-kling.queue_url",
-            provider=NAME,
-        ) from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise ProviderTimeout(
-            f"could not reach fal ({exc.__class__.__name__}); check the network or FAL_QUEUE_URL",
-            provider=NAME,
-        ) from exc
-    except httpx.TransportError as exc:
-        raise ProviderTimeout(
-            f"the connection to fal failed ({exc.__class__.__name__}: {exc})",
-            provider=NAME,
-            maybe_accepted=submit,
-        ) from exc

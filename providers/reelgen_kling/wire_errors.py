@@ -6,11 +6,8 @@ Branch on the business ``code`` of the envelope, never on the HTTP status alone 
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timezone
 from typing import Any
 
 import httpx
@@ -19,15 +16,15 @@ from reelgen.errors import (
     AccountError,
     AuthenticationError,
     ConcurrencyLimited,
-    ConfigError,
     ContentPolicyError,
     InvalidRequest,
-    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     ReelgenError,
     TokenExpired,
 )
+from reelgen.http import retry_after
+from reelgen.http import transport_errors as http_transport_errors
 
 NAME = "kling"
 KEYS_HINT = "check KLING_ACCESS_KEY / KLING_SECRET_KEY or run `reelgen keys set kling`"
@@ -64,23 +61,6 @@ CODES: dict[int, tuple[type[ReelgenError], str]] = {
 RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
 TOKEN_CODES = frozenset({1003, 1004})
 NOT_FOUND_CODES = frozenset({1203})
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # unreadable: fall back to our own backoff
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return max(0.0, parsed.timestamp() - time.time())
 
 
 def business_code(response: httpx.Response) -> int | None:
@@ -153,28 +133,8 @@ def unwrap(response: httpx.Response, *, create: bool = False) -> Any:
 
 @contextmanager
 def transport_errors(*, create: bool = False) -> Iterator[None]:
-    """Turn httpx transport failures into ProviderTimeout.
-
-    A failure after the request may have left this machine (read timeouts, dropped
-    connections) marks a create as ``maybe_accepted``; connect failures cannot have created
-    anything.
-    """
-    try:
+    """Kling transport failures, mapped by the core's one rule (see reelgen.http)."""
+    with http_transport_errors(
+        NAME, "Kling", "KLING_BASE_URL or providers.kling.base_url", sent=create
+    ):
         yield
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise ConfigError(
-            f"bad Kling address ({exc}); check KLING_BASE_URL or providers.kling.base_url",
-            provider=NAME,
-        ) from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise ProviderTimeout(
-            f"could not reach Kling ({exc.__class__.__name__}); check the network or "
-            "KLING_BASE_URL",
-            provider=NAME,
-        ) from exc
-    except httpx.TransportError as exc:
-        raise ProviderTimeout(
-            f"the connection to Kling failed ({exc.__class__.__name__}: {exc})",
-            provider=NAME,
-            maybe_accepted=create,
-        ) from exc
