@@ -394,6 +394,7 @@ def cli_generate(
         route = router.resolve_route(engine, route=params["route"], provider=params["provider"])
         check_signatures(receiver, [engine.provider(name) for name in route.providers])
         engine.hints = receiver.hints
+        engine.callback_url = callback_url
     request = request.model_copy(
         update={"options": with_callback_url(request.options, callback_url)}
     )
@@ -754,6 +755,7 @@ def cli_batch(
         providers = {i.prepared.provider.name: i.prepared.provider for i in items}
         check_signatures(receiver, list(providers.values()))
         engine.hints = receiver.hints
+        engine.callback_url = callback_url
     key = str(out_dir)
     batch.classify(engine, items, key)
     todo = [i for i in items if i.state in ("new", "retry")]

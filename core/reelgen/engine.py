@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,8 @@ class Engine:
         self._store = store
         self.waiter = waiter or Waiter()
         self.hints = hints
+        self.callback_url: str | None = None
+        """The URL this run's receiver is reached at (set with ``hints`` by ``--listen``)."""
         """Callbacks received for this run (``--listen``): jobs that asked for callbacks are
         woken by them and otherwise polled only slowly."""
         self._used: dict[str, VideoProvider] = {}
@@ -253,6 +255,9 @@ class Engine:
                 retryable=False,
                 maybe_accepted=True,
             ) from err
+        if submitted.task_id and "accepted_at" not in submitted.data:
+            data = {**submitted.data, "accepted_at": utcnow().isoformat()}
+            submitted = submitted.model_copy(update={"data": data})
         return self.store.update(submitted)
 
     async def recover(self, job: Job) -> Job:
@@ -314,14 +319,22 @@ class Engine:
             if on_status is not None:
                 on_status(current, status, elapsed)
 
-        waited = max(0.0, (utcnow() - job.created_at).total_seconds())
+        # time since the provider accepted the job (backing off before that is not generation)
+        accepted = job.data.get("accepted_at")
+        since = datetime.fromisoformat(accepted) if accepted else job.created_at
+        waited = max(0.0, (utcnow() - since).total_seconds())
         # learned from this provider's recent jobs of the same shape, else its own guess
-        expected = self.store.typical_seconds(provider.name, job.request)
+        guess = provider.expected_seconds(job.request)
+        expected = self.store.typical_seconds(provider.name, job.request, ceiling=4 * guess)
         known = expected is not None or provider.settings_expected(job.request)
         if expected is None:
-            expected = provider.expected_seconds(job.request)
+            expected = guess
         watch: contextlib.AbstractContextManager[asyncio.Event | None] = contextlib.nullcontext()
-        if self.hints is not None and job.request.options.get("callback_url"):
+        wanted = job.request.options.get("callback_url")
+        reachable = self.callback_url is None or wanted == self.callback_url
+        if self.hints is not None and wanted and reachable:
+            # only callbacks sent to this run's receiver can arrive: a job resumed from a run
+            # that listened elsewhere is polled on the normal schedule
             watch = self.hints.watch(job.task_id, job.idempotency_key)
         try:
             with watch as wake:

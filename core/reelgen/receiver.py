@@ -173,6 +173,8 @@ class Receiver:
         self.read_timeout = read_timeout
         self.replies: Counter[int] = Counter()
         """HTTP status -> how many requests got it."""
+        self._seen_ids: OrderedDict[str, None] = OrderedDict()
+        self._slots = asyncio.Semaphore(64)  # connections served at once (bounded memory)
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -252,13 +254,17 @@ class Receiver:
         try:
             unread = 0
             try:
-                status, message = await asyncio.wait_for(self._serve(reader), self.read_timeout)
+                async with self._slots:
+                    status, message = await asyncio.wait_for(self._serve(reader), self.read_timeout)
             except _Reply as reply:
                 status, message, unread = reply.status, reply.message, reply.unread
             except asyncio.TimeoutError:
                 status, message = 408, "request not received in time"
             except quiet:
                 return
+            except Exception as exc:  # never leave a sender without an answer
+                log.warning("callback handler failed: %s", exc)
+                status, message = 500, "internal error"
             self.replies[status] += 1
             if status != 200:
                 log.info("callback refused (%d): %s", status, message)
@@ -290,16 +296,21 @@ class Receiver:
         raw_length = headers.get("content-length")
         if raw_length is None:
             raise _Reply(411, "a Content-Length header is required")
-        if not raw_length.strip().isdigit():
+        digits = raw_length.strip()
+        if not (digits.isascii() and digits.isdigit()):  # "²".isdigit() is True
             raise _Reply(400, "bad Content-Length")
-        length = int(raw_length)
+        length = int(digits)
         if length > self.max_body:
-            raise _Reply(
-                413, f"body of {length} bytes is over the {self.max_body} byte limit", unread=length
-            )
+            raise _Reply(413, f"body of {length} bytes is over the {self.max_body} byte limit")
         body = await reader.readexactly(length)
         if self.secrets:
             self._verify(headers, body)
+            seen_id = headers.get("webhook-id", "")
+            if seen_id in self._seen_ids:  # a replay within the tolerance: already acted on
+                return 200, "duplicate"
+            self._seen_ids[seen_id] = None
+            while len(self._seen_ids) > 10_000:
+                self._seen_ids.popitem(last=False)
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):

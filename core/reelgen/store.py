@@ -255,7 +255,12 @@ class JobStore:
         return [_row_to_job(r) for r in rows]
 
     def typical_seconds(
-        self, provider: str, request: VideoRequest, *, samples: int = 20
+        self,
+        provider: str,
+        request: VideoRequest,
+        *,
+        samples: int = 20,
+        ceiling: float | None = None,
     ) -> float | None:
         """How long recent succeeded jobs of this provider, model, mode and duration took
         (accepted to success, median), or None with fewer than 3 of them. Measured from the
@@ -280,10 +285,13 @@ class JobStore:
             if same:
                 reported = json.loads(row["data"]).get("took")  # the provider's own clock
                 if isinstance(reported, (int, float)):
-                    took.append(float(reported))
+                    sample = float(reported)
                 else:
                     start = datetime.fromisoformat(row["created_at"])
-                    took.append((datetime.fromisoformat(row["at"]) - start).total_seconds())
+                    sample = (datetime.fromisoformat(row["at"]) - start).total_seconds()
+                    if ceiling is not None and sample > ceiling:
+                        continue  # seen long after it finished (e.g. collected the next day)
+                took.append(sample)
                 if len(took) >= samples:
                     break
         if len(took) < 3:

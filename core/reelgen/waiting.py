@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -136,9 +137,18 @@ class Waiter:
                 else (fallback or callback_fallback_delay(expected, known=known))
             )
             await self.sleep(min(delay, max(0.0, deadline - waited)), wake=wake)
+        woken = False  # this poll was asked for by a callback
+        rechecks = 0  # quick re-looks left after a callback the query did not yet reflect
+        min_gap = max(1.0, 0.04 * expected)  # callbacks, however many, poll no more often
+        last_poll = -math.inf
         while True:
             if wake is not None:
+                woken = wake.is_set()
                 wake.clear()  # this poll answers every hint received so far
+                gap = self.timer.now() - last_poll
+                if woken and gap < min_gap:
+                    await self.timer.sleep(min_gap - gap)
+            last_poll = self.timer.now()
             status = await self.retry(f"poll {job.id}", lambda: provider.poll(job))
             elapsed = self.timer.now() - start
             if on_status is not None:
@@ -154,6 +164,10 @@ class Waiter:
                 )
             if wake is None:
                 delay = next_poll_delay(elapsed, expected, known=known, rng=self.rng)
+            elif woken or rechecks:
+                # a callback said the job is done but the query lags behind: look again soon
+                rechecks = 3 if woken else rechecks - 1
+                delay = 2.0 ** (3 - rechecks)
             else:
                 delay = fallback or callback_fallback_delay(expected, known=known)
                 delay *= 1 + 0.1 * (2 * self.rng.random() - 1)
@@ -217,6 +231,8 @@ def next_poll_delay(
     """
     if not known:
         delay = min(ceiling, max(1.0, elapsed))
+        if elapsed >= 0.5 * expected:  # near the provider's own guess, look closer
+            delay = min(delay, max(1.0, 0.1 * expected))
     else:
         floor = max(0.25, expected * precision)
         early, late = 0.75 * expected, 1.25 * expected
