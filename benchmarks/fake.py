@@ -57,6 +57,14 @@ class TimedFake(FakeKling):
             self.created.append(task_id)
         return response
 
+    def _finish(self, rec: TaskRecord) -> None:
+        """Finish as the fake does, but stamp ``updated_at`` with the moment generation ended
+        (as Kling would), not the moment a poll noticed it."""
+        super()._finish(rec)
+        end_ms = int((rec.created_s + self.durations.get(rec.task_id, self.mean)) * 1000)
+        task = self.tasks[rec.task_id]
+        task["updated_at"] = min(task.get("updated_at", end_ms), end_ms)
+
     def _refresh(self, rec: TaskRecord) -> None:
         self.seconds_to_finish = self.durations.get(rec.task_id, self.mean)
         super()._refresh(rec)
