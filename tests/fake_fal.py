@@ -43,20 +43,25 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-try:
-    from tests.fake_kling import tiny_mp4
-except ModuleNotFoundError:  # run as ``python tests/fake_fal.py``: put the repo root on the path
+if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fake_kling import tiny_mp4
+
+from tests.fake_http import (
+    CutStream,
+    Server,
+    parse_range,
+    read_body,
+    text_reply,
+)
+from tests.fake_kling import tiny_mp4
 
 __all__ = [
     "APP_ID",
@@ -233,30 +238,6 @@ class Fault:
         return Fault("cut_download", after_bytes=after_bytes)
 
 
-class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body that yields ``after_bytes`` bytes and then fails, for sync and async readers."""
-
-    def __init__(self, data: bytes, after_bytes: int, request: httpx.Request) -> None:
-        self._data = data[:after_bytes]
-        self._request = request
-
-    def _chunks(self) -> Iterator[bytes]:
-        for start in range(0, len(self._data), 1024):
-            yield self._data[start : start + 1024]
-
-    def _error(self) -> httpx.ReadError:
-        return httpx.ReadError("fake-fal: connection reset mid-body", request=self._request)
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks()
-        raise self._error()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks():
-            yield chunk
-        raise self._error()
-
-
 def _error_item(loc: list[str | int], msg: str, type_: str, **extra: Any) -> dict[str, Any]:
     """One entry of fal's ``detail`` array (``loc``, ``msg``, ``type`` and ``url``, optional
     ``input``/``ctx`` in the style of fal's pydantic-based validation)."""
@@ -421,7 +402,7 @@ class FakeFal:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         """Serve one request (``httpx.MockTransport(fake.handler)``, sync or async clients)."""
-        _read_body(request)
+        read_body(request)
         after: Fault | None = None
         with self._lock:
             self.requests.append(
@@ -465,7 +446,7 @@ class FakeFal:
             return httpx.Response(
                 response.status_code,
                 headers=response.headers,
-                stream=_CutStream(response.content, after.after_bytes, request),
+                stream=CutStream(response.content, after.after_bytes, request, "fake-fal"),
             )
         return response
 
@@ -836,18 +817,18 @@ class FakeFal:
 
     def _download(self, request: httpx.Request) -> httpx.Response:
         if request.method not in ("GET", "HEAD"):
-            return _text(405, "Method Not Allowed")
+            return text_reply(405, "Method Not Allowed")
         prefix = self._cdn.path.rstrip("/")
         path = request.url.path[len(prefix) :]
         if path not in self._files:
-            return _text(404, "File not found")
+            return text_reply(404, "File not found")
         data = self.video
         size = len(data)
         headers = {"Content-Type": "video/mp4", "Accept-Ranges": "bytes", "ETag": self._etag}
         range_header = request.headers.get("range")
         if_range = request.headers.get("if-range")
         if range_header is not None and (if_range is None or if_range == self._etag):
-            span = _parse_range(range_header, size)
+            span = parse_range(range_header, size)
             if span is None:
                 headers["Content-Range"] = f"bytes */{size}"
                 headers["Content-Length"] = "0"
@@ -977,41 +958,12 @@ def check_image_url(value: object, *, accept_data_uri: bool = True) -> tuple[str
 # ---------------------------------------------------------------------- small helpers
 
 
-def _read_body(request: httpx.Request) -> bytes:
-    try:
-        return request.content
-    except httpx.RequestNotRead:
-        return request.read()
-
-
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, json=payload, headers=dict(headers or {}))
 
 
-def _text(status: int, text: str) -> httpx.Response:
-    return httpx.Response(status, headers={"Content-Type": "text/plain"}, content=text.encode())
-
-
 def _truthy(raw: str | None) -> bool:
     return raw is not None and raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """Parse a single ``bytes=`` range; ``None`` means reply 416."""
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if match is None or (match.group(1) == "" and match.group(2) == ""):
-        return None
-    first, last = match.group(1), match.group(2)
-    if first == "":
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return None
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if end < start or start >= size:
-        return None
-    return start, min(end, size - 1)
 
 
 # ---------------------------------------------------------------------- fault specs (CLI)
@@ -1058,60 +1010,6 @@ def parse_fault_spec(spec: str) -> list[tuple[Route, Fault, int]]:
 # ---------------------------------------------------------------------- real server mode
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], fake_factory: Callable[[str], FakeFal]) -> None:
-        super().__init__(address, _RequestHandler)
-        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
-        self.fake = fake_factory(self.origin)
-        self.hang_seconds = 30.0
-        self.quiet = False
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        request = httpx.Request(
-            self.command,
-            self.server.origin + self.path,
-            headers=list(self.headers.items()),
-            content=body,
-        )
-        try:
-            response = self.server.fake.handler(request)  # thread-safe: the fake holds a lock
-        except httpx.TimeoutException:
-            time.sleep(self.server.hang_seconds)
-            self.close_connection = True
-            return
-        except httpx.TransportError:
-            self.close_connection = True
-            return
-        self.send_response(response.status_code)
-        for key, value in response.headers.multi_items():
-            if key.lower() not in ("connection", "transfer-encoding", "date", "server"):
-                self.send_header(key, value)
-        self.end_headers()
-        if self.command == "HEAD" or not isinstance(response.stream, httpx.SyncByteStream):
-            return
-        try:
-            for chunk in response.stream:
-                self.wfile.write(chunk)
-        except httpx.ReadError:
-            self.close_connection = True
-            self.wfile.flush()
-
-    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if not self.server.quiet:
-            super().log_message(format, *args)
-
-
 def serve(
     port: int = 8766,
     *,
@@ -1119,7 +1017,7 @@ def serve(
     faults: list[tuple[Route, Fault, int]] | None = None,
     hang_seconds: float = 30.0,
     quiet: bool = False,
-) -> _Server:
+) -> Server:
     """Bind a ThreadingHTTPServer on 127.0.0.1 (port 0 = any) serving a fresh FakeFal.
 
     The queue is the server's own origin and result videos live under ``/cdn`` on it, unless
@@ -1137,7 +1035,7 @@ def serve(
             fake.inject(route, fault, times)
         return fake
 
-    server = _Server(("127.0.0.1", port), factory)
+    server = Server(("127.0.0.1", port), factory)
     server.hang_seconds = hang_seconds
     server.quiet = quiet
     return server

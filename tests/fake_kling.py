@@ -37,14 +37,25 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal, TypeGuard, cast
 
 import av
 import httpx
 from PIL import Image, UnidentifiedImageError
+
+if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fake_http import (
+    CutStream,
+    Server,
+    parse_range,
+    read_body,
+    text_reply,
+)
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -227,30 +238,6 @@ class Fault:
         if after_bytes < 0:
             raise ValueError("after_bytes must be >= 0")
         return Fault("cut_download", after_bytes=after_bytes)
-
-
-class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body that yields ``after_bytes`` bytes and then fails, for sync and async readers."""
-
-    def __init__(self, data: bytes, after_bytes: int, request: httpx.Request) -> None:
-        self._data = data[:after_bytes]
-        self._request = request
-
-    def _chunks(self) -> Iterator[bytes]:
-        for start in range(0, len(self._data), 1024):
-            yield self._data[start : start + 1024]
-
-    def _error(self) -> httpx.ReadError:
-        return httpx.ReadError("fake-kling: connection reset mid-body", request=self._request)
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks()
-        raise self._error()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks():
-            yield chunk
-        raise self._error()
 
 
 class _ApiError(Exception):
@@ -437,7 +424,7 @@ class FakeKling:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         """Serve one request (``httpx.MockTransport(fake.handler)``, sync or async clients)."""
-        _read_body(request)
+        read_body(request)
         after: Fault | None = None
         with self._lock:
             # a snapshot: httpx re-sends the same Request object (e.g. re-signed after 1004)
@@ -482,7 +469,7 @@ class FakeKling:
             return httpx.Response(
                 response.status_code,
                 headers=response.headers,
-                stream=_CutStream(response.content, after.after_bytes, request),
+                stream=CutStream(response.content, after.after_bytes, request, "fake-kling"),
             )
         return response
 
@@ -819,20 +806,20 @@ class FakeKling:
 
     def _download(self, request: httpx.Request) -> httpx.Response:
         if request.method not in ("GET", "HEAD"):
-            return _text(405, "method not allowed")
+            return text_reply(405, "method not allowed")
         prefix = self._cdn.path.rstrip("/")
         path = request.url.path[len(prefix) :]
         owner = next((r for r in self.records.values() if path in r.video_paths), None)
         if owner is None:
-            return _text(404, "NoSuchKey")
+            return text_reply(404, "NoSuchKey")
         expires_raw = request.url.params.get("expires", "")
         sig = request.url.params.get("sig", "")
         if not expires_raw.isdigit() or not hmac.compare_digest(
             sig, self._signature(path, int(expires_raw))
         ):
-            return _text(403, "AccessDenied: bad signature")
+            return text_reply(403, "AccessDenied: bad signature")
         if self.clock() >= int(expires_raw):
-            return _text(403, "AccessDenied: Request has expired")
+            return text_reply(403, "AccessDenied: Request has expired")
         data = self.video
         size = len(data)
         headers = {
@@ -843,7 +830,7 @@ class FakeKling:
         range_header = request.headers.get("range")
         if_range = request.headers.get("if-range")
         if range_header is not None and (if_range is None or if_range == self._etag):
-            span = _parse_range(range_header, size)
+            span = parse_range(range_header, size)
             if span is None:
                 headers["Content-Range"] = f"bytes */{size}"
                 headers["Content-Length"] = "0"
@@ -867,41 +854,12 @@ class FakeKling:
 # ---------------------------------------------------------------------- validation helpers
 
 
-def _read_body(request: httpx.Request) -> bytes:
-    try:
-        return request.content
-    except httpx.RequestNotRead:
-        return request.read()
-
-
-def _text(status: int, text: str) -> httpx.Response:
-    return httpx.Response(status, headers={"Content-Type": "text/plain"}, content=text.encode())
-
-
 def _int_param(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
         raise _param_error(f"{name} must be an integer in {low}..{high}")
     return int(raw)
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """Parse a single ``bytes=`` range; ``None`` means reply 416."""
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if match is None or (match.group(1) == "" and match.group(2) == ""):
-        return None
-    first, last = match.group(1), match.group(2)
-    if first == "":
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return None
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if end < start or start >= size:
-        return None
-    return start, min(end, size - 1)
 
 
 def _require_str(body: dict[str, Any], name: str) -> str:
@@ -1110,60 +1068,6 @@ def parse_fault_spec(spec: str) -> list[tuple[Route, Fault, int]]:
 # ---------------------------------------------------------------------- real server mode
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], fake_factory: Callable[[str], FakeKling]) -> None:
-        super().__init__(address, _RequestHandler)
-        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
-        self.fake = fake_factory(self.origin)
-        self.hang_seconds = 30.0
-        self.quiet = False
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        request = httpx.Request(
-            self.command,
-            self.server.origin + self.path,
-            headers=list(self.headers.items()),
-            content=body,
-        )
-        try:
-            response = self.server.fake.handler(request)
-        except httpx.TimeoutException:
-            time.sleep(self.server.hang_seconds)
-            self.close_connection = True
-            return
-        except httpx.TransportError:
-            self.close_connection = True
-            return
-        self.send_response(response.status_code)
-        for key, value in response.headers.multi_items():
-            if key.lower() not in ("connection", "transfer-encoding", "date", "server"):
-                self.send_header(key, value)
-        self.end_headers()
-        if self.command == "HEAD" or not isinstance(response.stream, httpx.SyncByteStream):
-            return
-        try:
-            for chunk in response.stream:
-                self.wfile.write(chunk)
-        except httpx.ReadError:
-            self.close_connection = True
-            self.wfile.flush()
-
-    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if not self.server.quiet:
-            super().log_message(format, *args)
-
-
 def serve(
     port: int = 8765,
     *,
@@ -1171,7 +1075,7 @@ def serve(
     faults: list[tuple[Route, Fault, int]] | None = None,
     hang_seconds: float = 30.0,
     quiet: bool = False,
-) -> _Server:
+) -> Server:
     """Bind a ThreadingHTTPServer on 127.0.0.1 (port 0 = any) serving a fresh FakeKling.
 
     Result URLs point at ``http://127.0.0.1:PORT/cdn`` so they download from the same server.
@@ -1188,7 +1092,7 @@ def serve(
             fake.inject(route, fault, times)
         return fake
 
-    server = _Server(("127.0.0.1", port), factory)
+    server = Server(("127.0.0.1", port), factory)
     server.hang_seconds = hang_seconds
     server.quiet = quiet
     return server
