@@ -963,7 +963,11 @@ def cli_forget(job_id: str) -> None:
 
 @cli.command("jobs")
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--state", help="Only jobs in this state.")
+@click.option(
+    "--state",
+    type=click.Choice(["submitting", "queued", "running", "succeeded", "failed", "canceled"]),
+    help="Only jobs in this state.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @guarded
 def cli_jobs(limit: int, state: str | None, as_json: bool) -> None:
