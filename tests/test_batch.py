@@ -21,7 +21,7 @@ import pytest
 from click.testing import Result
 
 from reelgen.engine import Engine
-from reelgen.models import Job, VideoRequest, utcnow
+from reelgen.models import Job, JobMeta, VideoRequest, utcnow
 from reelgen.store import JobStore
 from reelgen_kling.auth import KlingAuth
 from tests.conftest import FAKE_AK, FAKE_SK
@@ -395,7 +395,8 @@ def test_resume_finds_or_submits_a_job_left_submitting(
         request=prepared.request,
         idempotency_key="rg-crashed00000000000a",
         estimate=prepared.estimate,
-        data={"target": str(target)},
+        state="submitting",
+        meta=JobMeta(target=str(target)),
         batch=str(tmp_path / "out"),
         item="a",
     )
@@ -434,15 +435,16 @@ def test_resume_downloads_a_succeeded_job_and_warns_near_expiry(
     prepared = engine.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling")
 
     async def paid_not_saved() -> Job:
-        job = await engine.submit(prepared, output=target, batch=str(target.parent), item="a")
-        job = await engine.wait(job)
+        job = engine.store.add(
+            engine.new_job(prepared, target=target, batch=str(target.parent), item="a")
+        )
+        job = await engine.advance(job, until="finished")
         await engine.aclose()
         return job
 
     job = asyncio.run(paid_not_saved())
-    assert job.state == "succeeded" and job.output is None
-    expires = (utcnow() + expires_in).isoformat()
-    engine.store.update(job.model_copy(update={"data": {**job.data, "expires_at": expires}}))
+    assert job.state == "result" and job.output is None
+    engine.store.transition(job.id, meta={"expires_at": (utcnow() + expires_in).isoformat()})
     assert not target.exists()
 
     result = cli("resume")
@@ -467,13 +469,14 @@ def _write_jobs(path: Path, prefix: str, count: int, errors: list[BaseException]
                     provider="kling",
                     request=VideoRequest(prompt=f"{prefix} {n}"),
                     idempotency_key=f"{prefix}-{n}",
+                    state="submitting",
                     batch=prefix,
                     item=str(n),
                 )
                 store.add(job)
-                job = store.update(job.model_copy(update={"task_id": f"t-{prefix}-{n}"}))
-                store.update(job.model_copy(update={"state": "running"}))
-                store.update(job.model_copy(update={"state": "succeeded", "output": f"{n}.mp4"}))
+                store.transition(job.id, task_id=f"t-{prefix}-{n}")
+                store.transition(job.id, from_={"submitting"}, to="running")
+                store.transition(job.id, from_={"running"}, to="succeeded", output=f"{n}.mp4")
         finally:
             store.close()
     except BaseException as exc:  # reported by the test
@@ -570,22 +573,24 @@ def test_changed_line_for_a_submitted_id_is_refused(
 
 
 def test_second_batch_on_the_same_folder_is_refused(
-    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+    cli: Cli,
+    kling: FakeKling,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """While a batch runs on a folder, another one on the same folder is refused."""
-    from reelgen import cli as cli_module
+    """While a batch runs on a folder, another one on the same folder is refused — even one
+    with another REELGEN_HOME (another job log): the lock lives in the output folder."""
+    from reelgen import batch
 
     out = (tmp_path / "o").resolve()
-    cli_module.lock_batch(out)  # as a running batch holds it
-    try:
+    with batch.locked(out):  # as a running batch holds it
+        monkeypatch.setenv("REELGEN_HOME", str(tmp_path / "other-home"))
         manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a"))
         result = cli("batch", str(manifest), "--out-dir", str(out))
         assert result.exit_code == 2
         assert "another reelgen batch is running" in result.stderr
         assert kling.requests == []
-    finally:
-        while cli_module._held_locks:
-            cli_module._held_locks.pop().close()
 
 
 def test_environment_budget_is_per_job_not_the_total(

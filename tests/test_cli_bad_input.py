@@ -188,4 +188,4 @@ def test_unwritable_output_refused_before_paying(
     blocker.write_text("")
     out = blocker / "clip.mp4"
     result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "-o", str(out))
-    refused(result, fake_kling, "cannot write")
+    refused(result, fake_kling, "cannot save into")

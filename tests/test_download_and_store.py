@@ -135,10 +135,10 @@ def test_store_keeps_state_history(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite3")
     job = _job(1)
     store.add(job)
-    store.update(job.model_copy(update={"state": "queued", "task_id": "t-1"}))
-    store.update(job.model_copy(update={"state": "queued", "task_id": "t-1"}))  # no change
-    store.update(job.model_copy(update={"state": "succeeded", "task_id": "t-1"}))
-    assert [state for _, state, _ in store.history("rg-1")] == ["submitting", "queued", "succeeded"]
+    store.transition("rg-1", to="queued", task_id="t-1")
+    store.transition("rg-1", to="queued", task_id="t-1")  # no change
+    store.transition("rg-1", to="succeeded")
+    assert [state for _, state, _ in store.history("rg-1")] == ["planned", "queued", "succeeded"]
     loaded = store.get("rg-1")
     assert loaded.task_id == "t-1"
     assert loaded.request == job.request

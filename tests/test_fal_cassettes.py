@@ -444,7 +444,7 @@ def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     _, _, status, final = replies(wire.cassette)[-1]
     assert status == 200
     video = final["video"]
-    assert result.videos[0].url == video["url"] == job.data["url"]
+    assert result.videos[0].url == video["url"] == job.meta.url
     downloads = [(r, resp) for r, resp in exchanges(wire.cassette) if r.uri == video["url"]]
     assert len(downloads) == 1
     fetched, response = downloads[0]
@@ -454,7 +454,7 @@ def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     assert job.output == str(out)
     if wire.mode != "real":  # a real clip is swapped for a tiny one before it is recorded
         assert saved == served
-        assert job.data["sha256"] == hashlib.sha256(served).hexdigest()
+        assert job.meta.sha256 == hashlib.sha256(served).hexdigest()
     with av.open(io.BytesIO(served)) as container:  # the cassette holds a playable mp4
         assert sum(1 for _ in container.decode(video=0)) > 0
 

@@ -339,9 +339,9 @@ def test_lost_submit_reply_is_never_resent(
     assert err.maybe_accepted and not err.retryable
     assert err.job_id is not None
     job = engine.store.get(err.job_id)
-    assert job.state == "submitting"  # kept: never marked failed while it may be paid for
+    assert job.state == "uncertain"  # kept: never marked failed while it may be paid for
     with pytest.raises(ProviderTimeout):
-        asyncio.run(engine.wait(job))
+        asyncio.run(engine.advance(job))
     assert len(submits(fake_fal)) == 1
     assert not out.exists()
 
@@ -400,7 +400,7 @@ def test_download_that_never_recovers_names_the_command(
     assert f"reelgen download {job_id}" in str(caught.value)
     assert not out.exists()
     assert 1 < len(cdn_requests(fake_fal)) < 100  # retried, but bounded
-    assert engine.store.get(job_id).state == "succeeded"  # the paid video is not lost
+    assert engine.store.get(job_id).state == "result"  # the paid video is not lost
     assert fake_fal.submits_accepted == 1
 
 

@@ -364,9 +364,14 @@ def test_statuses_map_to_reelgen_states(
     )
     assert at_submit == ["queued"]
     assert seen == ["queued", "running", "succeeded"]
-    assert [state for _, state, _ in engine.store.history(job.id)][-3:] == [
+    # every step of the lifecycle, in order (a queue-position message may repeat "queued")
+    assert list(dict.fromkeys(state for _, state, _ in engine.store.history(job.id))) == [
+        "planned",
+        "submitting",
         "queued",
         "running",
+        "result",
+        "downloading",
         "succeeded",
     ]
     assert result.videos[0].url == only_job(fake)["video_url"]

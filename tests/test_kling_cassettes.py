@@ -464,12 +464,12 @@ def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     final = envelopes(wire.cassette)[-1]["data"]
     charged = final["final_unit_deduction"]
     assert isinstance(charged, str) and charged
-    assert job.data["charged"] == charged
+    assert job.meta.charged == charged
     assert result.charged == charged
 
     video = final["task_result"]["videos"][0]
     assert isinstance(video["duration"], str)
-    assert result.videos[0].url == video["url"] == job.data["url"]
+    assert result.videos[0].url == video["url"] == job.meta.url
     downloads = [(r, response) for r, response in exchanges(wire.cassette) if r.uri == video["url"]]
     assert len(downloads) == 1
     fetched, response = downloads[0]
@@ -479,7 +479,7 @@ def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     assert job.output == str(out)
     if wire.mode != "real":  # a real clip is swapped for a tiny one before it is recorded
         assert saved == served
-        assert job.data["sha256"] == hashlib.sha256(served).hexdigest()
+        assert job.meta.sha256 == hashlib.sha256(served).hexdigest()
     with av.open(io.BytesIO(served)) as container:  # the cassette holds a playable mp4
         assert sum(1 for _ in container.decode(video=0)) > 0
 
@@ -504,7 +504,7 @@ def test_failed_task(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     assert info.value.job_id == wire.job_id
     job = wire.engine.store.get(wire.job_id)
     assert (job.state, job.message) == ("failed", FAIL_MSG)
-    assert job.data.get("charged") == final.get("final_unit_deduction")
+    assert job.meta.charged == final.get("final_unit_deduction")
     assert not out.exists()
     assert all(is_api(r.uri) for r in wire.cassette.requests)  # no download
 

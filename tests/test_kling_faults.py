@@ -481,7 +481,7 @@ def test_download_that_never_recovers_names_the_command(
     assert f"reelgen download {job_id}" in str(caught.value)
     assert not out.exists()
     assert 1 < len(cdn_requests(fake_kling)) < 100  # retried, but bounded
-    assert engine.store.get(job_id).state == "succeeded"  # the paid video is not lost
+    assert engine.store.get(job_id).state == "result"  # the paid video is not lost
     assert fake_kling.creates_accepted == 1
 
 

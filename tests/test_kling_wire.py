@@ -255,9 +255,13 @@ def test_statuses_map_to_reelgen_states(
     assert at_submit == ["queued"]
     assert seen == ["running", "running", "succeeded"]
     assert job.state == "succeeded"
-    assert [state for _, state, _ in engine.store.history(job.id)][-3:] == [
+    assert [state for _, state, _ in engine.store.history(job.id)] == [
+        "planned",
+        "submitting",
         "queued",
         "running",
+        "result",
+        "downloading",
         "succeeded",
     ]
     served = fake.tasks[job.task_id or ""]["task_result"]["videos"][0]["duration"]

@@ -72,15 +72,25 @@ def test_taken_idempotency_key_finds_the_existing_task(
 def test_stale_copy_never_erases_a_known_task(tmp_path: Path) -> None:
     """Another process's stale view of a job cannot erase its task id or mark it failed."""
     store = JobStore(tmp_path / "jobs.sqlite3")
-    job = Job(id="rg-1", provider="kling", request=VideoRequest(), idempotency_key="rg-1")
+    job = Job(
+        id="rg-1",
+        provider="kling",
+        request=VideoRequest(),
+        idempotency_key="rg-1",
+        state="submitting",
+    )
     store.add(job)
-    store.update(job.model_copy(update={"task_id": "t-1", "state": "running"}))
-    store.update(job)  # a stale copy without the task id
-    store.submit_failed("rg-1", "1201 duplicate")
+    assert store.transition("rg-1", from_={"submitting"}, to="running", task_id="t-1")
+    # a process that still believes the create is in flight, and saw it refused
+    stale = store.transition(
+        "rg-1", from_={"submitting"}, to="failed", message="1201 duplicate", unsubmitted=True
+    )
+    assert stale is None
+    assert store.transition("rg-1", task_id="t-other") is not None  # never replaced either
     loaded = store.get("rg-1")
     store.close()
     assert loaded.task_id == "t-1"
-    assert loaded.state != "failed"
+    assert loaded.state == "running"
 
 
 def test_each_engine_signs_with_its_own_keys(
@@ -128,7 +138,7 @@ def test_job_log_keeps_absolute_image_and_target(
     job = store.get(job_id)
     store.close()
     assert job.request.image == str(image.resolve())
-    assert job.data["target"] == str((image.parent / "rel.mp4").resolve())
+    assert job.meta.target == str((image.parent / "rel.mp4").resolve())
 
 
 def test_garbage_retry_after_falls_back_to_backoff() -> None:
@@ -199,6 +209,7 @@ def test_local_render_found_after_a_crash(
         provider="local",
         request=prepared.request,
         idempotency_key="rg-localcrash",
+        state="submitting",  # as the row stands while the render runs
     )
     engine.store.add(job)
     asyncio.run(prepared.provider.submit(job))  # rendered, then "crashed" before recording

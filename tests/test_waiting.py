@@ -161,9 +161,9 @@ def test_poll_schedule_learns_from_finished_jobs(
             created_at=utcnow() - timedelta(seconds=40),
         )
         engine.store.add(past)
-        engine.store.update(past.model_copy(update={"state": "succeeded", "task_id": f"t{n}"}))
-    learned = engine.store.typical_seconds("kling", request)
-    assert learned is not None and 39 < learned < 42
+        engine.store.transition(past.id, to="succeeded", task_id=f"t{n}")
+    learned = engine.store.learned("kling", request)
+    assert learned is not None and 39 < learned.seconds < 42 and learned.samples == 3
     fake_kling.seconds_to_finish = 41.0
     fake_kling.polls_to_finish = 10_000
     asyncio.run(engine.run(request, "kling", output=tmp_path / "o.mp4"))

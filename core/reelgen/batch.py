@@ -7,23 +7,28 @@ A manifest is JSON Lines, one job per line::
 Every line is checked before anything is paid for. Each job's row in the job log carries the
 batch (its output folder) and the line's ``id``, so rerunning the same manifest after a crash,
 ``kill -9`` or Ctrl-C skips ids whose verified output exists, picks up jobs already in flight,
-looks up those whose submission may have gone through, and submits only the rest.
+looks up those whose submission may have gone through, and submits only the rest. One run per
+output folder at a time: the lock lives in the folder, so two runs cannot pay twice for one
+line even from different job logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import hashlib
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConcurrencyLimited, InvalidRequest, ReelgenError
+from .concurrency import ProviderSlots
+from .errors import InvalidRequest, ReelgenError, UsageError
+from .lifecycle import saved_intact
 from .models import Job, VideoRequest
 
 if TYPE_CHECKING:
@@ -85,10 +90,21 @@ class ManifestLine(BaseModel):
 class Item:
     line: int
     id: str
-    prepared: Prepared
+    request: VideoRequest
+    candidates: list[Prepared]
+    """The route's providers that can take the line, in the order they are tried."""
     output: Path
+    max_cost: float | None = None
     existing: Job | None = None
     state: Literal["new", "done", "resume", "retry"] = "new"
+
+    @property
+    def prepared(self) -> Prepared:
+        return self.candidates[0]
+
+    @property
+    def route(self) -> list[str]:
+        return [c.provider.name for c in self.candidates]
 
 
 @dataclass
@@ -101,6 +117,7 @@ class Outcome:
     message: str = ""
     charged: str | None = None
     cost: float = 0.0
+    """The estimate of the job that made the video (what it was planned to cost)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,23 +125,6 @@ class Outcome:
 
 class ManifestInvalid(InvalidRequest):
     """One or more manifest lines are bad; nothing was submitted."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def is_verified(job: Job, output: Path) -> bool:
-    """The job's video is at ``output`` with the size and sha256 recorded when it was saved."""
-    if job.state != "succeeded" or job.output is None or Path(job.output) != output:
-        return False
-    if not output.is_file() or output.stat().st_size != job.data.get("size"):
-        return False
-    return sha256_of(output) == job.data.get("sha256")
 
 
 def load(
@@ -189,14 +189,15 @@ def load(
             if options:
                 request = request.model_copy(update={"options": {**request.options, **options}})
             route = router.resolve_route(engine, route=line.route, provider=line.provider)
-            candidates, _ = router.plan(engine, request, route, max_cost=max_cost)
+            limit = engine.max_cost(max_cost, route_limit=route.max_cost)
+            candidates, _ = router.plan(engine, request, route, max_cost=limit)
         except ValidationError as exc:
             problems.append(f"line {number}: {exc.errors()[0]['msg']}")
             continue
         except ReelgenError as err:
             problems.append(f"line {number} ({line.id}): {err}")
             continue
-        items.append(Item(number, line.id, candidates[0], output))
+        items.append(Item(number, line.id, request, candidates, output, limit))
     if problems:
         raise ManifestInvalid(
             f"{manifest}: {len(problems)} bad line{'s' if len(problems) > 1 else ''}, nothing "
@@ -207,11 +208,12 @@ def load(
     return items
 
 
-def classify(engine: Engine, items: list[Item], batch: str) -> None:
+def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = False) -> None:
     """What a (re)run must do for each line, from the job log and the files on disk.
 
     An id already submitted with different input is refused (ManifestInvalid): reusing its
-    video, or finishing the old request, would both be wrong, and silently so.
+    video, or finishing the old request, would both be wrong, and silently so. So is a line
+    whose output file exists but was not written by this batch (unless ``force``).
     """
     problems: list[str] = []
     for item in items:
@@ -219,59 +221,90 @@ def classify(engine: Engine, items: list[Item], batch: str) -> None:
         item.existing = job
         if job is None:
             item.state = "new"
+            _check_output(item, force, problems)
             continue
-        changed = (job.provider, job.request) != (
-            item.prepared.provider.name,
-            item.prepared.request,
-        )
-        if changed and job.state in ("failed", "canceled"):
+        asked = job.meta.asked or job.request
+        changed = (asked, job.meta.route or [job.provider]) != (item.request, item.route)
+        if changed and job.state in ("failed", "canceled") and not job.superseded_by:
             item.state = "retry"  # nothing of the old input is paid or pending: run the new one
         elif changed:
             problems.append(
                 f"line {item.line} ({item.id}): already submitted as job {job.id} with other "
                 "input or provider; give the changed line a new id"
             )
-        elif is_verified(job, item.output):
+        elif saved_intact(job, item.output):
             item.state = "done"
         elif job.state in ("failed", "canceled"):
             item.state = "retry"  # the provider said it failed: a rerun tries again
         else:
             item.state = "resume"  # in flight, maybe submitted, or succeeded but not saved
+        if item.state != "done" and Path(job.output or "") != item.output:
+            _check_output(item, force, problems)  # a file there is not this line's video
     if problems:
         raise ManifestInvalid(
-            f"{len(problems)} line{'s' if len(problems) > 1 else ''} changed since this batch "
-            "ran, nothing was submitted:\n  " + "\n  ".join(problems)
+            f"{len(problems)} bad line{'s' if len(problems) > 1 else ''} against what this "
+            "batch already did, nothing was submitted:\n  " + "\n  ".join(problems)
         )
 
 
-class Limiter:
-    """At most ``limit`` jobs in flight at the provider; lowered when the account says so."""
+def _check_output(item: Item, force: bool, problems: list[str]) -> None:
+    """A line's output that exists but is not this batch's verified video is not overwritten
+    unless the user says so."""
+    from .outputs import check_target
 
-    def __init__(self, limit: int) -> None:
-        self.limit = self.ceiling = max(1, limit)
-        self.active = 0
-        self._cond = asyncio.Condition()
+    try:
+        check_target(item.output, inputs=[item.request.image or ""], force=force)
+    except InvalidRequest as err:
+        problems.append(f"line {item.line} ({item.id}): {err}")
 
-    async def __aenter__(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.limit)
-            self.active += 1
 
-    async def __aexit__(self, *exc: object) -> None:
-        async with self._cond:
-            self.active -= 1
-            self._cond.notify(1)  # one slot freed: wake one waiter, not all
+@contextlib.contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """Hold the batch lock of ``out_dir`` (a file in that folder) for the block: one run per
+    output folder at a time, whichever job log each uses. The lock goes when the process
+    ends, even on kill -9."""
+    handle = _lock_file(out_dir).open("a")
+    try:
+        if not _try_lock(handle):
+            raise UsageError(
+                f"another reelgen batch is running on {out_dir}; wait for it (or stop it) first"
+            )
+        yield
+    finally:
+        handle.close()
 
-    def lower(self) -> None:
-        """The account refused one more running job: run one fewer from now on."""
-        self.limit = max(1, self.limit - 1)
 
-    async def raise_by_one(self) -> None:
-        """A job finished cleanly: allow one more again, up to the configured ceiling."""
-        async with self._cond:
-            if self.limit < self.ceiling:
-                self.limit += 1
-                self._cond.notify(1)
+def is_running(out_dir: str | Path) -> bool:
+    """Whether another process holds the batch lock of ``out_dir``."""
+    path = _lock_file(Path(out_dir), create=False)
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        if not _try_lock(handle):
+            return True
+    return False
+
+
+def _lock_file(out_dir: Path, *, create: bool = True) -> Path:
+    if create:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir / ".reelgen-batch.lock"
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    """Take an exclusive lock on ``handle`` without waiting; False when another holds it."""
+    try:
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -281,6 +314,8 @@ class Progress:
     failed: int = 0
     running: int = 0
     spent: float = 0.0
+    limits: str = ""
+    """The concurrency in effect, per provider (``kling 3/4``)."""
 
 
 async def run(
@@ -294,24 +329,7 @@ async def run(
     progress: Progress | None = None,
 ) -> list[Outcome]:
     """Run every item that is not done; each job's failure is its own, the others go on."""
-    from dataclasses import replace
-
-    per_provider: dict[str, Limiter] = {}
-    for item in items:
-        provider = item.prepared.provider
-        per_provider.setdefault(provider.name, Limiter(provider.settings.concurrency))
-    overall = Limiter(concurrency)
-    engine.waiter.policy = replace(
-        engine.waiter.policy,
-        patient_with=(ConcurrencyLimited,),
-        deadline=max(engine.waiter.policy.deadline, 3600.0),
-    )
-
-    def lower_on_1303(err: ReelgenError) -> None:
-        if isinstance(err, ConcurrencyLimited) and err.provider in per_provider:
-            per_provider[err.provider].lower()
-
-    engine.waiter.on_retry = lower_on_1303
+    slots = ProviderSlots(engine, concurrency)
     state = progress or Progress(total=len(items))
 
     async def one(item: Item) -> Outcome:
@@ -323,28 +341,38 @@ async def run(
                 item.id,
                 "skipped",
                 item.existing.id,
-                name,
+                item.existing.provider,
                 str(item.output),
                 "already done",
-                item.existing.data.get("charged"),
+                item.existing.meta.charged,
             )
         job = item.existing if item.state == "resume" else None
+        if job is None:
+            job = engine.store.add(
+                engine.new_job(
+                    item.prepared,
+                    target=item.output,
+                    overwrite=True,  # checked when the batch was classified
+                    asked=item.request,
+                    route=item.route,
+                    candidates=item.route[1:],
+                    max_cost=item.max_cost,
+                    batch=batch,
+                    item=item.id,
+                )
+            )
+        accepted = False
+
+        def at_provider(_job: Job, _provider: object) -> None:
+            nonlocal accepted
+            accepted = True
+            state.running += 1
+            state.limits = slots.describe()
+
         try:
-            if job is None or job.state != "succeeded":
-                async with per_provider[name], overall:
-                    state.running += 1
-                    try:
-                        fresh = job is None
-                        if job is None:
-                            job = await engine.submit(
-                                item.prepared, output=item.output, batch=batch, item=item.id
-                            )
-                        job = await engine.wait(job, timeout=timeout, fresh=fresh)
-                    finally:
-                        state.running -= 1
-                await per_provider[name].raise_by_one()
-            await engine.save(job, item.output)
-            saved = engine.store.get(job.id)
+            saved = await engine.advance(
+                job, timeout=timeout, output=item.output, slots=slots, on_accepted=at_provider
+            )
             state.done += 1
             cost = saved.estimate.amount if saved.estimate else 0.0
             state.spent += cost
@@ -354,17 +382,19 @@ async def run(
                 saved.id,
                 saved.provider,
                 saved.output,
-                charged=saved.data.get("charged"),
+                charged=saved.meta.charged,
                 cost=cost,
             )
         except ReelgenError as err:
             state.failed += 1
-            job_id = err.job_id or (job.id if job else None)
-            return Outcome(item.id, "failed", job_id, name, message=str(err))
+            return Outcome(item.id, "failed", err.job_id or job.id, name, message=str(err))
         except Exception as exc:  # one job's bug must not stop the others
             state.failed += 1
             message = f"{exc.__class__.__name__}: {exc}"
-            return Outcome(item.id, "failed", job.id if job else None, name, message=message)
+            return Outcome(item.id, "failed", job.id, name, message=message)
+        finally:
+            state.running -= 1 if accepted else 0
+            state.limits = slots.describe()
 
     async def report(item: Item) -> Outcome:
         outcome = await one(item)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .states import JOB_STATES
+
 if TYPE_CHECKING:
     from .engine import Engine
     from .models import CostEstimate, Job, VideoRequest
@@ -42,7 +44,7 @@ class State:
 class Interrupted:
     """What a Ctrl-C leaves running, so the message can say how to pick it up."""
 
-    job_id: str | None = None
+    engine: Engine | None = None
     hint: str | None = None
 
 
@@ -258,18 +260,7 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (KeyboardInterrupt, click.Abort):
-            if Interrupted.hint:
-                click.echo(
-                    f"interrupted; jobs in flight keep running: {Interrupted.hint}", err=True
-                )
-            elif Interrupted.job_id:
-                click.echo(
-                    f"interrupted; job {Interrupted.job_id} keeps running at the provider: "
-                    f"`reelgen wait {Interrupted.job_id}` saves it without paying again",
-                    err=True,
-                )
-            else:
-                click.echo("interrupted; nothing was submitted", err=True)
+            click.echo(f"interrupted; {interrupted_message()}", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:  # `reelgen jobs | head`: the reader left, not an error
             sys.stderr.close()
@@ -282,6 +273,16 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def interrupted_message() -> str:
+    """What an interrupt left behind, read from the job log."""
+    from .lifecycle import describe_interrupted
+
+    if Interrupted.hint:
+        return f"jobs in flight keep running: {Interrupted.hint}"
+    said = describe_interrupted(Interrupted.engine) if Interrupted.engine is not None else ""
+    return said or "nothing was submitted"
+
+
 def make_engine() -> Engine:
     from .engine import Engine
 
@@ -291,6 +292,7 @@ def make_engine() -> Engine:
 def open_engine() -> Engine:
     """The command's engine; its job log is closed when the command ends."""
     engine = make_engine()
+    Interrupted.engine = engine
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(engine.close)
@@ -325,9 +327,9 @@ def job_payload(job: Job) -> dict[str, Any]:
         "output": job.output,
         "message": job.message or None,
         "estimate": describe_estimate(job.estimate) if job.estimate else None,
-        "charged": job.data.get("charged"),
-        "sha256": job.data.get("sha256"),
-        "attempts": job.data.get("attempts", []),
+        "charged": job.meta.charged,
+        "sha256": job.meta.sha256,
+        "attempts": [a.model_dump() for a in job.meta.attempts],
     }
 
 
@@ -353,7 +355,10 @@ def cli(debug: bool) -> None:
 
 @cli.command("generate")
 @request_options
-@click.option("-o", "--output", help="Where to save the mp4 (default: JOB_ID.mp4).")
+@click.option(
+    "-o", "--output", help="Where to save the mp4 (default: JOB_ID.mp4; DIR/ means a folder)."
+)
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--dry-run", is_flag=True, help="Validate and estimate only; send nothing.")
 @click.option("--no-wait", is_flag=True, help="Submit, print the job id and exit.")
 @click.option(
@@ -367,6 +372,7 @@ def cli(debug: bool) -> None:
 @guarded
 def cli_generate(
     output: str | None,
+    force: bool,
     dry_run: bool,
     no_wait: bool,
     timeout: float,
@@ -401,10 +407,10 @@ def cli_generate(
     if dry_run:
         print_plan(engine, request, params, max_cost=max_cost, as_json=as_json, dry_run=True)
         return
+    force = force or confirm_overwrite(output, as_json=as_json)
     progress = make_progress(as_json)
 
     def submitted(job: Job, provider: VideoProvider) -> None:
-        Interrupted.job_id = job.id
         if not no_wait:
             progress.start(job, provider.expected_seconds(job.request))
 
@@ -417,7 +423,8 @@ def cli_generate(
                     request,
                     params["provider"],
                     route=params["route"],
-                    output=Path(output) if output else None,
+                    output=output,
+                    force=force,
                     max_cost=max_cost,
                     timeout=timeout,
                     wait=not no_wait,
@@ -432,6 +439,22 @@ def cli_generate(
     report_job(job, as_json=as_json, submitted_only=no_wait)
 
 
+def confirm_overwrite(output: str | None, *, as_json: bool) -> bool:
+    """On a terminal, ask before overwriting an existing output file (True: overwrite)."""
+    if output is None or as_json or not sys.stdin.isatty():
+        return False
+    from .outputs import resolve_target
+
+    target = resolve_target(output, "probe")
+    if not target.is_file():
+        return False
+    if click.confirm(f"{target} exists; overwrite it?", err=True):
+        return True
+    from .errors import OutputExists
+
+    raise OutputExists(f"{target} exists; not overwritten (pass --force to overwrite it)")
+
+
 def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None:
     if as_json:
         click.echo(json.dumps(job_payload(job)))
@@ -439,9 +462,9 @@ def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None
     if submitted_only:
         click.echo(f"submitted {job.id} to {job.provider}; `reelgen wait {job.id}` saves it")
         return
-    for attempt in job.data.get("attempts", []):
-        click.echo(f"{attempt['provider']} {attempt['outcome']}: {attempt['reason']}", err=True)
-    size = job.data.get("size")
+    for attempt in job.meta.attempts:
+        click.echo(f"{attempt.provider} {attempt.outcome}: {attempt.reason}", err=True)
+    size = job.meta.size
     click.echo(
         f"saved {job.output}"
         + (f" ({size / 1e6:.1f} MB)" if isinstance(size, int) else "")
@@ -475,7 +498,7 @@ def print_plan(
                 {"provider": c.provider.name, "estimate": describe_estimate(c.estimate)}
                 for c in candidates
             ],
-            "skipped": [a.as_dict() for a in skipped],
+            "skipped": [a.model_dump() for a in skipped],
         }
         if dry_run:
             payload["dry_run"] = True
@@ -515,19 +538,13 @@ def cli_estimate(as_json: bool, max_cost: float | None, **params: Any) -> None:
 @guarded
 def cli_status(job_id: str, as_json: bool) -> None:
     """Show a job's state (asks the provider once if it is not finished)."""
-    from .models import FINAL_STATES
+    from .lifecycle import refresh as refresh_job
 
     engine = open_engine()
     job = engine.store.get(job_id)
 
     async def refresh() -> Job:
-        if job.state in FINAL_STATES or job.task_id is None:
-            return job
-        provider = engine.provider(job.provider)
-        status = await engine.waiter.retry(f"poll {job.id}", lambda: provider.poll(job))
-        return engine.store.update(
-            job.model_copy(update={"state": status.state, "message": status.message})
-        )
+        return await refresh_job(engine, job)
 
     job = run_async(lambda: _closing(engine, refresh()))
     if as_json:
@@ -545,11 +562,13 @@ def cli_status(job_id: str, as_json: bool) -> None:
         click.echo(f"  task:     {job.task_id}")
     if job.estimate:
         click.echo(f"  estimate: ${job.estimate.amount:.2f}")
-    if job.data.get("charged"):
-        click.echo(f"  charged:  {job.data['charged']} units")
+    if job.meta.charged:
+        click.echo(f"  charged:  {job.meta.charged} units")
     click.echo(f"  output:   {job.output or '(not downloaded)'}")
-    for attempt in job.data.get("attempts", []):
-        click.echo(f"  tried:    {attempt['provider']} ({attempt['outcome']}): {attempt['reason']}")
+    if job.superseded_by:
+        click.echo(f"  taken over by: {job.superseded_by}")
+    for attempt in job.meta.attempts:
+        click.echo(f"  tried:    {attempt.provider} ({attempt.outcome}): {attempt.reason}")
     for at, state, message in engine.store.history(job.id):
         click.echo(f"  {at:%Y-%m-%d %H:%M:%S}  {state}" + (f"  {message}" if message else ""))
 
@@ -557,36 +576,31 @@ def cli_status(job_id: str, as_json: bool) -> None:
 @cli.command("wait")
 @click.argument("job_id")
 @click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--timeout", type=FINITE_POSITIVE, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @guarded
-def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> None:
-    """Wait for a job to finish and save its video."""
-    from .download import check_writable
-    from .models import FINAL_STATES
-
+def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_json: bool) -> None:
+    """Wait for a job to finish and save its video (it is looked up, never paid for twice)."""
     engine = open_engine()
     job = engine.store.get(job_id)
+    target = checked_output(job, output, force=force, as_json=as_json)
     progress = make_progress(as_json)
 
-    async def work() -> Job:
-        current = job
-        if output is not None:
-            check_writable(Path(output))
-        if current.state not in FINAL_STATES:
-            provider = engine.provider(current.provider)
-            progress.start(current, provider.expected_seconds(current.request))
-            try:
-                current = await engine.wait(current, timeout=timeout, on_status=progress.update)
-            finally:
-                progress.stop()
-        elif current.state != "succeeded":
-            from .errors import JobFailed
+    def accepted(current: Job, provider: VideoProvider) -> None:
+        progress.start(current, provider.expected_seconds(current.request))
 
-            raise JobFailed(f"job {current.id} {current.state}: {current.message}", job_id=job.id)
-        if current.output is None or output is not None:
-            await engine.save(current, Path(output) if output else None)
-        return engine.store.get(current.id)
+    async def work() -> Job:
+        try:
+            return await engine.advance(
+                job,
+                timeout=timeout,
+                output=target,
+                on_status=progress.update,
+                on_accepted=accepted,
+            )
+        finally:
+            progress.stop()
 
     done = run_async(lambda: _closing(engine, work()))
     report_job(done, as_json=as_json)
@@ -595,103 +609,56 @@ def cli_wait(job_id: str, output: str | None, timeout: float, as_json: bool) -> 
 @cli.command("download")
 @click.argument("job_id")
 @click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @guarded
-def cli_download(job_id: str, output: str | None, as_json: bool) -> None:
-    """Save a finished job's video (again)."""
-    from .download import check_writable
+def cli_download(job_id: str, output: str | None, force: bool, as_json: bool) -> None:
+    """Save a finished job's video (again); a job still running is asked about once."""
     from .errors import JobFailed
+    from .lifecycle import refresh
 
     engine = open_engine()
     job = engine.store.get(job_id)
+    target = checked_output(job, output, force=force, as_json=as_json)
 
     async def work() -> Job:
-        current = job
-        if output is not None:
-            check_writable(Path(output))
-        if current.state in ("failed", "canceled"):
+        current = await refresh(engine, job)
+        if current.state in ("planned", "submitting", "uncertain"):
             raise JobFailed(
-                f"job {current.id} {current.state}, there is no video: {current.message}",
+                f"job {current.id} is not known to {current.provider} yet; "
+                f"`reelgen wait {current.id}` finds or submits it, then saves the video",
                 job_id=current.id,
             )
-        if current.state != "succeeded":
-            if current.task_id is None:
-                raise JobFailed(
-                    f"job {current.id} is not known to {current.provider} yet; "
-                    f"`reelgen wait {current.id}` finds or submits it, then saves the video",
-                    job_id=current.id,
-                )
-            provider = engine.provider(current.provider)
-            status = await engine.waiter.retry("poll", lambda: provider.poll(current))
-            if status.state != "succeeded":
-                raise JobFailed(
-                    f"job {current.id} is {status.state}: "
-                    + (
-                        f"nothing to download yet, `reelgen wait {current.id}` waits for it"
-                        if not status.done
-                        else f"there is no video ({status.message or 'no reason given'})"
-                    ),
-                    job_id=current.id,
-                )
-            current = engine.store.update(current.model_copy(update={"state": "succeeded"}))
-        target = output or current.output or current.data.get("target")
-        await engine.save(current, Path(target) if target else None)
-        return engine.store.get(current.id)
+        if current.state in ("queued", "running"):
+            raise JobFailed(
+                f"job {current.id} is {current.state}: nothing to download yet, "
+                f"`reelgen wait {current.id}` waits for it",
+                job_id=current.id,
+            )
+        if current.state in ("failed", "canceled", "superseded"):
+            raise JobFailed(
+                f"job {current.id} {current.state}, there is no video: "
+                f"{current.message or 'no reason given'}",
+                job_id=current.id,
+            )
+        return await engine.advance(current, output=target)
 
     done = run_async(lambda: _closing(engine, work()))
     report_job(done, as_json=as_json)
 
 
-def lock_batch(out_dir: Path) -> None:
-    """One run per output folder at a time (two would pay twice for the same lines); the lock
-    goes when the process ends, even on kill -9."""
-    import fcntl
+def checked_output(job: Job, output: str | None, *, force: bool, as_json: bool) -> Path | None:
+    """``-o`` of wait/download, checked like generate's (None: the job's own target)."""
+    if output is None:
+        return None
+    from .outputs import check_target, resolve_target
 
-    from .errors import UsageError
-
-    handle = batch_lock_path(str(out_dir)).open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise UsageError(
-            f"another reelgen batch is running on {out_dir}; wait for it (or stop it) first"
-        ) from None
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        ctx.call_on_close(handle.close)  # released when the command ends
-    else:
-        _held_locks.append(handle)
-
-
-def batch_lock_path(out_dir: str) -> Path:
-    """The lock of a batch (named by its output folder), kept beside the job log."""
-    import hashlib
-
-    from .paths import data_dir
-
-    folder = data_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{hashlib.sha256(out_dir.encode()).hexdigest()[:24]}.lock"
-
-
-def batch_is_running(out_dir: str) -> bool:
-    """Whether another process holds the batch lock on ``out_dir``."""
-    import fcntl
-
-    path = batch_lock_path(out_dir)
-    if not path.exists():
-        return False
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
-_held_locks: list[Any] = []
+    target = resolve_target(output, job.id)
+    if target == Path(job.output or ""):
+        return target  # the job's own video, saved again
+    force = force or confirm_overwrite(output, as_json=as_json)
+    check_target(target, inputs=[job.request.image or ""], force=force)
+    return target
 
 
 @cli.command("batch")
@@ -708,7 +675,8 @@ _held_locks: list[Any] = []
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="Jobs in flight at once (also capped by each provider's concurrency).",
+    help="Jobs in flight at once (a provider's configured concurrency caps its own jobs; "
+    "an account that refuses more lowers it while the batch runs).",
 )
 @click.option(
     "--max-cost",
@@ -716,6 +684,7 @@ _held_locks: list[Any] = []
     help="Refuse if the batch's total estimate is above this (USD).",
 )
 @click.option("--yes", is_flag=True, help="Do not ask before spending (a TTY asks otherwise).")
+@click.option("--force", is_flag=True, help="Overwrite output files this batch did not write.")
 @click.option(
     "--timeout",
     type=FINITE_POSITIVE,
@@ -732,6 +701,7 @@ def cli_batch(
     concurrency: int,
     max_cost: float | None,
     yes: bool,
+    force: bool,
     timeout: float,
     as_json: bool,
     callback_url: str | None,
@@ -739,13 +709,13 @@ def cli_batch(
 ) -> None:
     """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash."""
     from . import batch
-    from .download import check_writable
     from .errors import BudgetExceeded
+    from .outputs import check_target
 
     engine = open_engine()
     out_dir = out_dir.expanduser().resolve()
-    check_writable(out_dir / "probe.mp4")
-    lock_batch(out_dir)
+    check_target(out_dir / ".reelgen-probe.mp4")
+    click.get_current_context().with_resource(batch.locked(out_dir))
     receiver: Receiver | None = None
     if listen is not None:
         receiver, callback_url = start_listening(listen, callback_url)
@@ -757,7 +727,7 @@ def cli_batch(
         engine.hints = receiver.hints
         engine.callback_url = callback_url
     key = str(out_dir)
-    batch.classify(engine, items, key)
+    batch.classify(engine, items, key, force=force)
     todo = [i for i in items if i.state in ("new", "retry")]
     resuming = [i for i in items if i.state == "resume"]
     done = [i for i in items if i.state == "done"]
@@ -851,9 +821,10 @@ class BatchTicker:
             elapsed = loop.time() - t0
             finished = p.done + p.failed
             eta = f", ETA {elapsed / finished * (p.total - finished):.0f} s" if finished else ""
+            limits = f" (limit {p.limits})" if p.limits else ""
             click.echo(
-                f"\r\033[Kdone {p.done}/{p.total}, running {p.running}, failed {p.failed}, "
-                f"spent ${p.spent:.2f}{eta}",
+                f"\r\033[Kdone {p.done}/{p.total}, running {p.running}{limits}, "
+                f"failed {p.failed}, spent ${p.spent:.2f}{eta}",
                 nl=False,
                 err=True,
             )
@@ -876,14 +847,16 @@ class BatchTicker:
 @guarded
 def cli_resume(timeout: float, as_json: bool) -> None:
     """Finish every unfinished job in the job log, paying for nothing twice."""
-    from datetime import datetime, timedelta
-
+    from .batch import is_running
+    from .concurrency import ProviderSlots
     from .errors import ReelgenError
-    from .models import utcnow
+    from .lifecycle import expires_soon
 
     engine = open_engine()
-    jobs = engine.store.unfinished()
-    busy = [j for j in jobs if j.batch and batch_is_running(j.batch)]
+    jobs, damaged = engine.store.unfinished()
+    for row in damaged:
+        click.echo(f"skipping {row.id}: its job-log row is damaged ({row.reason})", err=True)
+    busy = [j for j in jobs if j.batch and is_running(j.batch)]
     if busy:
         click.echo(f"skipping {len(busy)} jobs of batches running now", err=True)
         jobs = [j for j in jobs if j not in busy]
@@ -891,28 +864,15 @@ def cli_resume(timeout: float, as_json: bool) -> None:
         click.echo("nothing to resume", err=True)
         return
     Interrupted.hint = "rerun `reelgen resume` to finish"
-    from dataclasses import replace
-
-    from .batch import Limiter
-    from .errors import ConcurrencyLimited
-
-    limiters: dict[str, Limiter] = {}  # per provider: min(4, its configured concurrency)
-    engine.waiter.policy = replace(engine.waiter.policy, patient_with=(ConcurrencyLimited,))
+    slots = ProviderSlots(engine, 4)
 
     async def one(job: Job) -> tuple[Job, str | None]:
         try:
-            current = job
-            if current.state != "succeeded":
-                if job.provider not in limiters:
-                    cap = engine.provider(job.provider).settings.concurrency
-                    limiters[job.provider] = Limiter(min(4, cap))
-                async with limiters[job.provider]:
-                    current = await engine.wait(current, timeout=timeout)
-            expires = current.data.get("expires_at")
-            if expires and utcnow() + timedelta(days=3) > datetime.fromisoformat(expires):
-                click.echo(f"warning: {job.id}'s result expires at {expires}", err=True)
-            await engine.save(current)
-            return engine.store.get(job.id), None
+            if job.state in ("result", "downloading"):
+                soon = expires_soon(job)
+                if soon is not None:
+                    click.echo(f"warning: {job.id}'s result expires at {soon}", err=True)
+            return await engine.advance(job, timeout=timeout, slots=slots), None
         except ReelgenError as err:
             return job, str(err)
         except Exception as exc:  # one job's bug must not stop the others
@@ -950,30 +910,43 @@ def cli_forget(job_id: str) -> None:
     For a job whose submission may or may not have reached a provider that cannot look it up:
     check the provider's console first, or you may pay twice.
     """
+    from .errors import DamagedJob
+
     engine = open_engine()
-    job = engine.store.get(job_id)
-    if job.state in ("succeeded", "failed", "canceled") and job.output is not None:
+    try:
+        job = engine.store.get(job_id)
+    except DamagedJob:
+        job = None  # unreadable: it is still marked, so nothing tries to finish it
+    if job is not None and job.state in ("succeeded", "failed", "canceled", "superseded"):
         click.echo(f"{job.id} is already {job.state}; nothing to forget", err=True)
         return
-    engine.store.update(
-        job.model_copy(update={"state": "canceled", "message": "forgotten by the user"})
-    )
-    click.echo(f"forgot {job.id}: it will not be resumed", err=True)
+    with contextlib.suppress(DamagedJob):
+        engine.store.transition(job_id, to="canceled", message="forgotten by the user")
+    click.echo(f"forgot {job_id}: it will not be resumed", err=True)
 
 
 @cli.command("jobs")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option(
     "--state",
-    type=click.Choice(["submitting", "queued", "running", "succeeded", "failed", "canceled"]),
+    type=click.Choice(JOB_STATES),
     help="Only jobs in this state.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @guarded
 def cli_jobs(limit: int, state: str | None, as_json: bool) -> None:
-    """List recent jobs from the job log."""
-    for job in open_engine().store.recent(limit=limit, state=state):
-        if as_json:
+    """List recent jobs from the job log (damaged rows are listed, not fatal)."""
+    from .store import DamagedRow
+
+    for job in open_engine().store.rows(limit=limit, state=state):
+        if isinstance(job, DamagedRow):
+            if as_json:
+                click.echo(
+                    json.dumps({"job_id": job.id, "state": job.state, "damaged": job.reason})
+                )
+            else:
+                click.echo(f"{job.id}  damaged row ({job.reason}); `reelgen forget {job.id}`")
+        elif as_json:
             click.echo(json.dumps(job_payload(job)))
         else:
             click.echo(
@@ -1162,5 +1135,11 @@ def register_plugin_commands() -> None:
 
 
 def main() -> None:
+    import signal
+
+    # SIGTERM (a service manager, `kill`) is handled like Ctrl-C: the job log stays true and
+    # the message says how to pick up what was in flight
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     register_plugin_commands()
     cli(prog_name="reelgen")

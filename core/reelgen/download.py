@@ -17,7 +17,8 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from .errors import DownloadError, InvalidRequest
+from .errors import DownloadError
+from .outputs import check_saveable
 from .waiting import Waiter
 
 CHUNK = 1024 * 1024
@@ -37,20 +38,7 @@ def part_path(dest: Path, tag: str = "") -> Path:
     return dest.with_name(f".{dest.name}{'.' + tag if tag else ''}.part")
 
 
-def check_writable(output: Path | None) -> None:
-    """Refuse, before anything is paid for, an output the result could not be saved to."""
-    target = Path.cwd() if output is None else output.expanduser()
-    if target.exists() and not target.is_dir() and not os.access(target, os.W_OK):
-        raise InvalidRequest(f"cannot write {target}; choose another -o")
-    folder = target if target.is_dir() else target.parent
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise InvalidRequest(f"cannot write to {folder}; choose another -o")
-
-
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
@@ -60,7 +48,8 @@ def _sha256(path: Path) -> str:
 
 def _finish(part: Path, dest: Path) -> Saved:
     size = part.stat().st_size
-    digest = _sha256(part)
+    digest = sha256_of(part)
+    check_saveable(dest)  # a device or fifo that appeared since the checks is never replaced
     os.replace(part, dest)
     return Saved(dest, size, digest)
 
@@ -90,7 +79,10 @@ async def _download(
     async def attempt() -> None:
         await _fetch_into(url, part, client)
 
-    await waiter.retry(f"download {dest.name}", attempt)
+    def received() -> int:  # a cut after new bytes starts a fresh backoff streak
+        return part.stat().st_size if part.exists() else 0
+
+    await waiter.retry(f"download {dest.name}", attempt, progress=received)
     return _finish(part, dest)
 
 

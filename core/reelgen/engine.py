@@ -1,5 +1,6 @@
-"""Runs jobs end to end: validate -> estimate -> record -> submit once -> wait -> download.
+"""One run's providers, job log and waiter; plans jobs and hands them to the lifecycle.
 
+validate -> estimate -> plan (the job row, before anything is paid) -> :func:`lifecycle.advance`.
 :func:`generate` / :func:`agenerate` are the library entry points; the CLI drives
 :class:`Engine` directly so it can show progress and submit without waiting.
 """
@@ -7,55 +8,32 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import credentials
+from . import credentials, lifecycle
 from .config import Config, load_config
-from .download import download
-from .errors import (
-    BudgetExceeded,
-    ConfigError,
-    ContentPolicyError,
-    DownloadError,
-    InvalidRequest,
-    JobFailed,
-    ProviderTimeout,
-    ReelgenError,
-    WaitTimeout,
-)
-from .http import make_client
-from .models import (
-    FINAL_STATES,
-    CostEstimate,
-    Job,
-    JobStatus,
-    Video,
-    VideoRequest,
-    VideoResult,
-    utcnow,
-)
+from .errors import BudgetExceeded, ConfigError, InvalidRequest
+from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
+from .models import Attempt, CostEstimate, Job, JobMeta, VideoRequest, VideoResult
+from .outputs import check_target, resolve_target
 from .plugins import get_provider
 from .provider import VideoProvider
-from .store import JobStore
+from .store import JobStore, Learned
 from .waiting import Waiter
 
 if TYPE_CHECKING:
     from .receiver import Hints
 
 DEFAULT_PROVIDER = "local"
-DEFAULT_TIMEOUT = 30 * 60.0
-StatusCallback = Callable[[Job, JobStatus, float], None]
 
 
 @dataclass(frozen=True)
@@ -88,11 +66,14 @@ class Engine:
         self._store = store
         self.waiter = waiter or Waiter()
         self.hints = hints
-        self.callback_url: str | None = None
-        """The URL this run's receiver is reached at (set with ``hints`` by ``--listen``)."""
         """Callbacks received for this run (``--listen``): jobs that asked for callbacks are
         woken by them and otherwise polled only slowly."""
+        self.callback_url: str | None = None
+        """The URL this run's receiver is reached at (set with ``hints`` by ``--listen``)."""
+        self.touched: dict[str, None] = {}
+        """Jobs this engine planned or advanced, in order (what an interrupt leaves behind)."""
         self._used: dict[str, VideoProvider] = {}
+        self._learned: dict[tuple[object, ...], list[float]] = {}
 
     @property
     def store(self) -> JobStore:
@@ -172,245 +153,105 @@ class Engine:
             chosen.check_credentials()
         return Prepared(chosen, validated, estimate)
 
-    # -- paying -----------------------------------------------------------------------------
+    # -- planning ---------------------------------------------------------------------------
 
-    async def submit(
+    def new_job(
         self,
         prepared: Prepared,
         *,
-        output: Path | None = None,
-        attempts: int | None = None,
-        history: list[dict[str, Any]] | None = None,
+        target: str | Path | None = None,
+        overwrite: bool = False,
+        asked: VideoRequest | None = None,
+        route: list[str] | None = None,
+        candidates: list[str] | None = None,
+        max_cost: float | None = None,
+        attempts: list[Attempt] | None = None,
         batch: str | None = None,
         item: str | None = None,
     ) -> Job:
-        """Record the job (with where its video goes, and the providers tried before it), then
-        start it at the provider: at most one paid task per job."""
+        """A planned job for ``prepared`` (not yet stored): where its video goes, the request
+        as asked, and the candidates that may take over if this provider fails."""
         job_id = new_job_id()
-        target = resolve_output(output, job_id)
-        data: dict[str, Any] = {"target": str(target)}
-        if history:
-            data["attempts"] = history
-        job = Job(
+        return Job(
             id=job_id,
             provider=prepared.provider.name,
             request=prepared.request,
             idempotency_key=job_id,
             estimate=prepared.estimate,
-            data=data,
+            batch=batch,
+            item=item,
+            meta=JobMeta(
+                target=str(resolve_target(target, job_id)),
+                overwrite=overwrite,
+                asked=asked,
+                route=route or [prepared.provider.name],
+                candidates=candidates or [],
+                max_cost=max_cost,
+                attempts=attempts or [],
+            ),
+        )
+
+    def plan(
+        self,
+        request: VideoRequest,
+        *,
+        provider: str | None = None,
+        route: str | None = None,
+        output: str | Path | None = None,
+        force: bool = False,
+        max_cost: float | None = None,
+        batch: str | None = None,
+        item: str | None = None,
+    ) -> Job:
+        """Check everything that can be checked without paying — the request on each of the
+        route's providers, the budget, keys and where the video goes — and record the job
+        (state ``planned``). Nothing is sent."""
+        from . import router
+
+        chosen = router.resolve_route(self, route=route, provider=provider)
+        limit = self.max_cost(max_cost, route_limit=chosen.max_cost)
+        candidates, skipped = router.plan(self, request, chosen, max_cost=limit)
+        job = self.new_job(
+            candidates[0],
+            target=output,
+            overwrite=force,
+            asked=request,
+            route=[c.provider.name for c in candidates],
+            candidates=[c.provider.name for c in candidates[1:]],
+            max_cost=limit,
+            attempts=skipped,
             batch=batch,
             item=item,
         )
-        self.store.add(job)
-        return await self._submit_once(prepared.provider, job, uncertain=False, attempts=attempts)
+        inputs = [request.image, *_paths_in(request.options)]
+        check_target(Path(job.meta.target or ""), inputs=[i for i in inputs if i], force=force)
+        self.touched.setdefault(job.id, None)
+        return self.store.add(job)
 
-    async def _submit_once(
-        self, provider: VideoProvider, job: Job, *, uncertain: bool, attempts: int | None = None
-    ) -> Job:
-        """Submit, retrying transient errors; after any reply that may have been lost, look the
-        task up by the job's idempotency key before submitting again."""
+    # -- running ----------------------------------------------------------------------------
 
-        async def attempt() -> Job:
-            nonlocal uncertain
-            if uncertain:
-                if not provider.can_lookup:
-                    raise ProviderTimeout(
-                        f"the outcome of job {job.id}'s submission is unknown",
-                        provider=provider.name,
-                        job_id=job.id,
-                        retryable=False,
-                    )
-                found = await provider.lookup(job)
-                if found is not None:
-                    return found
-            try:
-                return await provider.submit(job)
-            except ReelgenError as err:
-                if err.maybe_accepted:
-                    uncertain = True
-                    if not provider.can_lookup:
-                        err.retryable = False  # nothing can settle it: never send it again
-                raise
-
-        try:
-            submitted = await self.waiter.retry(f"submit {job.id}", attempt, attempts=attempts)
-        except ReelgenError as err:
-            err.job_id = err.job_id or job.id
-            if not uncertain:
-                self.store.submit_failed(job.id, str(err))
-                raise
-            # The provider may hold a (paid) task for this job: the row stays "submitting" so
-            # `reelgen wait` looks it up instead of paying again.
-            self.store.submit_uncertain(job.id, str(err))
-            hint = (
-                f"`reelgen wait {job.id}` finds it (it is never submitted twice)"
-                if provider.can_lookup
-                else f"check {provider.name}'s console before trying again (it cannot be looked "
-                "up, so reelgen does not resubmit it)"
-            )
-            raise ProviderTimeout(
-                f"{err}; job {job.id} may have been accepted by {provider.name}: {hint}",
-                provider=provider.name,
-                job_id=job.id,
-                retryable=False,
-                maybe_accepted=True,
-            ) from err
-        if submitted.task_id and "accepted_at" not in submitted.data:
-            data = {**submitted.data, "accepted_at": utcnow().isoformat()}
-            submitted = submitted.model_copy(update={"data": data})
-        return self.store.update(submitted)
-
-    async def recover(self, job: Job) -> Job:
-        """Find a job that may have been submitted before a crash, or submit it now."""
-        if job.task_id is not None or job.state != "submitting":
-            return job
-        provider = self.provider(job.provider)
-        provider.check_credentials()
-        superseded = job.data.get("superseded_by")
-        if superseded:
-            # another provider made this video: look for a task that may exist, never submit
-            found = await provider.lookup(job) if provider.can_lookup else None
-            if found is not None:
-                return self.store.update(found)
-            message = f"never submitted: job {superseded} made the video instead"
-            self.store.cancel_unsubmitted(job.id, message)
-            raise JobFailed(f"job {job.id} was {message}", provider=provider.name, job_id=job.id)
-        # A job still "submitting" in the log may have reached the provider before a crash.
-        return await self._submit_once(provider, job, uncertain=True)
-
-    # -- after paying -----------------------------------------------------------------------
-
-    async def wait(
+    async def advance(
         self,
         job: Job,
         *,
+        until: lifecycle.Until = "saved",
         timeout: float = DEFAULT_TIMEOUT,
+        output: Path | None = None,
         on_status: StatusCallback | None = None,
-        fresh: bool = False,
+        on_accepted: Callable[[Job, VideoProvider], None] | None = None,
+        slots: Slots | None = None,
     ) -> Job:
-        """Poll until the job is final; JobFailed carries the provider's reason.
-
-        ``fresh``: the job was submitted a moment ago, so its state is known and the first
-        query can wait for the schedule."""
-        job = await self.recover(job)
-        provider = self.provider(job.provider)
-        current = job
-
-        def seen(status: JobStatus, elapsed: float) -> None:
-            nonlocal current
-            data = dict(current.data)
-            if status.charged is not None:
-                data["charged"] = status.charged
-            if status.took is not None:
-                data["took"] = status.took  # the provider's own processing time: learned from
-            if status.state == "succeeded" and provider.result_ttl and "expires_at" not in data:
-                expires = utcnow() + timedelta(seconds=provider.result_ttl)
-                data["expires_at"] = expires.isoformat()
-            if (status.state, status.message, data) != (
-                current.state,
-                current.message,
-                current.data,
-            ):
-                current = self.store.update(
-                    current.model_copy(
-                        update={"state": status.state, "message": status.message, "data": data}
-                    )
-                )
-            if on_status is not None:
-                on_status(current, status, elapsed)
-
-        # time since the provider accepted the job (backing off before that is not generation)
-        accepted = job.data.get("accepted_at")
-        since = datetime.fromisoformat(accepted) if accepted else job.created_at
-        waited = max(0.0, (utcnow() - since).total_seconds())
-        # learned from this provider's recent jobs of the same shape, else its own guess
-        guess = provider.expected_seconds(job.request)
-        expected = self.store.typical_seconds(provider.name, job.request, ceiling=4 * guess)
-        known = expected is not None or provider.settings_expected(job.request)
-        if expected is None:
-            expected = guess
-        watch: contextlib.AbstractContextManager[asyncio.Event | None] = contextlib.nullcontext()
-        wanted = job.request.options.get("callback_url")
-        reachable = self.callback_url is None or wanted == self.callback_url
-        if self.hints is not None and wanted and reachable:
-            # only callbacks sent to this run's receiver can arrive: a job resumed from a run
-            # that listened elsewhere is polled on the normal schedule
-            watch = self.hints.watch(job.task_id, job.idempotency_key)
-        try:
-            with watch as wake:
-                status = await self.waiter.until_done(
-                    provider,
-                    job,
-                    expected=expected,
-                    known=known,
-                    deadline=timeout + waited,
-                    waited=waited,
-                    on_status=seen,
-                    wake=wake,
-                    poll_first=not (fresh and job.task_id and job.state not in FINAL_STATES),
-                )
-        except (WaitTimeout, JobFailed):
-            raise
-        except ReelgenError as err:
-            # the job was accepted and may still finish: say how to pick it up
-            raise err.__class__(
-                f"{err}; job {job.id} is not lost, `reelgen wait {job.id}` picks it up",
-                provider=err.provider,
-                job_id=job.id,
-                retryable=err.retryable,
-                retry_after=err.retry_after,
-                code=err.code,
-            ) from err
-        if status.state == "failed" and status.failure is not None:
-            # refused for the content or the input: another provider would refuse it too
-            cls = ContentPolicyError if status.failure == "content_policy" else InvalidRequest
-            raise cls(
-                f"{provider.name} job {job.id} was refused: {status.message or 'no reason given'}",
-                provider=provider.name,
-                job_id=job.id,
-            )
-        if status.state == "failed":
-            raise JobFailed(
-                f"{provider.name} job {job.id} failed: {status.message or 'no reason given'}",
-                provider=provider.name,
-                job_id=job.id,
-            )
-        if status.state == "canceled":
-            raise JobFailed(f"job {job.id} was canceled", provider=provider.name, job_id=job.id)
-        return current
-
-    async def save(self, job: Job, output: Path | None = None) -> VideoResult:
-        """Download a succeeded job's video (atomic, resumable, verified) to ``output``, else to
-        the target recorded at submission."""
-        provider = self.provider(job.provider)
-        target = resolve_output(output or job.data.get("target"), job.id)
-        result = await self.waiter.retry(f"result {job.id}", lambda: provider.result(job))
-        if not result.videos:
-            raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
-        async with make_client() as client:
-            try:
-                saved = await download(
-                    result.videos[0].url, target, client=client, waiter=self.waiter, tag=job.id
-                )
-            except DownloadError as err:
-                hint = (
-                    f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
-                    if err.retryable
-                    else ""
-                )
-                raise DownloadError(
-                    f"could not save job {job.id}: {err}{hint}",
-                    provider=provider.name,
-                    job_id=job.id,
-                    retryable=err.retryable,
-                ) from err
-        first = result.videos[0].model_copy(
-            update={"path": str(saved.path), "size": saved.size, "sha256": saved.sha256}
+        """:func:`reelgen.lifecycle.advance` with this engine."""
+        return await lifecycle.advance(
+            self,
+            job,
+            until=until,
+            timeout=timeout,
+            output=output,
+            on_status=on_status,
+            on_accepted=on_accepted,
+            slots=slots,
         )
-        videos: list[Video] = [first, *result.videos[1:]]
-        data = {**job.data, "size": saved.size, "sha256": saved.sha256, "url": first.url}
-        self.store.update(job.model_copy(update={"output": str(saved.path), "data": data}))
-        return result.model_copy(update={"videos": videos})
 
     async def run(
         self,
@@ -418,33 +259,57 @@ class Engine:
         provider: str | None = None,
         *,
         route: str | None = None,
-        output: Path | None = None,
+        output: str | Path | None = None,
+        force: bool = False,
         max_cost: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         wait: bool = True,
         on_status: StatusCallback | None = None,
         on_submitted: Callable[[Job, VideoProvider], None] | None = None,
     ) -> tuple[Job, VideoResult | None]:
-        """Validate, price, record, submit once, then (unless ``wait`` is False) wait and save;
-        on the route's providers in turn where one fails in a way another could avoid.
-
-        Everything that can be checked locally — including that the output can be written —
-        is checked before the first paid call.
-        """
-        from . import router
-
-        chosen = router.resolve_route(self, route=route, provider=provider)
-        return await router.run(
-            self,
-            request,
-            chosen,
-            output=output,
-            max_cost=max_cost,
-            timeout=timeout,
-            wait=wait,
-            on_status=on_status,
-            on_submitted=on_submitted,
+        """Plan the request, then advance it until saved (or accepted, without ``wait``); on
+        the route's providers in turn where one fails in a way another could avoid."""
+        job = self.plan(
+            request, provider=provider, route=route, output=output, force=force, max_cost=max_cost
         )
+        done = await self.advance(
+            job,
+            until="saved" if wait else "accepted",
+            timeout=timeout,
+            on_status=on_status,
+            on_accepted=on_submitted,
+        )
+        return done, lifecycle.result_of(done) if wait else None
+
+    # -- what was learned -------------------------------------------------------------------
+
+    def learned(
+        self, provider: str, request: VideoRequest, *, ceiling: float | None = None
+    ) -> Learned | None:
+        """How long jobs of this kind take: what finished in this run (so jobs in flight learn
+        from the first sibling that finishes), else the job log's recent history."""
+        key = _kind(provider, request)
+        if key not in self._learned:
+            found = self.store.learned(provider, request, ceiling=ceiling)
+            self._learned[key] = [found.seconds] * found.samples if found else []
+        samples = self._learned[key]
+        if not samples:
+            return None
+        ordered = sorted(samples[-20:])
+        middle = len(ordered) // 2
+        median = (
+            ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        )
+        return Learned(median, len(samples))
+
+    def finished(self, provider: str, request: VideoRequest, took: float | None) -> None:
+        """A job of this kind finished at the provider after ``took`` seconds."""
+        if took is None:
+            return
+        key = _kind(provider, request)
+        if key not in self._learned:
+            self.learned(provider, request)
+        self._learned[key].append(took)
 
     async def aclose(self) -> None:
         for provider in self._used.values():
@@ -457,14 +322,17 @@ class Engine:
             self._store = None
 
 
-def resolve_output(output: str | Path | None, job_id: str) -> Path:
-    """Where a job's video goes, as an absolute path (a directory gets ``JOB_ID.mp4``)."""
-    if output is None:
-        return Path(f"{job_id}.mp4").resolve()
-    path = Path(output).expanduser()
-    if path.is_dir():
-        path = path / f"{job_id}.mp4"
-    return path.resolve()
+def _kind(provider: str, request: VideoRequest) -> tuple[object, ...]:
+    return (provider, request.model, request.mode, request.duration, request.image is None)
+
+
+def _paths_in(options: Mapping[str, Any]) -> list[str]:
+    """Local files named in provider options (an end frame): never an output either."""
+    return [
+        v
+        for v in options.values()
+        if isinstance(v, str) and "://" not in v and Path(v).expanduser().is_file()
+    ]
 
 
 async def agenerate(
@@ -481,11 +349,7 @@ async def agenerate(
     engine = Engine()
     try:
         _, result = await engine.run(
-            request,
-            provider,
-            output=Path(output) if output else None,
-            max_cost=max_cost,
-            timeout=timeout,
+            request, provider, output=output, max_cost=max_cost, timeout=timeout
         )
         assert result is not None
         return result

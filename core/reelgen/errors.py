@@ -5,8 +5,9 @@
     ReelgenError                      base; ``retryable`` says whether trying again can help
     ├── UsageError                    the caller must change something; never retried
     │   ├── InvalidRequest            bad input (image, prompt, cfg_scale, ...)
-    │   │   └── Unsupported           this provider cannot serve it (model, mode, duration,
-    │   │                             input kind, option); another provider may
+    │   │   ├── Unsupported           this provider cannot serve it (model, mode, duration,
+    │   │   │                         input kind, option); another provider may
+    │   │   └── OutputExists          the output file exists and overwriting was not asked for
     │   ├── ContentPolicyError        the provider refused the content
     │   ├── BudgetExceeded            the estimate is over the allowed cost
     │   ├── MissingCredentials        no key for the provider
@@ -15,6 +16,8 @@
     │   ├── ConfigError               a config file or setting is wrong
     │   ├── UnknownProvider           no plugin registered that provider name
     │   ├── JobNotFound               no such job in the job log
+    │   ├── DamagedJob                its job-log row cannot be read back
+    │   ├── JobBusy                   another process is working on that job right now
     │   └── WebhookInvalid            a callback failed its signature check (unsigned,
     │                                 stale or forged); it is refused, never acted on
     └── OperationalError              something went wrong on the way; may be retried
@@ -82,6 +85,10 @@ class Unsupported(InvalidRequest):
     though another provider may: a router skips it rather than stopping."""
 
 
+class OutputExists(InvalidRequest):
+    """The output file already exists and overwriting it was not asked for."""
+
+
 class ContentPolicyError(UsageError):
     """The provider refused the prompt or image on policy or safety grounds."""
 
@@ -112,6 +119,14 @@ class UnknownProvider(UsageError):
 
 class JobNotFound(UsageError):
     """The job log has no job with that id."""
+
+
+class DamagedJob(UsageError):
+    """The job's row in the job log cannot be read back; other jobs are unaffected."""
+
+
+class JobBusy(UsageError):
+    """Another live process is submitting or saving that job; wait for it to finish."""
 
 
 class WebhookInvalid(UsageError):

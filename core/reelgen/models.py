@@ -7,11 +7,40 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobState = Literal["submitting", "queued", "running", "succeeded", "failed", "canceled"]
-"""``submitting``: written to the job log, not yet known to the provider (a crash here is
-resolved by looking the job up by its idempotency key before any new submission)."""
+TaskState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+"""What a provider reports about its task (:class:`JobStatus`)."""
+
+JobState = Literal[
+    "planned",
+    "submitting",
+    "uncertain",
+    "queued",
+    "running",
+    "result",
+    "downloading",
+    "succeeded",
+    "failed",
+    "canceled",
+    "superseded",
+]
+"""Where a job stands in its lifecycle (the job log's ``state``; see :mod:`reelgen.lifecycle`).
+
+``planned``: recorded, nothing sent. ``submitting``: the paid create may be on its way.
+``uncertain``: a create may have gone through and no lookup settled it. ``queued`` /
+``running``: accepted by the provider. ``result``: finished at the provider, video not saved
+yet. ``downloading``: a process is saving it. ``succeeded``: the video is saved. ``failed`` /
+``canceled``: over, nothing to save. ``superseded``: another job of the same request took over;
+this one is never submitted again.
+"""
 
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+"""Final task states (a provider's :class:`JobStatus`)."""
+
+JOB_FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "superseded"})
+"""Job states the lifecycle never leaves by itself."""
+
+IN_FLIGHT_STATES: frozenset[str] = frozenset({"submitting", "uncertain", "queued", "running"})
+"""A paid task may exist for a job in these states."""
 
 
 def utcnow() -> datetime:
@@ -67,7 +96,7 @@ class CostEstimate(BaseModel):
 class JobStatus(BaseModel):
     """One observation of a job at the provider."""
 
-    state: JobState
+    state: TaskState
     progress: float | None = Field(default=None, ge=0, le=1)
     message: str = ""
     charged: str | None = Field(default=None, description="What the provider says it charged.")
@@ -87,6 +116,45 @@ class JobStatus(BaseModel):
         return self.state in FINAL_STATES
 
 
+class Attempt(BaseModel):
+    """A provider a request was tried on before the job that holds this record."""
+
+    provider: str
+    outcome: Literal["skipped", "failed", "uncertain", "submitted", "succeeded"]
+    reason: str = ""
+    job_id: str | None = None
+
+
+class JobMeta(BaseModel):
+    """What the core remembers about a job besides its state (the job log's ``meta``).
+
+    Each field is written on its own (a merge, never a rewrite of the whole record), so two
+    processes recording different things about one job never erase each other's.
+    """
+
+    target: str | None = Field(default=None, description="Where the video is to be saved.")
+    overwrite: bool = Field(default=False, description="The user allowed replacing the target.")
+    asked: VideoRequest | None = Field(
+        default=None, description="The request as given, before a provider filled in defaults."
+    )
+    route: list[str] = Field(default_factory=list, description="Every candidate, in order.")
+    candidates: list[str] = Field(
+        default_factory=list, description="Providers still to try if this one fails."
+    )
+    max_cost: float | None = Field(default=None, description="The per-job budget (USD).")
+    attempts: list[Attempt] = Field(default_factory=list)
+    owner: str | None = Field(
+        default=None, description="host:pid of the process submitting or saving it."
+    )
+    charged: str | None = None
+    took: float | None = None
+    expires_at: datetime | None = None
+    size: int | None = None
+    sha256: str | None = None
+    url: str | None = None
+    seconds: float | None = Field(default=None, description="The saved video's duration.")
+
+
 class Job(BaseModel):
     """A job as reelgen remembers it (one row of the job log)."""
 
@@ -95,14 +163,21 @@ class Job(BaseModel):
     request: VideoRequest
     idempotency_key: str
     task_id: str | None = None
-    state: JobState = "submitting"
+    state: JobState = "planned"
     message: str = ""
     estimate: CostEstimate | None = None
     output: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    accepted_at: datetime | None = Field(
+        default=None, description="When the provider accepted it (it may charge from then)."
+    )
+    superseded_by: str | None = Field(
+        default=None, description="The job that took this request over (failover)."
+    )
+    meta: JobMeta = Field(default_factory=JobMeta)
     data: dict[str, Any] = Field(
-        default_factory=dict, description="Provider bookkeeping (e.g. the endpoint used)."
+        default_factory=dict, description="The provider's own bookkeeping (e.g. its URLs)."
     )
     batch: str | None = Field(default=None, description="The batch (its output folder).")
     item: str | None = Field(default=None, description="The manifest line's id in the batch.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +66,10 @@ class Capabilities(BaseModel):
         return any(m.text_to_video for m in self.models.values())
 
 
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""USD per second of video: finite and not negative."""
+
+
 class ProviderSettings(BaseModel):
     """Settings every provider understands (``[providers.NAME]`` in the config file)."""
 
@@ -77,13 +81,22 @@ class ProviderSettings(BaseModel):
         default=None, gt=0, description="Longest clip this provider may be asked for, in seconds."
     )
     price_per_second: float | None = Field(
-        default=None, ge=0, description="Estimate in USD per second of video for every model."
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Estimate in USD per second of video for every model (never below the "
+        "published price).",
     )
-    prices: dict[str, float] = Field(
+    prices: dict[str, Price] = Field(
         default_factory=dict,
-        description='Per model or model/mode estimate overrides, e.g. {"kling-v2-1/pro" = 0.098}.',
+        description='Per model or model/mode estimate overrides, e.g. {"kling-v2-1/pro" = 0.098} '
+        "(never below the published price).",
     )
-    concurrency: int = Field(default=5, ge=1, description="Jobs in flight at once.")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Jobs in flight at once at this provider; unset: as --concurrency says.",
+    )
 
 
 class VideoProvider(ABC):
@@ -181,14 +194,25 @@ class VideoProvider(ABC):
         duration = request.duration or self.capabilities.default_duration
         prices = self.settings.prices
         key = f"providers.{self.name}"
+        spec = self.capabilities.models.get(model)
+        published = spec.published_prices.get(mode) if spec else None
+        configured: tuple[float, str] | None = None
         if f"{model}/{mode}" in prices:
-            price, basis = prices[f"{model}/{mode}"], f'{key}.prices."{model}/{mode}"'
+            configured = prices[f"{model}/{mode}"], f'{key}.prices."{model}/{mode}"'
         elif model in prices:
-            price, basis = prices[model], f'{key}.prices."{model}"'
+            configured = prices[model], f'{key}.prices."{model}"'
         elif self.settings.price_per_second is not None:
-            price, basis = self.settings.price_per_second, f"{key}.price_per_second"
+            configured = self.settings.price_per_second, f"{key}.price_per_second"
+        if configured is not None:
+            price, basis = configured
+            if published is not None and price < published:
+                # a flat or stale setting must not let a job past --max-cost it will exceed
+                basis = (
+                    f"{basis} (${price:g}/s) is below {self.name}'s published price; "
+                    "using the published price"
+                )
+                price = published
         else:
-            published = self.capabilities.models[model].published_prices.get(mode)
             planning = self.default_price_per_second
             if planning is not None and (published is None or planning >= published):
                 price = planning

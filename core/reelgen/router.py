@@ -1,4 +1,6 @@
-"""Picks the providers for a request from config, and fails over between them.
+"""Plans which providers may make a request, in what order, and when to move to the next.
+
+Planning only: :mod:`reelgen.lifecycle` runs the plan (and the failover it allows).
 
 A route is a list of providers (``[routes.NAME]`` in the config file) and a policy:
 
@@ -13,35 +15,31 @@ A route is a list of providers (``[routes.NAME]`` in the config file) and a poli
   elsewhere unless its provider says it failed; a free one (local) may still make the video,
   and the uncertain job stays in the log for `reelgen wait`.
 
-Every attempt is recorded on the job that made the video (``job.data["attempts"]``).
+Every attempt is recorded on the job that made the video (``job.meta.attempts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .download import check_writable
 from .errors import (
     AccountError,
     AuthenticationError,
     BudgetExceeded,
     ConfigError,
-    JobFailed,
     MissingCredentials,
     OperationalError,
     ReelgenError,
     Unsupported,
     UsageError,
 )
+from .models import Attempt
 from .plugins import get_providers
 
 if TYPE_CHECKING:
-    from .engine import Engine, Prepared, StatusCallback
-    from .models import Job, VideoRequest, VideoResult
-    from .provider import VideoProvider
+    from .engine import Engine, Prepared
+    from .models import VideoRequest
 
 RETRIES_BEFORE_FAILOVER = 3
 """Tries of one provider's submission before moving on when another candidate remains."""
@@ -60,17 +58,6 @@ class Route:
 
     def describe(self) -> str:
         return f"route {self.name}" if self.name else f"provider {self.providers[0]}"
-
-
-@dataclass
-class Attempt:
-    provider: str
-    outcome: str  # skipped | failed | succeeded | submitted
-    reason: str = ""
-    job_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_provider_tables(engine: Engine) -> None:
@@ -141,12 +128,12 @@ def plan(
         except (Unsupported, MissingCredentials, BudgetExceeded) as err:
             if not route.failover:
                 raise
-            skipped.append(Attempt(name, "skipped", str(err)))
+            skipped.append(Attempt(provider=name, outcome="skipped", reason=str(err)))
             errors.append(err)
     if not candidates:
         kinds = {type(e) for e in errors}
         cls = kinds.pop() if len(kinds) == 1 else Unsupported
-        raise cls(f"no provider in {route.describe()} can take this request: {_summary(skipped)}")
+        raise cls(f"no provider in {route.describe()} can take this request: {summary(skipped)}")
     if route.policy == "cheapest":
         candidates.sort(key=lambda p: p.estimate.amount)
     return candidates, skipped
@@ -161,85 +148,11 @@ def can_fail_over(err: ReelgenError) -> bool:
     )
 
 
-async def run(
-    engine: Engine,
-    request: VideoRequest,
-    route: Route,
-    *,
-    output: Path | None = None,
-    max_cost: float | None = None,
-    timeout: float,
-    wait: bool = True,
-    on_status: StatusCallback | None = None,
-    on_submitted: Callable[[Job, VideoProvider], None] | None = None,
-) -> tuple[Job, VideoResult | None]:
-    """Run the request on the route's candidates until one makes the video."""
-    candidates, attempts = plan(engine, request, route, max_cost=max_cost)
-    check_writable(output)
-    uncertain: ReelgenError | None = None  # a provider that may hold a paid task for this
-    for index, prepared in enumerate(candidates):
-        name = prepared.provider.name
-        last = index == len(candidates) - 1
-        if uncertain is not None and prepared.estimate.amount > 0:
-            # the earlier provider may have accepted (and will charge for) this job: only a
-            # free provider may make the video now, or the user could pay twice
-            attempts.append(
-                Attempt(name, "skipped", f"not tried: {uncertain.job_id} may be running already")
-            )
-            if last:
-                _reraise_with_history(uncertain, attempts)
-            continue
-        try:
-            job = await engine.submit(
-                prepared,
-                output=output,
-                attempts=None if last else RETRIES_BEFORE_FAILOVER,
-                history=[a.as_dict() for a in attempts],
-            )
-        except ReelgenError as err:
-            if err.maybe_accepted and not last:
-                uncertain = err
-                attempts.append(Attempt(name, "uncertain", str(err), err.job_id))
-                continue
-            if last or not can_fail_over(err):
-                _reraise_with_history(err, attempts)
-            attempts.append(Attempt(name, "failed", str(err), err.job_id))
-            continue
-        if on_submitted is not None:
-            on_submitted(job, prepared.provider)
-        if not wait:
-            return job, None
-        try:
-            job = await engine.wait(job, timeout=timeout, on_status=on_status, fresh=True)
-        except JobFailed as err:  # the provider said it failed: another may be tried
-            if last:
-                _reraise_with_history(err, attempts)
-            attempts.append(Attempt(name, "failed", str(err), job.id))
-            continue
-        result = await engine.save(job)
-        for attempt in attempts:
-            if attempt.outcome == "uncertain" and attempt.job_id:
-                engine.store.mark_superseded(attempt.job_id, job.id)
-        return engine.store.get(job.id), result
-    raise AssertionError("unreachable: plan() returns at least one candidate")
+def only_free_after(attempts: list[Attempt]) -> bool:
+    """After an attempt that may have been accepted (and will be charged), only a free
+    provider may make the video, or the user could pay twice."""
+    return any(a.outcome == "uncertain" for a in attempts)
 
 
-def _summary(attempts: list[Attempt]) -> str:
+def summary(attempts: list[Attempt]) -> str:
     return "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
-
-
-def _reraise_with_history(err: ReelgenError, attempts: list[Attempt]) -> NoReturn:
-    """Raise ``err``, naming the providers tried before it, if any."""
-    if not attempts:
-        raise err
-    wrapped = err.__class__(
-        f"{err} (tried before: {_summary(attempts)})",
-        provider=err.provider,
-        job_id=err.job_id,
-        retryable=err.retryable,
-        retry_after=err.retry_after,
-        maybe_accepted=err.maybe_accepted,
-        code=err.code,
-    )
-    wrapped.attempts = [a.as_dict() for a in attempts]
-    raise wrapped from err

@@ -1,8 +1,11 @@
 """The job log: one SQLite file, written before every paid call and updated after.
 
-A job row exists (state ``submitting``, with its idempotency key) before the provider is asked
-to do anything, so a crash between "paid" and "saved" is recovered by looking the task up by
-that key. Every state change is also appended to ``events`` (the job's history).
+A job row exists (state ``planned``, with its idempotency key) before the provider is asked to
+do anything, so a crash between "paid" and "saved" is recovered by looking the task up by that
+key. Every change is a conditional update (:meth:`JobStore.transition`: compare-and-set on the
+stored state, merging only the fields it names), never a rewrite of the whole record from a
+caller's copy, so any process may pick any job up at any state. Every state change is also
+appended to ``events`` (the job's history).
 """
 
 from __future__ import annotations
@@ -11,19 +14,60 @@ import json
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .errors import ConfigError, JobNotFound
-from .models import CostEstimate, Job, VideoRequest, utcnow
+from .models import CostEstimate, Job, JobMeta, VideoRequest, utcnow
 from .paths import job_log
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_MIGRATIONS: dict[int, str] = {
+_CORE_KEYS = ("target", "attempts", "charged", "took", "expires_at", "size", "sha256", "url")
+"""Keys schema 2 kept in ``data`` that are the core's own (moved to ``meta`` by migration 3)."""
+
+
+def _migrate_3(db: sqlite3.Connection) -> None:
+    """Core bookkeeping moves out of the provider's ``data`` into typed columns and ``meta``;
+    a succeeded job whose video was never saved is ``result``."""
+    db.execute("ALTER TABLE jobs ADD COLUMN accepted_at TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN superseded_by TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
+    rows = db.execute("SELECT id, provider, request, data FROM jobs").fetchall()
+    for row in rows:
+        try:
+            data = json.loads(row["data"])
+            if not isinstance(data, dict):
+                continue
+        except ValueError:
+            continue  # a damaged row stays damaged; `reelgen jobs` reports it
+        meta = {k: data.pop(k) for k in _CORE_KEYS if k in data}
+        meta["asked"] = json.loads(row["request"]) if row["request"] else None
+        meta["route"] = [row["provider"]]
+        db.execute(
+            "UPDATE jobs SET meta = ?, data = ?, accepted_at = ?, superseded_by = ? WHERE id = ?",
+            (
+                json.dumps(meta),
+                json.dumps({k: v for k, v in data.items() if k not in ("accepted_at",)}),
+                data.get("accepted_at"),
+                data.get("superseded_by"),
+                row["id"],
+            ),
+        )
+    db.execute("UPDATE jobs SET state = 'result' WHERE state = 'succeeded' AND output IS NULL")
+    db.execute(
+        "UPDATE jobs SET state = 'superseded' WHERE state = 'submitting' "
+        "AND superseded_by IS NOT NULL AND task_id IS NULL"
+    )
+
+
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: """
     CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
@@ -53,7 +97,25 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE jobs ADD COLUMN item TEXT;
     CREATE INDEX jobs_batch_item ON jobs(batch, item);
     """,
+    3: _migrate_3,
 }
+
+
+@dataclass(frozen=True)
+class DamagedRow:
+    """A job-log row that cannot be read back (edited by hand, or written by a broken tool)."""
+
+    id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Learned:
+    """How long finished jobs of one kind took at the provider (median of ``samples``)."""
+
+    seconds: float
+    samples: int
 
 
 class JobStore:
@@ -61,10 +123,10 @@ class JobStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or job_log()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{self.path}: cannot open the job log ({exc})") from None
         self._db.row_factory = sqlite3.Row
         try:
@@ -117,97 +179,136 @@ class JobStore:
                 # another process may have migrated since we looked: check under the write lock
                 if int(db.execute("PRAGMA user_version").fetchone()[0]) >= target:
                     continue
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                step = _MIGRATIONS[target]
+                if callable(step):
+                    step(db)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute(f"PRAGMA user_version = {target}")
 
     # -- writes -----------------------------------------------------------------------------
 
-    def add(self, job: Job) -> None:
+    def add(self, job: Job) -> Job:
         """Record a new job before anything is sent for it."""
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
-                "request, estimate, output, data, created_at, updated_at, batch, item) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.provider,
-                    job.idempotency_key,
-                    job.task_id,
-                    job.state,
-                    job.message,
-                    job.request.model_dump_json(),
-                    job.estimate.model_dump_json() if job.estimate else None,
-                    job.output,
-                    json.dumps(job.data),
-                    job.created_at.isoformat(),
-                    job.updated_at.isoformat(),
-                    job.batch,
-                    job.item,
-                ),
-            )
-            self._event(db, job.id, job.state, job.message)
-
-    def update(self, job: Job) -> Job:
-        """Save the job's current fields; appends an event when the state or message changed."""
-        job = job.model_copy(update={"updated_at": utcnow()})
-        with self._tx() as db:
-            row = db.execute("SELECT state, message FROM jobs WHERE id = ?", (job.id,)).fetchone()
-            if row is None:
-                raise JobNotFound(f"no job {job.id} in the job log", job_id=job.id)
-            db.execute(
-                # COALESCE: a task id, once known, is never erased by a stale copy of the job
-                "UPDATE jobs SET task_id = COALESCE(?, task_id), state = ?, message = ?, "
-                "output = ?, data = ?, updated_at = ? WHERE id = ?",
-                (
-                    job.task_id,
-                    job.state,
-                    job.message,
-                    job.output,
-                    json.dumps(job.data),
-                    job.updated_at.isoformat(),
-                    job.id,
-                ),
-            )
-            if (row["state"], row["message"]) != (job.state, job.message):
-                self._event(db, job.id, job.state, job.message)
+            self._insert(db, job)
         return job
 
-    def mark_superseded(self, job_id: str, by: str) -> None:
-        """Another provider made this job's video: if this one's task turns up after all, it is
-        kept (already paid); if not, it must never be submitted any more."""
+    def _insert(self, db: sqlite3.Connection, job: Job) -> None:
+        db.execute(
+            "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
+            "request, estimate, output, data, created_at, updated_at, batch, item, "
+            "accepted_at, superseded_by, meta) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.provider,
+                job.idempotency_key,
+                job.task_id,
+                job.state,
+                job.message,
+                job.request.model_dump_json(),
+                job.estimate.model_dump_json() if job.estimate else None,
+                job.output,
+                json.dumps(job.data),
+                job.created_at.isoformat(),
+                job.updated_at.isoformat(),
+                job.batch,
+                job.item,
+                job.accepted_at.isoformat() if job.accepted_at else None,
+                job.superseded_by,
+                job.meta.model_dump_json(exclude_defaults=True),
+            ),
+        )
+        self._event(db, job.id, job.state, job.message)
+
+    def transition(
+        self,
+        job_id: str,
+        *,
+        to: str | None = None,
+        from_: Collection[str] | None = None,
+        message: str | None = None,
+        task_id: str | None = None,
+        accepted_at: datetime | None = None,
+        superseded_by: str | None = None,
+        output: str | None = None,
+        meta: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        unsubmitted: bool = False,
+        not_superseded: bool = False,
+    ) -> Job | None:
+        """Change one job, only if it still stands where the caller saw it; return the job as
+        stored now, or None when the condition did not hold (another process moved it first).
+
+        ``from_``: the states it may be in (any, when None); ``unsubmitted``: it has no task id;
+        ``not_superseded``: no other job took it over. ``to`` is the new state (unchanged when
+        None). Only the fields given are written: ``meta`` and ``data`` are merged key by key
+        (a None value removes a key), and a known task id, acceptance time or successor is
+        never replaced.
+        """
+        now = utcnow().isoformat()
         with self._tx() as db:
-            row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(
+                "SELECT state, message, task_id, superseded_by FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if row is None:
-                return
-            data = json.loads(row["data"])
-            data["superseded_by"] = by
-            db.execute("UPDATE jobs SET data = ? WHERE id = ?", (json.dumps(data), job_id))
+                raise JobNotFound(f"no job {job_id} in the job log", job_id=job_id)
+            if from_ is not None and row["state"] not in from_:
+                return None
+            if unsubmitted and row["task_id"] is not None:
+                return None
+            if not_superseded and row["superseded_by"] is not None:
+                return None
+            sets = ["updated_at = ?"]
+            args: list[Any] = [now]
+            for column, value in (("state", to), ("message", message), ("output", output)):
+                if value is not None:
+                    sets.append(f"{column} = ?")
+                    args.append(value)
+            for column, value in (
+                ("task_id", task_id),
+                ("accepted_at", accepted_at.isoformat() if accepted_at else None),
+                ("superseded_by", superseded_by),
+            ):
+                if value is not None:
+                    sets.append(f"{column} = COALESCE({column}, ?)")
+                    args.append(value)
+            for column, patch in (("meta", meta), ("data", data)):
+                if patch:
+                    sets.append(f"{column} = json_patch({column}, ?)")
+                    args.append(json.dumps(patch, default=_json_default))
+            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+            state = to if to is not None else row["state"]
+            said = message if message is not None else row["message"]
+            if (state, said) != (row["state"], row["message"]):
+                self._event(db, job_id, state, said)
+        return self.get(job_id)
 
-    def submit_failed(self, job_id: str, message: str) -> None:
-        """Mark a job failed because its submission was refused — unless, meanwhile, another
-        process got it accepted (then its row has a task id and is left alone)."""
-        self._set_if_unsubmitted(job_id, "failed", message)
-
-    def cancel_unsubmitted(self, job_id: str, message: str) -> None:
-        """Mark a job that was never accepted (and must not be) canceled."""
-        self._set_if_unsubmitted(job_id, "canceled", message)
-
-    def submit_uncertain(self, job_id: str, message: str) -> None:
-        """Keep the job "submitting" (a task may exist): the next wait looks it up by key."""
-        self._set_if_unsubmitted(job_id, "submitting", message)
-
-    def _set_if_unsubmitted(self, job_id: str, state: str, message: str) -> None:
+    def take_over(self, old: Job, new: Job, *, superseded: bool) -> bool:
+        """Record ``new`` as the job that continues ``old``'s request, in one transaction, if
+        no other process did so first and ``old`` is still where the caller saw it; ``old``
+        becomes ``superseded`` (never submitted again) when ``superseded`` is set."""
         with self._tx() as db:
             changed = db.execute(
-                "UPDATE jobs SET state = ?, message = ?, updated_at = ? "
-                "WHERE id = ? AND task_id IS NULL AND state = 'submitting'",
-                (state, message, utcnow().isoformat(), job_id),
+                "UPDATE jobs SET superseded_by = ?, state = ?, updated_at = ? "
+                "WHERE id = ? AND state = ? AND superseded_by IS NULL",
+                (
+                    new.id,
+                    "superseded" if superseded else old.state,
+                    utcnow().isoformat(),
+                    old.id,
+                    old.state,
+                ),
             ).rowcount
-            if changed:
-                self._event(db, job_id, state, message)
+            if not changed:
+                return False
+            if superseded:
+                self._event(db, old.id, "superseded", f"{new.id} takes over")
+            self._insert(db, new)
+        return True
 
     @staticmethod
     def _event(db: sqlite3.Connection, job_id: str, state: str, message: str) -> None:
@@ -219,84 +320,113 @@ class JobStore:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
+        """The job as stored; JobNotFound when missing, DamagedJob when unreadable."""
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(
                 f"no job {job_id} in the job log at {self.path}; `reelgen jobs` lists known jobs",
                 job_id=job_id,
             )
-        return _row_to_job(row)
+        job = _read(row)
+        if isinstance(job, DamagedRow):
+            from .errors import DamagedJob
 
-    def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]:
+            raise DamagedJob(
+                f"job {job_id}'s row in the job log {self.path} is damaged ({job.reason}); "
+                f"`reelgen forget {job_id}` drops it",
+                job_id=job_id,
+            )
+        return job
+
+    def rows(self, *, limit: int = 20, state: str | None = None) -> list[Job | DamagedRow]:
+        """The newest jobs, damaged rows included (as :class:`DamagedRow`)."""
         query = "SELECT * FROM jobs"
         args: list[Any] = []
         if state:
             query += " WHERE state = ?"
             args.append(state)
-        query += " ORDER BY created_at DESC LIMIT ?"
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         args.append(limit)
-        return [_row_to_job(r) for r in self._db.execute(query, args)]
+        return [_read(r) for r in self._db.execute(query, args)]
+
+    def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]:
+        """The newest readable jobs."""
+        return [j for j in self.rows(limit=limit, state=state) if isinstance(j, Job)]
 
     def for_item(self, batch: str, item: str) -> Job | None:
-        """The newest job made for a batch's manifest line, if any."""
-        row = self._db.execute(
-            "SELECT * FROM jobs WHERE batch = ? AND item = ? ORDER BY created_at DESC, rowid DESC "
-            "LIMIT 1",
-            (batch, item),
-        ).fetchone()
-        return _row_to_job(row) if row is not None else None
-
-    def unfinished(self) -> list[Job]:
-        """Jobs that are not final, or succeeded without a saved video (for `reelgen resume`)."""
+        """The newest readable job made for a batch's manifest line, if any."""
         rows = self._db.execute(
-            "SELECT * FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'canceled') "
-            "OR (state = 'succeeded' AND output IS NULL) ORDER BY created_at"
+            "SELECT * FROM jobs WHERE batch = ? AND item = ? ORDER BY created_at DESC, rowid DESC",
+            (batch, item),
         )
-        return [_row_to_job(r) for r in rows]
+        for row in rows:
+            job = _read(row)
+            if isinstance(job, Job):
+                return job
+        return None
 
-    def typical_seconds(
+    def unfinished(self) -> tuple[list[Job], list[DamagedRow]]:
+        """Jobs the lifecycle can still advance (for `reelgen resume`), oldest first, and the
+        damaged rows among them (skipped, reported)."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'canceled', "
+            "'superseded') ORDER BY created_at, rowid"
+        )
+        jobs: list[Job] = []
+        damaged: list[DamagedRow] = []
+        for row in rows:
+            read = _read(row)
+            (jobs if isinstance(read, Job) else damaged).append(read)  # type: ignore[arg-type]
+        return jobs, damaged
+
+    def learned(
         self,
         provider: str,
         request: VideoRequest,
         *,
         samples: int = 20,
         ceiling: float | None = None,
-    ) -> float | None:
-        """How long recent succeeded jobs of this provider, model, mode and duration took
-        (accepted to success, median), or None with fewer than 3 of them. Measured from the
-        first queued/running state, so time spent backing off before acceptance is left out."""
+    ) -> Learned | None:
+        """How long recent finished jobs of this provider, model, mode, duration and input kind
+        took (accepted to finished, median of up to ``samples``), or None with none yet.
+
+        The provider's own processing time is used where it reported one; otherwise the time
+        from the first queued/running state to the finish, dropping samples above ``ceiling``
+        (a job collected long after it finished)."""
         rows = self._db.execute(
-            "SELECT j.request, j.data, COALESCE((SELECT MIN(s.at) FROM events s "
+            "SELECT j.request, j.meta, COALESCE((SELECT MIN(s.at) FROM events s "
             "WHERE s.job_id = j.id AND s.state IN ('queued', 'running')), j.created_at) "
-            "AS created_at, e.at "
-            "FROM jobs j JOIN events e ON e.job_id = j.id AND e.state = 'succeeded' "
-            "WHERE j.provider = ? ORDER BY j.created_at DESC LIMIT 500",
+            "AS started, (SELECT MIN(e.at) FROM events e WHERE e.job_id = j.id "
+            "AND e.state IN ('result', 'succeeded')) AS finished "
+            "FROM jobs j WHERE j.provider = ? AND j.state IN ('result', 'downloading', "
+            "'succeeded') ORDER BY j.created_at DESC LIMIT 500",
             (provider,),
         )
         took: list[float] = []
+        shape = (request.model, request.mode, request.duration, request.image is None)
         for row in rows:
-            other = VideoRequest.model_validate_json(row["request"])
-            same = (other.model, other.mode, other.duration, other.image is None) == (
-                request.model,
-                request.mode,
-                request.duration,
-                request.image is None,
-            )
-            if same:
-                reported = json.loads(row["data"]).get("took")  # the provider's own clock
+            try:
+                other = VideoRequest.model_validate_json(row["request"])
+                if (other.model, other.mode, other.duration, other.image is None) != shape:
+                    continue
+                reported = json.loads(row["meta"]).get("took")  # the provider's own clock
                 if isinstance(reported, (int, float)):
                     sample = float(reported)
-                else:
-                    start = datetime.fromisoformat(row["created_at"])
-                    sample = (datetime.fromisoformat(row["at"]) - start).total_seconds()
+                elif row["finished"]:
+                    start = datetime.fromisoformat(row["started"])
+                    sample = (datetime.fromisoformat(row["finished"]) - start).total_seconds()
                     if ceiling is not None and sample > ceiling:
-                        continue  # seen long after it finished (e.g. collected the next day)
-                took.append(sample)
-                if len(took) >= samples:
-                    break
-        if len(took) < 3:
+                        continue
+                else:
+                    continue
+            except (ValueError, ValidationError, AttributeError):
+                continue  # a damaged row teaches nothing
+            took.append(sample)
+            if len(took) >= samples:
+                break
+        if not took:
             return None
-        return statistics.median(took)
+        return Learned(statistics.median(took), len(took))
 
     def history(self, job_id: str) -> list[tuple[datetime, str, str]]:
         rows = self._db.execute(
@@ -305,20 +435,36 @@ class JobStore:
         return [(datetime.fromisoformat(r["at"]), r["state"], r["message"]) for r in rows]
 
 
-def _row_to_job(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        provider=row["provider"],
-        idempotency_key=row["idempotency_key"],
-        task_id=row["task_id"],
-        state=row["state"],
-        message=row["message"],
-        request=VideoRequest.model_validate_json(row["request"]),
-        estimate=CostEstimate.model_validate_json(row["estimate"]) if row["estimate"] else None,
-        output=row["output"],
-        data=json.loads(row["data"]),
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-        batch=row["batch"],
-        item=row["item"],
-    )
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot store {type(value).__name__} in the job log")
+
+
+def _read(row: sqlite3.Row) -> Job | DamagedRow:
+    """The row as a Job, or what is wrong with it."""
+    try:
+        return Job(
+            id=row["id"],
+            provider=row["provider"],
+            idempotency_key=row["idempotency_key"],
+            task_id=row["task_id"],
+            state=row["state"],
+            message=row["message"],
+            request=VideoRequest.model_validate_json(row["request"]),
+            estimate=CostEstimate.model_validate_json(row["estimate"]) if row["estimate"] else None,
+            output=row["output"],
+            data=json.loads(row["data"]),
+            meta=JobMeta.model_validate_json(row["meta"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            accepted_at=datetime.fromisoformat(row["accepted_at"]) if row["accepted_at"] else None,
+            superseded_by=row["superseded_by"],
+            batch=row["batch"],
+            item=row["item"],
+        )
+    except (ValueError, TypeError, ValidationError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        return DamagedRow(str(row["id"]), str(row["state"]), reason)

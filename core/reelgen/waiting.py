@@ -27,6 +27,10 @@ log = logging.getLogger("reelgen.waiting")
 
 T = TypeVar("T")
 
+POLL_OUTAGE = 300.0
+"""How long a wait keeps asking through failing queries before it gives up (the job is not
+lost: `reelgen wait` picks it up)."""
+
 
 @dataclass
 class Timer:
@@ -38,25 +42,32 @@ class Timer:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry a call while its error is retryable, within ``attempts`` and ``deadline``."""
+    """Retry a call while its error is retryable, within ``attempts`` and ``deadline``.
+
+    The backoff grows only with *consecutive* failures of one call (each call to
+    :meth:`Waiter.retry` starts afresh, and progress resets it), is capped for interactive use,
+    and a provider's Retry-After is honoured as given (a little jitter on top, never an
+    exponential backoff on top of it).
+    """
 
     attempts: int = 8
     deadline: float = 600.0
     base: float = 1.0
-    cap: float = 60.0
+    cap: float = 8.0
     jitter: float = 0.25
     patient_with: tuple[type[ReelgenError], ...] = ()
     """Errors that do not use up attempts (only the deadline bounds them), e.g. a batch
     waiting for account concurrency to free up."""
 
-    def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait before try ``attempt + 1``: Retry-After when given, else exponential."""
-        delay: float = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        # jitter only upwards: never below the nominal delay (Kling 1303 asks for >= 1 s)
-        delay *= 1 + self.jitter * rng.random()
+    def backoff(self, failures: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after ``failures`` consecutive failures of one call."""
         if retry_after is not None:
-            delay = max(delay, retry_after)
-        return max(0.0, delay)
+            # the provider said when: that, plus up to 10 % (at least 0.1 s, at most 1 s) so
+            # that many clients told the same moment do not come back in lockstep
+            return max(0.0, retry_after) + min(1.0, max(0.1, 0.1 * retry_after)) * rng.random()
+        delay: float = min(self.cap, self.base * 2.0 ** (max(1, failures) - 1))
+        # jitter only upwards: never below the nominal delay (Kling 1303 asks for >= 1 s)
+        return delay * (1 + self.jitter * rng.random())
 
 
 @dataclass
@@ -79,30 +90,47 @@ class Waiter:
     """Told of every error that will be retried (a batch shrinks its concurrency on 1303)."""
 
     async def retry(
-        self, what: str, call: Callable[[], Awaitable[T]], *, attempts: int | None = None
+        self,
+        what: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        attempts: int | None = None,
+        deadline: float | None = None,
+        progress: Callable[[], object] | None = None,
     ) -> T:
-        """Run ``call``; on a retryable ReelgenError back off and try again, within bounds
-        (``attempts`` overrides the policy's, e.g. to fail over sooner)."""
+        """Run ``call``; on a retryable ReelgenError back off and try again, within bounds.
+
+        ``attempts`` overrides the policy's (e.g. to fail over sooner); ``deadline`` (seconds
+        from now) overrides the policy's; ``progress`` reads how far the work got (e.g. bytes
+        downloaded): a failure after progress backs off as the first of a new streak (it still
+        uses up one of the attempts).
+        """
         start = self.timer.now()
         limit = attempts or self.policy.attempts
-        attempt = 0  # drives the backoff
-        counted = 0  # drives the attempt limit
+        bound = self.policy.deadline if deadline is None else deadline
+        failures = 0  # consecutive failures: drives the backoff
+        counted = 0  # failures that use up attempts
+        seen = progress() if progress is not None else None
         while True:
             try:
                 return await call()
             except ReelgenError as err:
-                attempt += 1
+                if progress is not None:
+                    now_at = progress()
+                    if now_at != seen:  # it got further this time: a fresh streak
+                        seen, failures = now_at, 0
+                failures += 1
                 if not isinstance(err, self.policy.patient_with):
                     counted += 1
                 if not err.retryable or counted >= limit:
                     raise
-                delay = self.policy.backoff(attempt, err.retry_after, self.rng)
-                if self.timer.now() - start + delay > self.policy.deadline:
+                delay = self.policy.backoff(failures, err.retry_after, self.rng)
+                if self.timer.now() - start + delay > bound:
                     raise
                 if self.on_retry is not None:
                     self.on_retry(err)
-                self.history.append(RetryRecord(what, attempt, str(err), delay))
-                log.info("%s: %s; retrying in %.1f s (attempt %d)", what, err, delay, attempt + 1)
+                self.history.append(RetryRecord(what, failures, str(err), delay))
+                log.info("%s: %s; retrying in %.1f s (try %d)", what, err, delay, failures + 1)
                 await self.timer.sleep(delay)
 
     async def until_done(
@@ -149,7 +177,14 @@ class Waiter:
                 if woken and gap < min_gap:
                     await self.timer.sleep(min_gap - gap)
             last_poll = self.timer.now()
-            status = await self.retry(f"poll {job.id}", lambda: provider.poll(job))
+            # queries are free: a poll rides out an outage of up to POLL_OUTAGE seconds (within
+            # the wait's own deadline) however many tries that takes
+            status = await self.retry(
+                f"poll {job.id}",
+                lambda: provider.poll(job),
+                attempts=1_000_000,
+                deadline=max(1.0, min(POLL_OUTAGE, deadline - (self.timer.now() - start))),
+            )
             elapsed = self.timer.now() - start
             if on_status is not None:
                 on_status(status, elapsed)

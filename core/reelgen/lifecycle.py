@@ -1,0 +1,649 @@
+"""The one job lifecycle: :func:`advance` moves a job on from whatever state the job log holds.
+
+::
+
+    planned ──> submitting ──> queued/running ──> result ──> downloading ──> succeeded
+       │            │  │             │                            │
+       │            │  └─> uncertain ┘ (a lookup finds it)        └─> result (save failed)
+       │            │        │
+       │            └────────┴──> failed ──> (failover) a new planned job for the next
+       │                              candidate; this one records it in superseded_by
+       └─> failed                 uncertain ──> superseded (another job took over: never
+                                                submitted again, only looked up)
+
+Every entry point drives this and nothing else: the library's ``generate``, the CLI's
+``generate``, ``batch``, ``resume``, ``wait``, ``download`` and ``status``. Each step is a
+conditional update of the job log (:meth:`JobStore.transition`), so two processes that pick up
+the same job cannot both pay for it: the one whose compare-and-set fails re-reads the job and
+carries on from where the other left it.
+
+Paying is guarded three ways: the row is ``submitting`` *before* the create leaves this
+machine (a crash or Ctrl-C then leaves it for a lookup, never a blind resubmission); a create
+whose reply is lost is looked up by the job's idempotency key before it is sent again; and a
+job that may have been accepted is never sent to another paid provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from .download import download, sha256_of
+from .errors import (
+    BudgetExceeded,
+    ContentPolicyError,
+    DownloadError,
+    InvalidRequest,
+    JobBusy,
+    JobFailed,
+    MissingCredentials,
+    ProviderTimeout,
+    ReelgenError,
+    Unsupported,
+    WaitTimeout,
+)
+from .http import make_client
+from .models import (
+    IN_FLIGHT_STATES,
+    Attempt,
+    Job,
+    JobStatus,
+    Video,
+    VideoResult,
+    utcnow,
+)
+from .outputs import resolve_target
+from .router import can_fail_over, only_free_after, summary
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .provider import VideoProvider
+
+DEFAULT_TIMEOUT = 30 * 60.0
+RETRIES_BEFORE_FAILOVER = 3
+"""Tries of one provider's submission before moving on when another candidate remains."""
+FOREIGN_CLAIM_SECONDS = 600.0
+"""A claim by a process on another host counts as live for this long after its last write."""
+
+Until = Literal["accepted", "finished", "saved"]
+StatusCallback = Callable[[Job, JobStatus, float], None]
+
+
+class Slots(Protocol):
+    """Concurrency limits: a job holds its provider's slot while it is in flight there."""
+
+    def hold(self, provider: str) -> AbstractAsyncContextManager[None]: ...
+
+
+def me() -> str:
+    """This process, as recorded in a job's claim."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_is_live(job: Job) -> bool:
+    """Whether another live process is submitting or saving ``job`` right now."""
+    owner = job.meta.owner
+    if not owner or owner == me():
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        age = (utcnow() - job.updated_at).total_seconds()
+        return age < FOREIGN_CLAIM_SECONDS
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def advance(
+    engine: Engine,
+    job: Job,
+    *,
+    until: Until = "saved",
+    timeout: float = DEFAULT_TIMEOUT,
+    output: Path | None = None,
+    on_status: StatusCallback | None = None,
+    on_accepted: Callable[[Job, VideoProvider], None] | None = None,
+    slots: Slots | None = None,
+) -> Job:
+    """Move ``job`` on until it is saved (or accepted, or finished at the provider: ``until``)
+    and return it as stored; raise when it cannot get there.
+
+    ``output`` saves the video there instead of the job's recorded target (a succeeded job is
+    saved again). On a failure another provider could avoid, the request moves to the next
+    recorded candidate (a new job, returned in its place).
+    """
+    engine.touched.setdefault(job.id, None)
+    fresh = False  # this call submitted it a moment ago: no need to ask at once
+    held: str | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        while True:
+            job = engine.store.get(job.id)
+            in_flight = job.state == "planned" or job.state in IN_FLIGHT_STATES
+            if slots is not None and held != (job.provider if in_flight else None):
+                await stack.aclose()
+                held = None
+                if in_flight:
+                    await stack.enter_async_context(slots.hold(job.provider))
+                    held = job.provider
+                    continue  # the wait for a slot may have been long: read the job again
+            try:
+                if job.state == "planned":
+                    job = await _submit(engine, job)
+                    fresh = True
+                elif job.state in ("submitting", "uncertain"):
+                    job = await _settle(engine, job)
+                elif job.state in ("queued", "running"):
+                    if on_accepted is not None:
+                        on_accepted(job, engine.provider(job.provider))
+                        on_accepted = None
+                    if until == "accepted":
+                        return job
+                    job = await _wait(engine, job, timeout, on_status, fresh=fresh)
+                elif job.state in ("result", "downloading"):
+                    if until != "saved":
+                        return job
+                    job = await _save(engine, job, output)
+                elif job.state == "succeeded":
+                    if until == "saved" and _needs_saving(job, output):
+                        job = await _save(engine, job, output)
+                    return job
+                elif job.state == "superseded":
+                    job = await _superseded(engine, job)
+                elif job.superseded_by:  # failed, and another job took the request over
+                    job = engine.store.get(job.superseded_by)
+                    engine.touched.setdefault(job.id, None)
+                elif job.state == "failed":
+                    raise JobFailed(
+                        f"job {job.id} failed: {job.message or 'no reason given'}",
+                        provider=job.provider,
+                        job_id=job.id,
+                    )
+                else:  # canceled
+                    raise JobFailed(
+                        f"job {job.id} was canceled" + (f": {job.message}" if job.message else ""),
+                        provider=job.provider,
+                        job_id=job.id,
+                    )
+            except ReelgenError as err:
+                successor = await _fail_over(engine, job.id, err)
+                if successor is None:
+                    _add_history(err, engine.store.get(job.id))
+                    raise
+                job, fresh = successor, False
+                engine.touched.setdefault(job.id, None)
+
+
+# -- the steps ------------------------------------------------------------------------------
+
+
+async def _submit(engine: Engine, job: Job) -> Job:
+    """planned -> submitting -> queued/running (or uncertain, or failed): at most one paid
+    task for this job, whatever the network does."""
+    provider = engine.provider(job.provider)
+    try:
+        provider.check_credentials()
+    except MissingCredentials as err:
+        engine.store.transition(job.id, from_={"planned"}, to="failed", message=str(err))
+        raise
+    claimed = engine.store.transition(
+        job.id, from_={"planned"}, to="submitting", meta={"owner": me()}
+    )
+    if claimed is None:
+        return engine.store.get(job.id)  # another process got there first: carry on from there
+    attempts = RETRIES_BEFORE_FAILOVER if claimed.meta.candidates else None
+    return await _create(engine, provider, claimed, attempts=attempts, uncertain=False)
+
+
+async def _settle(engine: Engine, job: Job) -> Job:
+    """submitting / uncertain, found on entry: the create may have reached the provider (a
+    crash, Ctrl-C, a lost reply). Look the task up by the job's key before sending anything."""
+    if claim_is_live(job):
+        raise JobBusy(
+            f"job {job.id} is being submitted by another reelgen process ({job.meta.owner}); "
+            f"wait for it, then `reelgen wait {job.id}`",
+            job_id=job.id,
+        )
+    provider = engine.provider(job.provider)
+    provider.check_credentials()
+    if not provider.can_lookup:
+        engine.store.transition(job.id, from_={"submitting"}, to="uncertain")
+        raise _uncertain_error(job, provider, "its submission's outcome is unknown")
+    found = await _lookup(engine, provider, job)
+    if found is not None:
+        return _accepted(engine, job, found, from_={"submitting", "uncertain"})
+    # not at the provider: nothing was paid, so it may be sent now (the key still guards it)
+    engine.store.transition(
+        job.id, from_={"submitting", "uncertain"}, to="planned", unsubmitted=True
+    )
+    return engine.store.get(job.id)
+
+
+async def _create(
+    engine: Engine, provider: VideoProvider, job: Job, *, attempts: int | None, uncertain: bool
+) -> Job:
+    """Send the create, retrying transient errors; after a reply that may have been lost, look
+    the task up (its own retries, never counted against the create) before sending again."""
+
+    async def attempt() -> Job:
+        nonlocal uncertain
+        if uncertain:
+            found = await _lookup(engine, provider, job)
+            if found is not None:
+                return found
+            uncertain = False  # definitely not there: sending again cannot pay twice
+        try:
+            return await provider.submit(job)
+        except ReelgenError as err:
+            if err.maybe_accepted:
+                uncertain = True
+                if not provider.can_lookup:
+                    err.retryable = False  # nothing can settle it: never send it again
+            raise
+
+    try:
+        submitted = await engine.waiter.retry(f"submit {job.id}", attempt, attempts=attempts)
+    except ReelgenError as err:
+        err.job_id = err.job_id or job.id
+        if not uncertain:
+            # refused: failed, unless another process got it accepted meanwhile
+            engine.store.transition(
+                job.id,
+                from_={"submitting"},
+                to="failed",
+                message=str(err),
+                unsubmitted=True,
+                meta={"owner": None},
+            )
+            raise
+        engine.store.transition(
+            job.id, from_={"submitting"}, to="uncertain", message=str(err), unsubmitted=True
+        )
+        raise _uncertain_error(job, provider, str(err)) from err
+    return _accepted(engine, job, submitted, from_={"submitting"})
+
+
+async def _lookup(engine: Engine, provider: VideoProvider, job: Job) -> Job | None:
+    """The task made for ``job``'s key, or None. Its transient failures are retried on their
+    own; if they persist the outcome stays unknown (never a reason to send again)."""
+    try:
+        return await engine.waiter.retry(f"lookup {job.id}", lambda: provider.lookup(job))
+    except ReelgenError as err:
+        err.retryable = False
+        err.maybe_accepted = True
+        raise
+
+
+def _accepted(engine: Engine, job: Job, found: Job, *, from_: set[str]) -> Job:
+    """Record the provider's task for ``job`` (its id is never erased or replaced)."""
+    state = found.state if found.state in ("queued", "running") else "running"
+    stored = engine.store.transition(
+        job.id,
+        from_=from_,
+        to=state,
+        message=found.message,
+        task_id=found.task_id,
+        accepted_at=utcnow(),
+        data=found.data or None,
+        meta={"owner": None},
+    )
+    return stored if stored is not None else engine.store.get(job.id)
+
+
+def _uncertain_error(job: Job, provider: VideoProvider, why: str) -> ProviderTimeout:
+    hint = (
+        f"`reelgen wait {job.id}` looks it up and never submits it twice"
+        if provider.can_lookup
+        else f"check {provider.name}'s console before trying again (it cannot be looked up, "
+        "so reelgen does not resubmit it)"
+    )
+    return ProviderTimeout(
+        f"{why}; job {job.id} may have been accepted by {provider.name}: {hint}",
+        provider=provider.name,
+        job_id=job.id,
+        retryable=False,
+        maybe_accepted=True,
+    )
+
+
+async def _superseded(engine: Engine, job: Job) -> Job:
+    """Another job made (or is making) this request's video: this one is only looked up — a
+    task that turns up after all is already paid, so it is kept and saved — never submitted."""
+    provider = engine.provider(job.provider)
+    if provider.can_lookup and job.task_id is None:
+        provider.check_credentials()
+        found = await _lookup(engine, provider, job)
+        if found is not None:
+            return _accepted(engine, job, found, from_={"superseded"})
+    raise JobFailed(
+        f"job {job.id} was never submitted: job {job.superseded_by} made the video instead",
+        provider=job.provider,
+        job_id=job.id,
+    )
+
+
+async def _wait(
+    engine: Engine, job: Job, timeout: float, on_status: StatusCallback | None, *, fresh: bool
+) -> Job:
+    """queued/running -> result (or failed/canceled): poll on the learned schedule, woken
+    early by callbacks."""
+    provider = engine.provider(job.provider)
+    current = job
+
+    def seen(status: JobStatus, elapsed: float) -> None:
+        nonlocal current
+        if not status.done:  # the final answer is recorded once, below
+            said = (status.state, status.message, status.charged)
+            if said != (current.state, current.message, current.meta.charged) or (
+                status.took is not None
+            ):
+                current = _record(engine, current, provider, status)
+        if on_status is not None:
+            on_status(current, status, elapsed)
+
+    since = job.accepted_at or job.created_at
+    waited = max(0.0, (utcnow() - since).total_seconds())
+    guess = provider.expected_seconds(job.request)
+    learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
+    told = provider.settings_expected(job.request)
+    known = told or (learned is not None and learned.samples >= 3)
+    expected = learned.seconds if learned is not None and not told and known else guess
+    watch: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    wanted = job.request.options.get("callback_url")
+    reachable = engine.callback_url is None or wanted == engine.callback_url
+    if engine.hints is not None and wanted and reachable:
+        # only callbacks sent to this run's receiver can arrive: a job resumed from a run
+        # that listened elsewhere is polled on the normal schedule
+        watch = engine.hints.watch(job.task_id, job.idempotency_key)
+    try:
+        with watch as wake:
+            status = await engine.waiter.until_done(
+                provider,
+                job,
+                expected=expected,
+                known=known,
+                deadline=timeout + waited,
+                waited=waited,
+                on_status=seen,
+                wake=wake,  # type: ignore[arg-type]
+                poll_first=not fresh,
+            )
+    except (WaitTimeout, JobFailed):
+        raise
+    except ReelgenError as err:
+        # the job was accepted and may still finish: say how to pick it up
+        err.message = f"{err}; job {job.id} is not lost, `reelgen wait {job.id}` picks it up"
+        err.args = (err.message,)
+        err.job_id = job.id
+        raise
+    current = _record(engine, job, provider, status)
+    _raise_if_over(current, provider, status)
+    return current
+
+
+async def refresh(engine: Engine, job: Job) -> Job:
+    """Ask the provider once about a job it is running, and record the answer (``status``).
+    A job in any other state is returned as stored; nothing is ever submitted or saved."""
+    if job.state not in ("queued", "running") or job.task_id is None:
+        return job
+    provider = engine.provider(job.provider)
+    provider.check_credentials()
+    status = await engine.waiter.retry(f"poll {job.id}", lambda: provider.poll(job))
+    return _record(engine, job, provider, status)
+
+
+def _record(engine: Engine, job: Job, provider: VideoProvider, status: JobStatus) -> Job:
+    """Write what the provider said of a job it was running."""
+    running = {"queued", "running"}
+    meta: dict[str, object] = {}
+    if status.charged is not None:
+        meta["charged"] = status.charged
+    if status.took is not None:
+        meta["took"] = status.took
+    if status.state == "succeeded":
+        if provider.result_ttl:
+            meta["expires_at"] = (utcnow() + timedelta(seconds=provider.result_ttl)).isoformat()
+        stored = engine.store.transition(
+            job.id, from_=running, to="result", message=status.message, meta=meta or None
+        )
+        if stored is not None:
+            engine.finished(provider.name, job.request, status.took)
+    elif status.state in ("failed", "canceled"):
+        stored = engine.store.transition(
+            job.id,
+            from_=running,
+            to=status.state,
+            message=status.message or "no reason given",
+            meta=meta or None,
+        )
+    else:
+        stored = engine.store.transition(
+            job.id, from_=running, to=status.state, message=status.message, meta=meta or None
+        )
+    return stored if stored is not None else engine.store.get(job.id)
+
+
+def _raise_if_over(job: Job, provider: VideoProvider, status: JobStatus) -> None:
+    """Raise for a job the provider ended without a video (the error says why, and whether
+    another provider could do better)."""
+    reason = status.message or "no reason given"
+    if status.state == "canceled":
+        raise JobFailed(f"job {job.id} was canceled", provider=provider.name, job_id=job.id)
+    if status.state != "failed":
+        return
+    if status.failure is not None:
+        # refused for the content or the input: another provider would refuse it too
+        cls = ContentPolicyError if status.failure == "content_policy" else InvalidRequest
+        raise cls(
+            f"{provider.name} job {job.id} was refused: {reason}",
+            provider=provider.name,
+            job_id=job.id,
+        )
+    raise JobFailed(
+        f"{provider.name} job {job.id} failed: {reason}", provider=provider.name, job_id=job.id
+    )
+
+
+def describe_interrupted(engine: Engine) -> str:
+    """What an interrupt leaves behind, from the job log: how to pick each job up."""
+    lines: list[str] = []
+    for job_id in reversed(list(engine.touched)):
+        try:
+            job = engine.store.get(job_id)
+        except ReelgenError:
+            continue
+        if job.state in ("submitting", "uncertain"):
+            lines.append(
+                f"job {job.id} may have been accepted by {job.provider} (its create was on its "
+                f"way): `reelgen wait {job.id}` looks it up before anything is sent again"
+            )
+        elif job.state in ("queued", "running", "result", "downloading"):
+            lines.append(
+                f"job {job.id} keeps running at {job.provider}: `reelgen wait {job.id}` saves "
+                "it without paying again"
+            )
+        elif job.state == "planned":
+            lines.append(f"nothing was submitted for job {job.id}")
+    return "; ".join(lines[:3]) + (f" (and {len(lines) - 3} more)" if len(lines) > 3 else "")
+
+
+def _needs_saving(job: Job, output: Path | None) -> bool:
+    """A succeeded job is saved again when asked for elsewhere, or when its file is gone or
+    no longer the video that was saved."""
+    target = resolve_target(output, job.id) if output is not None else Path(job.output or "")
+    return not saved_intact(job, target)
+
+
+def saved_intact(job: Job, path: Path) -> bool:
+    """``path`` holds the job's saved video, with the size and sha256 recorded when saved."""
+    if job.state != "succeeded" or job.output is None or Path(job.output) != path:
+        return False
+    if not path.is_file() or path.stat().st_size != job.meta.size:
+        return False
+    return sha256_of(path) == job.meta.sha256
+
+
+async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
+    """result -> downloading -> succeeded: download (atomic, resumable, verified) to
+    ``output``, else to the target recorded when the job was planned."""
+    again = job.state == "succeeded"
+    if not again:
+        if job.state == "downloading" and claim_is_live(job):
+            raise JobBusy(
+                f"job {job.id} is being saved by another reelgen process ({job.meta.owner})",
+                job_id=job.id,
+            )
+        claimed = engine.store.transition(
+            job.id, from_={job.state}, to="downloading", meta={"owner": me()}
+        )
+        if claimed is None:
+            return engine.store.get(job.id)
+        job = claimed
+    provider = engine.provider(job.provider)
+    target = resolve_target(output or job.meta.target, job.id)
+    try:
+        result = await engine.waiter.retry(f"result {job.id}", lambda: provider.result(job))
+        if not result.videos:
+            raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
+        async with make_client() as client:
+            saved = await download(
+                result.videos[0].url, target, client=client, waiter=engine.waiter, tag=job.id
+            )
+    except ReelgenError as err:
+        if not again:
+            engine.store.transition(
+                job.id, from_={"downloading"}, to="result", meta={"owner": None}
+            )
+        if isinstance(err, DownloadError):
+            hint = (
+                f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
+                if err.retryable
+                else ""
+            )
+            err.message = f"could not save job {job.id}: {err}{hint}"
+            err.args = (err.message,)
+        err.provider, err.job_id = err.provider or provider.name, job.id
+        raise
+    meta: dict[str, object] = {
+        "size": saved.size,
+        "sha256": saved.sha256,
+        "url": result.videos[0].url,
+        "seconds": result.videos[0].duration,
+        "owner": None,
+    }
+    if result.charged is not None:
+        meta["charged"] = result.charged
+    stored = engine.store.transition(
+        job.id,
+        from_={"succeeded"} if again else {"downloading"},
+        to="succeeded",
+        output=str(saved.path),
+        meta=meta,
+    )
+    return stored if stored is not None else engine.store.get(job.id)
+
+
+# -- failover -------------------------------------------------------------------------------
+
+
+async def _fail_over(engine: Engine, job_id: str, err: ReelgenError) -> Job | None:
+    """The next candidate's job when ``err`` lets the request move on, else None.
+
+    Only a job that is over (failed, nothing paid) or whose outcome is unknown (uncertain: then
+    only a free provider may take over) moves on; the move is a compare-and-set on the old
+    job's ``superseded_by``, so one process at most continues the request."""
+    job = engine.store.get(job_id)
+    if not job.meta.candidates or job.superseded_by is not None:
+        return None
+    if job.state == "uncertain":
+        outcome: Literal["failed", "uncertain"] = "uncertain"
+    elif job.state == "failed" and (can_fail_over(err) or isinstance(err, JobFailed)):
+        if isinstance(err, (ContentPolicyError, InvalidRequest)):
+            return None
+        outcome = "failed"
+    else:
+        return None
+    history = [
+        *job.meta.attempts,
+        Attempt(provider=job.provider, outcome=outcome, reason=str(err), job_id=job.id),
+    ]
+    asked = job.meta.asked or job.request
+    remaining = list(job.meta.candidates)
+    while remaining:
+        name = remaining.pop(0)
+        try:
+            prepared = engine.prepare(asked, name, max_cost=job.meta.max_cost)
+        except (Unsupported, MissingCredentials, BudgetExceeded) as skip:
+            history.append(Attempt(provider=name, outcome="skipped", reason=str(skip)))
+            continue
+        if only_free_after(history) and prepared.estimate.amount > 0:
+            uncertain = next(a.job_id for a in history if a.outcome == "uncertain")
+            history.append(
+                Attempt(
+                    provider=name,
+                    outcome="skipped",
+                    reason=f"not tried: {uncertain} may be running already",
+                )
+            )
+            continue
+        successor = engine.new_job(
+            prepared,
+            target=job.meta.target,
+            overwrite=job.meta.overwrite,
+            asked=asked,
+            route=job.meta.route,
+            candidates=remaining,
+            max_cost=job.meta.max_cost,
+            attempts=history,
+            batch=job.batch,
+            item=job.item,
+        )
+        if engine.store.take_over(job, successor, superseded=outcome == "uncertain"):
+            return successor
+        return None  # another process moved the request on first
+    # nothing left to try: keep the history on the last job for the message
+    engine.store.transition(job.id, meta={"attempts": [a.model_dump() for a in history]})
+    return None
+
+
+def _add_history(err: ReelgenError, job: Job) -> None:
+    """Make ``err`` name the providers tried before it (also as ``err.attempts``)."""
+    tried = [a for a in job.meta.attempts if a.job_id != job.id or a.outcome == "skipped"]
+    if not tried or err.attempts:
+        return
+    err.attempts = [a.model_dump() for a in tried]
+    err.message = f"{err} (tried before: {summary(tried)})"
+    err.args = (err.message,)
+
+
+def result_of(job: Job) -> VideoResult:
+    """A saved job's video, as the library returns it."""
+    video = Video(
+        url=job.meta.url or "",
+        duration=job.meta.seconds,
+        path=job.output,
+        size=job.meta.size,
+        sha256=job.meta.sha256,
+    )
+    return VideoResult(
+        job_id=job.id, provider=job.provider, videos=[video], charged=job.meta.charged
+    )
+
+
+def expires_soon(job: Job, *, days: float = 3) -> datetime | None:
+    """When a finished job's result expires at the provider, if that is within ``days``."""
+    expires = job.meta.expires_at
+    if expires is None:
+        return None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    return expires if utcnow() + timedelta(days=days) > expires else None
