@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .download import download, sha256_of
+from .download import download, part_path, sha256_of
 from .errors import (
     BudgetExceeded,
     ContentPolicyError,
@@ -524,11 +524,16 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
                 job.id, from_={"downloading"}, to="result", meta={"owner": None}
             )
         if isinstance(err, DownloadError):
-            hint = (
-                f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
-                if err.retryable
-                else ""
-            )
+            part = part_path(target, job.id)
+            if err.retryable:
+                hint = f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
+            elif part.is_file():
+                hint = (
+                    f"; the downloaded video is kept at {part}, and `reelgen download {job.id} "
+                    "-o OTHER.mp4` saves it elsewhere"
+                )
+            else:
+                hint = ""
             err.message = f"could not save job {job.id}: {err}{hint}"
             err.args = (err.message,)
         err.provider, err.job_id = err.provider or provider.name, job.id
