@@ -256,13 +256,17 @@ async def _create(
         err.job_id = err.job_id or job.id
         if not uncertain:
             # refused: failed, unless another process got it accepted meanwhile
+            # an error another provider would repeat ends the request here, now and later
+            meta: dict[str, object] = {"owner": None}
+            if not can_fail_over(err):
+                meta["candidates"] = []
             engine.store.transition(
                 job.id,
                 from_={"submitting"},
                 to="failed",
                 message=str(err),
                 unsubmitted=True,
-                meta={"owner": None},
+                meta=meta,
             )
             raise
         engine.store.transition(
@@ -418,6 +422,8 @@ def _record(engine: Engine, job: Job, provider: VideoProvider, status: JobStatus
         if stored is not None:
             engine.finished(provider.name, job.request, status.took)
     elif status.state in ("failed", "canceled"):
+        if status.failure is not None or status.state == "canceled":
+            meta["candidates"] = []  # another provider would refuse it too: the request ends
         stored = engine.store.transition(
             job.id,
             from_=running,
