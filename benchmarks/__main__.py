@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests.fake_kling` lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-SCENARIOS = ("latency", "batch", "cpu", "coldstart", "rss")
+SCENARIOS = ("latency", "batch", "faults", "outage", "concurrency", "cpu", "coldstart", "rss")
 ISOLATED_VARS = (
     "REELGEN_CONFIG",
     "REELGEN_PROVIDER",
@@ -109,6 +109,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         callback_delay=args.callback_delay,
         download_mb=args.download_mb,
         coldstart_runs=3 if quick else 5,
+        unstable_runs=2 if quick else 5,
         seed=args.seed,
         faults=FaultRates.parse(args.faults),
     )
@@ -152,6 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         step("single jobs with callbacks", lambda: scenarios.callbacks(settings, runs))
     if "batch" in wanted:
         step("batch makespan", lambda: scenarios.batch(settings, runs))
+    if "faults" in wanted:
+        step(
+            f"{settings.unstable_runs} x {settings.unstable_jobs} single jobs, unstable connection",
+            lambda: scenarios.faults(settings, runs),
+        )
+    if "outage" in wanted:
+        step(f"{settings.outage_seconds:g} s outage", lambda: scenarios.outage(settings, runs))
+    if "concurrency" in wanted:
+        step(
+            f"one wave of {settings.wave_jobs} at --concurrency {settings.wave_jobs}",
+            lambda: scenarios.concurrency(settings, runs),
+        )
     if "cpu" in wanted:
         step("client CPU per job", lambda: scenarios.cpu(settings, runs))
     if "coldstart" in wanted:

@@ -17,7 +17,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,7 @@ from reelgen.waiting import Timer, Waiter
 
 from . import virtual_time
 from .baseline import BaselineClient, BaselineJob, BaselineSettings
-from .fake import ACCESS_KEY, SECRET_KEY, FaultRates, Harness, make_fake
+from .fake import ACCESS_KEY, SECRET_KEY, FaultRates, Harness, Outage, make_fake
 
 Client = Literal["reelgen", "baseline"]
 Shape = Literal["single", "batch"]
@@ -57,6 +57,13 @@ class Workload:
     """reelgen only: jobs ask for Kling callbacks, which reach reelgen ``callback_delay`` s
     after each status change (in-process, straight into the engine's callback registry)."""
     callback_delay: float = 0.5
+    outage: Outage | None = None
+    warmup: int = 0
+    """Batches run first in the same job log and fake, not measured (reelgen learns from
+    them: ``warmup=1`` measures a batch on a job log that knows the kind)."""
+    set_concurrency: bool = True
+    """Set ``[providers.kling] concurrency`` to ``concurrency``; False leaves reelgen's
+    provider default, as a plain ``reelgen batch --concurrency C`` would run."""
 
 
 CALLBACK_URL = "https://hooks.bench.test/kling"
@@ -85,6 +92,14 @@ class Run:
     errors: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     routes: Counter[str] = field(default_factory=Counter)
+    tasks: Counter[str] = field(default_factory=Counter)
+    """Tasks the fake created per job (of the measured part): 2 or more = paid twice."""
+    durations: list[float] = field(default_factory=list)
+    """Generation times of the tasks created in the measured part."""
+    outage_window: tuple[float, float] | None = None
+    outage_requests: int = 0
+    finished: float = 0.0
+    """Virtual time the measured part ended (the last job saved or given up)."""
 
 
 def write_image(folder: Path) -> Path:
@@ -120,6 +135,7 @@ def run_client(client: Client, workload: Workload) -> Run:
         concurrency=workload.concurrency,
         seed=workload.seed,
         faults=workload.faults,
+        outage=workload.outage,
     )
     run = Run(client, workload)
     with tempfile.TemporaryDirectory(prefix=f"reelgen-bench-{client}-") as tmp:
@@ -139,7 +155,23 @@ def run_client(client: Client, workload: Workload) -> Run:
             run.wall = time.perf_counter() - wall_start
     run.faults = harness.faults_injected
     run.routes = harness.routes
+    run.outage_window = harness.outage_window
+    run.outage_requests = harness.outage_requests
     return run
+
+
+def _measure_from_here(run: Run, harness: Harness) -> Callable[[], None]:
+    """Start the measured part of a run (after any warm-up); the returned function adds up
+    the tasks the fake created since, per job, and their generation times."""
+    run.ok, run.latencies, run.polls, run.errors = 0, [], [], Counter()
+    before = set(harness.fake.records)
+
+    def tally() -> None:
+        created = [t for t in harness.fake.records if t not in before]
+        run.durations = [harness.fake.durations[t] for t in created]
+        run.tasks = Counter(harness.fake.records[t].external_task_id or t for t in created)
+
+    return tally
 
 
 def _record(run: Run, harness: Harness, task_id: str | None, seen: float | None) -> None:
@@ -158,7 +190,8 @@ def _record(run: Run, harness: Harness, task_id: str | None, seen: float | None)
 def _engine(
     workload: Workload, clock: virtual_time.VirtualClock, folder: Path, harness: Harness
 ) -> Engine:
-    config = Config(providers={"kling": {"concurrency": max(5, workload.concurrency)}})
+    settings = {"concurrency": max(5, workload.concurrency)} if workload.set_concurrency else {}
+    config = Config(providers={"kling": settings})
     environ = {"KLING_ACCESS_KEY": ACCESS_KEY, "KLING_SECRET_KEY": SECRET_KEY}
     waiter = Waiter(
         timer=Timer(now=clock.monotonic, sleep=asyncio.sleep),
@@ -198,14 +231,21 @@ async def _reelgen(
     run: Run,
 ) -> None:
     engine = _engine(workload, clock, folder, harness)
-    start = clock.now
+    rounds = workload.warmup + 1 if workload.shape == "batch" else 1
     try:
-        if workload.shape == "single":
-            await _reelgen_single(engine, workload, harness, clock, folder, image, run)
-        else:
-            await _reelgen_batch(engine, workload, harness, clock, folder, image, run)
+        for round_ in range(rounds):
+            tally = _measure_from_here(run, harness)
+            start = clock.now
+            try:
+                if workload.shape == "single":
+                    await _reelgen_single(engine, workload, harness, clock, folder, image, run)
+                else:
+                    where = folder / f"round-{round_}"
+                    await _reelgen_batch(engine, workload, harness, clock, where, image, run)
+            finally:
+                run.makespan, run.finished = clock.now - start, clock.now
+                tally()
     finally:
-        run.makespan = clock.now - start
         await engine.aclose()
         engine.close()
 
@@ -252,9 +292,10 @@ async def _reelgen_batch(
     run: Run,
 ) -> None:
     """A manifest of ``jobs`` lines, as `reelgen batch M --concurrency C --yes` runs it."""
+    folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "shots.jsonl"
     lines = [
-        {"id": f"shot-{i:04d}", "image": image.name, "prompt": f"shot {i}", "provider": "kling"}
+        {"id": f"shot-{i:04d}", "image": str(image), "prompt": f"shot {i}", "provider": "kling"}
         for i in range(workload.jobs)
     ]
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -301,16 +342,21 @@ async def _baseline(
         mounts={"all://": harness.transport()},
     )
     client = BaselineClient(settings)
-    jobs = [
-        BaselineJob(f"shot-{i:04d}", image, f"shot {i}", folder / "clips" / f"shot-{i:04d}.mp4")
-        for i in range(workload.jobs)
-    ]
-    start = clock.now
-    if workload.shape == "single":
-        results = [(await client.run([job]))[0] for job in jobs]
-    else:
-        results = await client.run(jobs)
-    run.makespan = clock.now - start
+    rounds = workload.warmup + 1 if workload.shape == "batch" else 1
+    for round_ in range(rounds):
+        clips = folder / f"round-{round_}" / "clips"
+        jobs = [
+            BaselineJob(f"shot-{i:04d}", image, f"shot {i}", clips / f"shot-{i:04d}.mp4")
+            for i in range(workload.jobs)
+        ]
+        tally = _measure_from_here(run, harness)
+        start = clock.now
+        if workload.shape == "single":
+            results = [(await client.run([job]))[0] for job in jobs]
+        else:
+            results = await client.run(jobs)
+        run.makespan, run.finished = clock.now - start, clock.now
+        tally()
     for result in results:
         if not result.ok:
             run.errors[result.error.split(":")[0][:60]] += 1

@@ -3,7 +3,8 @@
 :class:`TimedFake` gives every task its own generation time (mean ± jitter from a seeded RNG);
 :class:`Harness` wraps the fake's handler to count status queries per task, note the virtual
 time each task was first served as ``succeed``, add up the server's own CPU time (so it can be
-subtracted from the client's), and inject faults at random with configured rates.
+subtracted from the client's), inject faults at random with configured rates, reject tokens a
+while after their first use, and play an outage (every call answered 503 for a while).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -76,63 +77,101 @@ class TimedFake(FakeKling):
 
 @dataclass(frozen=True)
 class FaultRates:
-    """Per-request fault probabilities, parsed from ``1302=0.05,1303=0.1,5xx=0.02,...``.
+    """Per-request fault shares, parsed from ``429=0.2,5xx=0.15,drop=0.1,lost=0.3,ttl=2,...``.
 
-    ``1302``: 429/1302 on any API call; ``1303``: 429/1303 on creates; ``5xx``: 500/5000 on any
-    API call; ``502``: a raw HTML 502 from a gateway; ``timeout``: the request is processed and
-    the reply lost (``ReadTimeout``); ``cut``: a video download breaks after 1 KB.
+    ``1302``: 429/1302 on any API call; ``429``: the same with ``Retry-After: 1``; ``1303``:
+    429/1303 on creates; ``5xx``: 500/5000 on any API call; ``502``: a raw HTML 502 from a
+    gateway; ``drop``: the connection drops before the server sees the request
+    (``RemoteProtocolError``, nothing processed); ``timeout``: the request is processed and the
+    reply lost (``ReadTimeout``); ``lost``: the same on creates only (the task exists, the
+    client does not know); ``cut``: a video download breaks after 1 KB. A rate is the share of
+    the requests of the routes it applies to (one draw per request), so per route they add up
+    to at most 1.
+
+    ``ttl=S`` (not a rate): the API rejects a token ``S`` seconds after its first use with
+    401/1004, so the client has to sign a new one.
     """
 
     rates: dict[str, float] = field(default_factory=dict)
+    token_ttl: float | None = None
 
-    KINDS = ("1302", "1303", "5xx", "502", "timeout", "cut")
+    KINDS = ("1302", "429", "1303", "5xx", "502", "drop", "timeout", "lost", "cut")
 
     @classmethod
     def parse(cls, spec: str) -> FaultRates:
         rates: dict[str, float] = {}
+        token_ttl: float | None = None
         for item in filter(None, (p.strip() for p in spec.split(","))):
             name, sep, value = item.partition("=")
+            if sep and name == "ttl":
+                token_ttl = float(value)
+                if token_ttl <= 0:
+                    raise ValueError(f"token ttl {item!r} must be > 0 s")
+                continue
             if not sep or name not in cls.KINDS:
-                raise ValueError(f"bad fault {item!r}; use NAME=RATE with NAME in {cls.KINDS}")
+                raise ValueError(
+                    f"bad fault {item!r}; use NAME=RATE with NAME in {cls.KINDS}, or ttl=SECONDS"
+                )
             rate = float(value)
             if not 0 <= rate <= 1:
                 raise ValueError(f"fault rate {item!r} must be within 0..1")
             rates[name] = rate
-        return cls(rates)
+        for route in ("create", "query", "download"):
+            total = sum(rate for name, rate in rates.items() if route in _APPLIES[name])
+            if total > 1 + 1e-9:
+                raise ValueError(f"fault rates on {route} requests add up to {total:g} > 1")
+        return cls(rates, token_ttl)
 
     def __bool__(self) -> bool:
-        return any(self.rates.values())
+        return any(self.rates.values()) or self.token_ttl is not None
 
     def describe(self) -> str:
-        return ",".join(f"{k}={v:g}" for k, v in self.rates.items()) or "none"
+        parts = [f"{k}={v:g}" for k, v in self.rates.items()]
+        if self.token_ttl is not None:
+            parts.append(f"ttl={self.token_ttl:g}")
+        return ",".join(parts) or "none"
+
+
+@dataclass(frozen=True)
+class Outage:
+    """Every request (API and downloads) answered 503 for ``seconds``, starting at the first
+    request (``begin="create"``) or just after the first create was answered (``"submitted"``)."""
+
+    seconds: float
+    begin: Literal["create", "submitted"] = "submitted"
 
 
 def _fault_for(kind: str) -> Fault:
     if kind == "1302":
         return Fault.business(1302, 429, "requests too fast")
+    if kind == "429":
+        return Fault.business(1302, 429, "requests too fast", retry_after=1)
     if kind == "1303":
         return Fault.business(1303, 429, "parallel task limit reached")
     if kind == "5xx":
         return Fault.business(5000, 500, "server error")
     if kind == "502":
         return Fault.raw(502)
-    if kind == "timeout":
+    if kind in ("timeout", "lost"):
         return Fault.timeout_after_accept()
     return Fault.cut_download(1024)
 
 
 _APPLIES = {
     "1302": ("create", "query"),
+    "429": ("create", "query"),
     "1303": ("create",),
     "5xx": ("create", "query"),
     "502": ("create", "query"),
+    "drop": ("create", "query"),
     "timeout": ("create", "query"),
+    "lost": ("create",),
     "cut": ("download",),
 }
 
 
 class Harness:
-    """Wraps ``fake.handler``: counts, timestamps, server CPU time and random faults.
+    """Wraps ``fake.handler``: counts, timestamps, server CPU time, faults and an outage.
 
     With ``on_callback`` set, it also plays Kling's callbacks: the fake only moves a task on
     when it is asked about it, so for tasks created with a ``callback_url`` the harness asks
@@ -141,11 +180,17 @@ class Harness:
     """
 
     def __init__(
-        self, fake: TimedFake, clock: VirtualClock, faults: FaultRates | None = None, seed: int = 0
+        self,
+        fake: TimedFake,
+        clock: VirtualClock,
+        faults: FaultRates | None = None,
+        seed: int = 0,
+        outage: Outage | None = None,
     ) -> None:
         self.fake = fake
         self.clock = clock
         self.faults = faults or FaultRates()
+        self.outage = outage
         self._rng = random.Random(seed ^ 0x5EED)
         self.polls: Counter[str] = Counter()
         """task_id -> GETs of /v1/videos/image2video/{task_id} (lookups by external id excluded)."""
@@ -157,6 +202,12 @@ class Harness:
         """Process CPU seconds spent inside the fake (subtracted from the client's)."""
         self.on_callback: Callable[[dict[str, Any]], None] | None = None
         self.callbacks_sent = 0
+        self.outage_window: tuple[float, float] | None = None
+        """Virtual monotonic (start, end) of the outage, once it has begun."""
+        self.outage_requests = 0
+        """Requests that arrived during the outage (each answered 503)."""
+        self._first_use: dict[str, float] = {}
+        """Authorization header -> virtual time it was first seen (for ``token_ttl``)."""
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handler)
@@ -168,24 +219,75 @@ class Harness:
             return "create"
         return "query"
 
+    def _begin_outage(self, at: float) -> None:
+        if self.outage is not None and self.outage_window is None:
+            self.outage_window = (at, at + self.outage.seconds)
+
+    def _in_outage(self, route: str) -> bool:
+        if self.outage is not None and self.outage.begin == "create":
+            self._begin_outage(self.clock.now)
+        window = self.outage_window
+        if window is None or not window[0] <= self.clock.now < window[1]:
+            return False
+        self.outage_requests += 1
+        self.faults_injected["outage 503"] += 1
+        if route == "download":
+            self.fake.inject("any", Fault.raw(503, b"service unavailable", "text/plain"))
+        else:
+            self.fake.inject("any", Fault.business(5001, 503, "service under maintenance"))
+        return True
+
+    def _token_expired(self, request: httpx.Request, route: str) -> bool:
+        ttl = self.faults.token_ttl
+        header = request.headers.get("authorization")
+        if ttl is None or route == "download" or not header:
+            return False
+        first = self._first_use.setdefault(header, self.clock.now)
+        if self.clock.now - first <= ttl:
+            return False
+        self.faults_injected["token expired"] += 1
+        self.fake.inject("any", Fault.business(1004, 401, "Authorization token has expired"))
+        return True
+
+    def _random_fault(self, request: httpx.Request, route: str) -> None:
+        """Draw once; the share of each fault kind among this route's requests is its rate."""
+        draw = self._rng.random()
+        threshold = 0.0
+        for kind, rate in self.faults.rates.items():
+            if route not in _APPLIES[kind]:
+                continue
+            threshold += rate
+            if draw < threshold:
+                self.faults_injected[kind] += 1
+                if kind == "drop":
+                    raise httpx.RemoteProtocolError(
+                        "Server disconnected without sending a response.", request=request
+                    )
+                self.fake.inject("any", _fault_for(kind))
+                return
+
     def handler(self, request: httpx.Request) -> httpx.Response:
         started = time.process_time()
         try:
             route = self._route(request)
             self.routes[route] += 1
-            if self.faults:
-                for kind, rate in self.faults.rates.items():
-                    if route in _APPLIES[kind] and self._rng.random() < rate:
-                        self.faults_injected[kind] += 1
-                        self.fake.inject("any", _fault_for(kind))
-                        break
+            if (
+                not self._in_outage(route)
+                and not self._token_expired(request, route)
+                and self.faults.rates
+            ):
+                self._random_fault(request, route)
             match = _QUERY.search(request.url.path) if request.method == "GET" else None
             if match is not None:
                 self.polls[match.group(1)] += 1
+            accepted = self.fake.creates_accepted
             try:
                 response = self.fake.handler(request)
             finally:
                 self._after_request()
+                if self.outage is not None and self.fake.creates_accepted > accepted:
+                    # "just after submit": the create's reply still gets through
+                    self._begin_outage(self.clock.now + 1e-6)
             if match is not None:
                 task = self.fake.tasks.get(match.group(1))
                 if (
@@ -197,6 +299,11 @@ class Harness:
             return response
         finally:
             self.server_cpu += time.process_time() - started
+
+    def tasks_per_job(self) -> Counter[str]:
+        """external_task_id (reelgen's job id; the task id where none was sent) -> tasks
+        created for it: more than 1 means a job was paid for twice."""
+        return Counter(rec.external_task_id or rec.task_id for rec in self.fake.records.values())
 
     def done_at(self, task_id: str) -> float:
         """Virtual monotonic time at which the task's generation finished."""
@@ -238,6 +345,7 @@ def make_fake(
     concurrency: int,
     seed: int,
     faults: FaultRates | None = None,
+    outage: Outage | None = None,
 ) -> Harness:
     fake = TimedFake(
         mean=mean,
@@ -249,4 +357,4 @@ def make_fake(
         secret_key=SECRET_KEY,
         max_recorded=64,
     )
-    return Harness(fake, clock, faults, seed)
+    return Harness(fake, clock, faults, seed, outage)

@@ -21,8 +21,9 @@ from reelgen.engine import Engine
 from reelgen.errors import ConfigError, WebhookInvalid
 from reelgen.models import Job, JobStatus, VideoRequest
 from reelgen.receiver import Hints, Receiver
+from reelgen.schedule import callback_fallback_delay, next_poll_delay
 from reelgen.store import JobStore
-from reelgen.waiting import Waiter, callback_fallback_delay, next_poll_delay
+from reelgen.waiting import Waiter
 from reelgen.webhooks import sign, verify
 from tests.conftest import FakeTimer
 from tests.fake_kling import FakeKling
@@ -404,7 +405,7 @@ def test_a_callback_wakes_the_waiter_at_once(
     assert seen[-1] == (finish_at, "succeeded")  # detection latency 0
     assert forwarder.replies and set(forwarder.replies) == {200}
     # Kling's guess of 120 s, nothing learned yet; less the jitter
-    fallback = 0.9 * callback_fallback_delay(120, known=False)
+    fallback = 0.9 * callback_fallback_delay(120, samples=0)
     assert query_count(fake_kling) <= 1 + int(finish_at // fallback)
     assert (tmp_path / "o.mp4").read_bytes() == fake_kling.video
     if finish_at < fallback:
@@ -606,7 +607,7 @@ def test_receiver_odd_content_length_and_replays() -> None:
 
 
 def test_unlearned_schedule_looks_closer_near_the_providers_guess() -> None:
-    """Before anything is learned, a 60 s guess is checked every 6 s once half of it has
-    passed, not every 30 s."""
-    assert next_poll_delay(61, 60, known=False) == 6.0
-    assert next_poll_delay(10, 60, known=False) == 10.0
+    """Before anything is learned, a 60 s guess is checked at least every 3 s (1/20 of it),
+    not every 30 s."""
+    assert next_poll_delay(61, 60, samples=0) == 3.0
+    assert next_poll_delay(10, 60, samples=0) == 2.5

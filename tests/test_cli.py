@@ -167,7 +167,7 @@ def test_job_row_written_before_the_paid_call(
     cli: Cli, fake_kling: FakeKling, make_image, isolated: Path
 ) -> None:
     """When the create reply is lost for good, the job is still in the log, recoverable by id."""
-    for _ in range(20):
+    for _ in range(100):
         fake_kling.inject("create", Fault.timeout_before_accept())
     fake_kling.inject("create", Fault.timeout_after_accept())
     result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--json")

@@ -73,9 +73,9 @@ def test_lost_reply_keeps_job_recoverable(
 ) -> None:
     """A create whose reply is lost and whose lookups keep failing stays 'submitting' in the
     log; a later `reelgen wait` finds the paid task and saves it without a second create."""
-    engine = Engine(waiter=Waiter(timer=timer, policy=RetryPolicy(attempts=3)))
+    engine = Engine(waiter=Waiter(timer=timer, policy=RetryPolicy(attempts=3, deadline=30)))
     fake_kling.inject("create", Fault.timeout_after_accept())
-    fake_kling.inject("query", Fault.timeout_before_accept(), times=5)
+    fake_kling.inject("query", Fault.timeout_before_accept(), times=100)
     request = VideoRequest(image=str(make_image()), prompt="x")
     with pytest.raises(ProviderTimeout):
         asyncio.run(engine.run(request, "kling", output=tmp_path / "a.mp4"))
@@ -84,6 +84,7 @@ def test_lost_reply_keeps_job_recoverable(
     assert job.state == "uncertain"
     assert fake_kling.creates_accepted == 1
 
+    fake_kling._faults.clear()  # the network is back
     out = tmp_path / "b.mp4"
     result = cli("wait", job.id, "-o", str(out))
     assert result.exit_code == 0, result.stderr

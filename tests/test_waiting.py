@@ -9,7 +9,8 @@ import pytest
 
 from reelgen.errors import InvalidRequest, ProviderUnavailable, RateLimited, WaitTimeout
 from reelgen.models import Job, JobStatus, VideoRequest
-from reelgen.waiting import RetryPolicy, Waiter, next_poll_delay
+from reelgen.schedule import next_poll_delay
+from reelgen.waiting import RetryPolicy, Waiter
 from tests.conftest import FakeTimer
 
 
@@ -81,17 +82,17 @@ def test_retry_bounded_by_attempts_and_deadline(timer: FakeTimer) -> None:
 def test_poll_schedule_dense_near_expected_finish() -> None:
     """Sparse early, dense around the expected finish, sparser again when long overdue."""
     expected = 120.0
-    early = next_poll_delay(0, expected)
-    near = next_poll_delay(118, expected)
-    overdue = next_poll_delay(400, expected)
+    early = next_poll_delay(0, expected, samples=3)
+    near = next_poll_delay(118, expected, samples=3)
+    overdue = next_poll_delay(400, expected, samples=3)
     assert early == 30  # capped at the ceiling
     assert near <= 0.04 * expected  # within 4 % of the expected time near the finish
     assert near < overdue <= 30
-    assert next_poll_delay(0, 4.0) == pytest.approx(3.0)  # straight to the early edge
-    assert next_poll_delay(3.9, 4.0) == pytest.approx(0.25)  # ...then finely
-    # nothing learned yet: 1, 2, 4, ... so a short job is not left to a long default guess
-    assert next_poll_delay(0, 120, known=False) == 1.0
-    assert next_poll_delay(8, 120, known=False) == 8.0
+    assert next_poll_delay(0, 4.0, samples=3) == pytest.approx(3.0)  # straight to the edge
+    assert next_poll_delay(3.9, 4.0, samples=3) == pytest.approx(0.25)  # ...then finely
+    # nothing learned yet: from a second, never sparser than 1/20 of the provider's guess
+    assert next_poll_delay(0, 120, samples=0) == 1.0
+    assert next_poll_delay(200, 120, samples=0) == 6.0
 
 
 class ScriptedProvider:

@@ -60,6 +60,8 @@ from .models import (
 )
 from .outputs import resolve_target
 from .router import can_fail_over, only_free_after, summary
+from .schedule import TRUSTED_SAMPLES
+from .waiting import POLL_OUTAGE
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -68,6 +70,8 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 30 * 60.0
 RETRIES_BEFORE_FAILOVER = 3
 """Tries of one provider's submission before moving on when another candidate remains."""
+UNBOUNDED = 1_000_000
+"""As many tries as the deadline allows."""
 FOREIGN_CLAIM_SECONDS = 600.0
 """A claim by a process on another host counts as live for this long after its last write."""
 
@@ -200,7 +204,9 @@ async def _submit(engine: Engine, job: Job) -> Job:
     )
     if claimed is None:
         return engine.store.get(job.id)  # another process got there first: carry on from there
-    attempts = RETRIES_BEFORE_FAILOVER if claimed.meta.candidates else None
+    # with another candidate waiting, move on after a few tries; alone, keep trying within the
+    # policy's deadline (a lost reply is looked up first, so a retry never pays twice)
+    attempts = RETRIES_BEFORE_FAILOVER if claimed.meta.candidates else UNBOUNDED
     return await _create(engine, provider, claimed, attempts=attempts, uncertain=False)
 
 
@@ -280,7 +286,13 @@ async def _lookup(engine: Engine, provider: VideoProvider, job: Job) -> Job | No
     """The task made for ``job``'s key, or None. Its transient failures are retried on their
     own; if they persist the outcome stays unknown (never a reason to send again)."""
     try:
-        return await engine.waiter.retry(f"lookup {job.id}", lambda: provider.lookup(job))
+        # a lookup is a free query: it rides out an outage by time, like a poll
+        return await engine.waiter.retry(
+            f"lookup {job.id}",
+            lambda: provider.lookup(job),
+            attempts=UNBOUNDED,
+            deadline=min(POLL_OUTAGE, engine.waiter.policy.deadline),
+        )
     except ReelgenError as err:
         err.retryable = False
         err.maybe_accepted = True
@@ -357,10 +369,17 @@ async def _wait(
     since = job.accepted_at or job.created_at
     waited = max(0.0, (utcnow() - since).total_seconds())
     guess = provider.expected_seconds(job.request)
-    learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
     told = provider.settings_expected(job.request)
-    known = told or (learned is not None and learned.samples >= 3)
-    expected = learned.seconds if learned is not None and not told and known else guess
+
+    def expectation() -> tuple[float, int]:
+        """How long this kind of job takes, as known right now (a sibling that finishes while
+        this one waits is counted at the next sleep)."""
+        if told:
+            return guess, TRUSTED_SAMPLES
+        learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
+        return (learned.seconds, learned.samples) if learned is not None else (guess, 0)
+
+    expected, samples = expectation()
     watch: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     wanted = job.request.options.get("callback_url")
     reachable = engine.callback_url is None or wanted == engine.callback_url
@@ -374,7 +393,8 @@ async def _wait(
                 provider,
                 job,
                 expected=expected,
-                known=known,
+                samples=samples,
+                expect=expectation,
                 deadline=timeout + waited,
                 waited=waited,
                 on_status=seen,

@@ -1,4 +1,5 @@
-"""The one place reelgen waits: retries with backoff, the poll schedule, and deadlines.
+"""The one place reelgen waits: retries with backoff, polling (on :mod:`reelgen.schedule`), and
+deadlines.
 
 Everything that sleeps goes through a :class:`Timer`, so tests run in milliseconds and can
 assert the schedule itself. A wait can also be woken early by an :class:`asyncio.Event` (a
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from .errors import ReelgenError, WaitTimeout
+from .schedule import TRUSTED_SAMPLES, callback_fallback_delay, next_poll_delay
 
 if TYPE_CHECKING:
     from .models import Job, JobStatus
@@ -140,7 +142,8 @@ class Waiter:
         *,
         expected: float,
         deadline: float,
-        known: bool = True,
+        samples: int = TRUSTED_SAMPLES,
+        expect: Callable[[], tuple[float, int]] | None = None,
         poll_first: bool = True,
         waited: float = 0.0,
         on_status: Callable[[JobStatus, float], None] | None = None,
@@ -156,13 +159,24 @@ class Waiter:
         is set, and one poll confirms; between callbacks the job is polled only every
         ``fallback`` seconds (default :func:`callback_fallback_delay`), in case callbacks are
         lost, instead of on the dense expected-time schedule.
+
+        ``expected`` is how long such a job takes, learned from ``samples`` finished ones (0:
+        the provider's guess; see :mod:`reelgen.schedule`). ``expect``, when given, is asked
+        again before every sleep, so a job in flight learns from a sibling that just finished.
         """
         start = self.timer.now() - waited
+
+        def schedule(elapsed: float) -> float:
+            nonlocal expected, samples
+            if expect is not None:
+                expected, samples = expect()
+            return next_poll_delay(elapsed, expected, samples=samples, rng=self.rng)
+
         if not poll_first:  # just submitted: the state is known, wait for the schedule
             delay = (
-                next_poll_delay(waited, expected, known=known, rng=self.rng)
+                schedule(waited)
                 if wake is None
-                else (fallback or callback_fallback_delay(expected, known=known))
+                else (fallback or callback_fallback_delay(expected, samples=samples))
             )
             await self.sleep(min(delay, max(0.0, deadline - waited)), wake=wake)
         woken = False  # this poll was asked for by a callback
@@ -198,13 +212,13 @@ class Waiter:
                     job_id=job.id,
                 )
             if wake is None:
-                delay = next_poll_delay(elapsed, expected, known=known, rng=self.rng)
+                delay = schedule(elapsed)
             elif woken or rechecks:
                 # a callback said the job is done but the query lags behind: look again soon
                 rechecks = 3 if woken else rechecks - 1
                 delay = 2.0 ** (3 - rechecks)
             else:
-                delay = fallback or callback_fallback_delay(expected, known=known)
+                delay = fallback or callback_fallback_delay(expected, samples=samples)
                 delay *= 1 + 0.1 * (2 * self.rng.random() - 1)
             await self.sleep(min(delay, max(0.0, deadline - elapsed) + 0.001), wake=wake)
 
@@ -223,60 +237,3 @@ class Waiter:
             for task in (sleeper, woken):
                 task.cancel()
             await asyncio.gather(sleeper, woken, return_exceptions=True)
-
-
-def callback_fallback_delay(
-    expected: float, *, known: bool = True, floor: float = 60.0, ceiling: float = 600.0
-) -> float:
-    """How long to wait between polls when callbacks will say when the job changes.
-
-    Twice the expected time, within [``floor``, ``ceiling``]: a job that finishes on time is
-    announced by its callback well before this, so polling sooner is waste; if callbacks never
-    arrive (the callback URL cannot be reached) the first fallback poll still finds a typical
-    job done, so a lost callback costs at most about one expected duration of extra latency
-    and one poll. The floor keeps short jobs from polling often, the ceiling keeps a long job
-    whose callbacks are lost from going unnoticed for more than ten minutes. While nothing is
-    learned (``known`` False) the expectation is only a guess: three times it, so jobs that run
-    long are still told by their callback rather than found by a poll.
-    """
-    return min(ceiling, max(floor, (2 if known else 3) * expected))
-
-
-def next_poll_delay(
-    elapsed: float,
-    expected: float,
-    *,
-    known: bool = True,
-    precision: float = 0.04,
-    ceiling: float = 30.0,
-    rng: random.Random | None = None,
-) -> float:
-    """When to ask again, given the time already waited and the expected duration.
-
-    With a ``known`` expectation (learned from finished jobs, or set by the user): sleep until
-    the early edge of the likely finish (75 % of ``expected``, in steps of at most
-    ``ceiling``), then poll every ``precision`` * expected (at least 0.25 s) until 125 %, then
-    gently sparser (an eighth of the overrun). A 4 s job is noticed within a quarter second in
-    about five polls; a 240 s one within about 2 % of its time in about a dozen.
-
-    Without one (the first jobs of a kind): 1, 2, 4, 8, ... seconds, up to ``ceiling``, so a
-    short job is not left waiting for a long default guess.
-
-    ±10 % jitter keeps many jobs from polling in lockstep.
-    """
-    if not known:
-        delay = min(ceiling, max(1.0, elapsed))
-        if elapsed >= 0.5 * expected:  # near the provider's own guess, look closer
-            delay = min(delay, max(1.0, 0.1 * expected))
-    else:
-        floor = max(0.25, expected * precision)
-        early, late = 0.75 * expected, 1.25 * expected
-        if elapsed < early - floor:
-            delay = min(ceiling, early - elapsed)
-        elif elapsed < late:
-            delay = floor
-        else:
-            delay = min(ceiling, max(floor, (elapsed - expected) / 8))
-    if rng is not None:
-        delay *= 1 + 0.1 * (2 * rng.random() - 1)
-    return delay
