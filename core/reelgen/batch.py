@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .concurrency import ProviderSlots
 from .errors import InvalidRequest, ReelgenError, UsageError
 from .lifecycle import saved_intact
-from .models import Job, VideoRequest
+from .models import JOB_FINAL_STATES, Job, VideoRequest
+from .store import DamagedRow
 
 if TYPE_CHECKING:
     from .engine import Engine, Prepared
@@ -218,6 +219,17 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
     problems: list[str] = []
     for item in items:
         job = engine.store.for_item(batch, item.id)
+        if isinstance(job, DamagedRow):
+            if job.state in JOB_FINAL_STATES:  # over (or forgotten): the line runs anew
+                item.state = "retry"
+                _check_output(item, force, problems)
+            else:
+                problems.append(
+                    f"line {item.line} ({item.id}): its job {job.id} ({job.state}) has a damaged "
+                    f"row in the job log and may be running at the provider; check there, then "
+                    f"`reelgen forget {job.id}` to run the line again"
+                )
+            continue
         item.existing = job
         if job is None:
             item.state = "new"

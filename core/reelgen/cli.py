@@ -257,6 +257,7 @@ def guarded(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = bool(kwargs.get("as_json"))
+        Interrupted.engine = Interrupted.hint = None  # this command's, not an earlier one's
         try:
             return fn(*args, **kwargs)
         except (KeyboardInterrupt, click.Abort):

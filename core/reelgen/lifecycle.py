@@ -626,9 +626,12 @@ async def _fail_over(engine: Engine, job_id: str, err: ReelgenError) -> Job | No
                 )
             )
             continue
+        target = job.meta.target
+        if target and Path(target).name == f"{job.id}.mp4":  # named after the job: so is its heir
+            target = f"{Path(target).parent}{os.sep}"
         successor = engine.new_job(
             prepared,
-            target=job.meta.target,
+            target=target,
             overwrite=job.meta.overwrite,
             asked=asked,
             route=job.meta.route,

@@ -353,17 +353,15 @@ class JobStore:
         """The newest readable jobs."""
         return [j for j in self.rows(limit=limit, state=state) if isinstance(j, Job)]
 
-    def for_item(self, batch: str, item: str) -> Job | None:
-        """The newest readable job made for a batch's manifest line, if any."""
-        rows = self._db.execute(
-            "SELECT * FROM jobs WHERE batch = ? AND item = ? ORDER BY created_at DESC, rowid DESC",
+    def for_item(self, batch: str, item: str) -> Job | DamagedRow | None:
+        """The newest job made for a batch's manifest line, if any (damaged rows included: a
+        line whose job cannot be read must not be taken for a line never run)."""
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE batch = ? AND item = ? ORDER BY created_at DESC, rowid DESC "
+            "LIMIT 1",
             (batch, item),
-        )
-        for row in rows:
-            job = _read(row)
-            if isinstance(job, Job):
-                return job
-        return None
+        ).fetchone()
+        return _read(row) if row is not None else None
 
     def unfinished(self) -> tuple[list[Job], list[DamagedRow]]:
         """Jobs the lifecycle can still advance (for `reelgen resume`), oldest first, and the
