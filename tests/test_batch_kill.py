@@ -25,7 +25,7 @@ from tests.conftest import FAKE_AK, FAKE_SK
 from tests.fake_kling import FakeKling, serve
 
 # the test process talks to the server on loopback (the batch subprocess is not guarded)
-pytestmark = pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+pytestmark = [pytest.mark.block_network(allowed_hosts=["127.0.0.1"]), pytest.mark.slow]
 
 REELGEN = [sys.executable, "-c", "from reelgen.cli import main; main()"]
 TIMEOUT = 30.0  # any single wait in these tests; a hang fails the test instead of the suite

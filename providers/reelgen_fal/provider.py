@@ -25,7 +25,7 @@ from reelgen.errors import (
     Unsupported,
 )
 from reelgen.http import make_client
-from reelgen.models import Job, JobState, JobStatus, Video, VideoRequest, VideoResult
+from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, VideoProvider
 from reelgen.validation import check_image, inspect_image, is_url
 
@@ -35,7 +35,7 @@ from .wire_errors import NAME, check, json_body, request_failure, transport_erro
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 URL_KEYS = ("status_url", "response_url", "cancel_url")
 
-STATES: dict[str, JobState] = {
+STATES: dict[str, TaskState] = {
     "IN_QUEUE": "queued",
     "IN_PROGRESS": "running",
     "COMPLETED": "succeeded",  # or failed: decided by the result, see poll()

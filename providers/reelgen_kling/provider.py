@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 
 from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
-from reelgen.models import Job, JobState, JobStatus, Video, VideoRequest, VideoResult
+from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, VideoProvider
 from reelgen.validation import check_image, is_url
 
@@ -24,7 +24,7 @@ from .wire_errors import NOT_FOUND_CODES, business_code, transport_errors, unwra
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 
-STATES: dict[str, JobState] = {
+STATES: dict[str, TaskState] = {
     "submitted": "queued",
     "processing": "running",
     "succeed": "succeeded",
@@ -220,7 +220,7 @@ class KlingProvider(VideoProvider):
                 body["callback_url"] = options.callback_url
         return body
 
-    def _state(self, task: dict[str, Any]) -> JobState:
+    def _state(self, task: dict[str, Any]) -> TaskState:
         raw_state = str(task.get("task_status"))
         state = STATES.get(raw_state)
         if state is None:

@@ -310,7 +310,8 @@ def _encode(frames: Iterator[Image.Image], path: Path, size: tuple[int, int], fp
         stream.color_trc = ColorTrc.BT709
         reformatter = VideoReformatter()
         for index, picture in enumerate(frames):
-            rgb = av.VideoFrame.from_image(picture)
+            # PyAV ships from_image without annotations
+            rgb = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
             yuv = reformatter.reformat(
                 rgb,
                 format="yuv420p",
