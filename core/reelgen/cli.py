@@ -585,7 +585,7 @@ def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_js
     """Wait for a job to finish and save its video (it is looked up, never paid for twice)."""
     engine = open_engine()
     job = engine.store.get(job_id)
-    target = checked_output(job, output, force=force, as_json=as_json)
+    target, force = checked_output(job, output, force=force, as_json=as_json)
     progress = make_progress(as_json)
 
     def accepted(current: Job, provider: VideoProvider) -> None:
@@ -597,6 +597,7 @@ def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_js
                 job,
                 timeout=timeout,
                 output=target,
+                force=force,
                 on_status=progress.update,
                 on_accepted=accepted,
             )
@@ -620,7 +621,7 @@ def cli_download(job_id: str, output: str | None, force: bool, as_json: bool) ->
 
     engine = open_engine()
     job = engine.store.get(job_id)
-    target = checked_output(job, output, force=force, as_json=as_json)
+    target, force = checked_output(job, output, force=force, as_json=as_json)
 
     async def work() -> Job:
         current = await refresh(engine, job)
@@ -642,24 +643,27 @@ def cli_download(job_id: str, output: str | None, force: bool, as_json: bool) ->
                 f"{current.message or 'no reason given'}",
                 job_id=current.id,
             )
-        return await engine.advance(current, output=target)
+        return await engine.advance(current, output=target, force=force)
 
     done = run_async(lambda: _closing(engine, work()))
     report_job(done, as_json=as_json)
 
 
-def checked_output(job: Job, output: str | None, *, force: bool, as_json: bool) -> Path | None:
-    """``-o`` of wait/download, checked like generate's (None: the job's own target)."""
+def checked_output(
+    job: Job, output: str | None, *, force: bool, as_json: bool
+) -> tuple[Path | None, bool]:
+    """``-o`` of wait/download, checked like generate's (None: the job's own target), and
+    whether an existing file may be replaced."""
     if output is None:
-        return None
+        return None, force
     from .outputs import check_target, resolve_target
 
     target = resolve_target(output, job.id)
     if target == Path(job.output or ""):
-        return target  # the job's own video, saved again
+        return target, force  # the job's own video, saved again
     force = force or confirm_overwrite(output, as_json=as_json)
     check_target(target, inputs=[job.request.image or ""], force=force)
-    return target
+    return target, force
 
 
 @cli.command("batch")

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import math
 import os
+import statistics
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Engine:
         """Jobs this engine planned or advanced, in order (what an interrupt leaves behind)."""
         self._used: dict[str, VideoProvider] = {}
         self._learned: dict[tuple[object, ...], list[float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     def store(self) -> JobStore:
@@ -240,6 +242,7 @@ class Engine:
         on_status: StatusCallback | None = None,
         on_accepted: Callable[[Job, VideoProvider], None] | None = None,
         slots: Slots | None = None,
+        force: bool = False,
     ) -> Job:
         """:func:`reelgen.lifecycle.advance` with this engine."""
         return await lifecycle.advance(
@@ -248,6 +251,7 @@ class Engine:
             until=until,
             timeout=timeout,
             output=output,
+            force=force,
             on_status=on_status,
             on_accepted=on_accepted,
             slots=slots,
@@ -281,6 +285,10 @@ class Engine:
         )
         return done, lifecycle.result_of(done) if wait else None
 
+    def job_lock(self, job_id: str) -> asyncio.Lock:
+        """Steps on one job take turns within this engine (two callers advancing one job)."""
+        return self._locks.setdefault(job_id, asyncio.Lock())
+
     # -- what was learned -------------------------------------------------------------------
 
     def learned(
@@ -295,12 +303,7 @@ class Engine:
         samples = self._learned[key]
         if not samples:
             return None
-        ordered = sorted(samples[-20:])
-        middle = len(ordered) // 2
-        median = (
-            ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-        )
-        return Learned(median, len(samples))
+        return Learned(statistics.median(samples[-20:]), len(samples))
 
     def finished(self, provider: str, request: VideoRequest, took: float | None) -> None:
         """A job of this kind finished at the provider after ``took`` seconds."""

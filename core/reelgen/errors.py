@@ -37,6 +37,11 @@ acted on a request whose reply was lost: look before you submit again).
 
 from __future__ import annotations
 
+import copy
+from typing import TypeVar
+
+E = TypeVar("E", bound="ReelgenError")
+
 
 class ReelgenError(Exception):
     """Base of every reelgen error. ``str(err)`` is one line: what, why, how to fix."""
@@ -68,6 +73,14 @@ class ReelgenError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def with_hint(self: E, hint: str, *, prefix: str = "") -> E:
+        """A copy of this error whose message ends with ``hint`` (and starts with ``prefix``),
+        every field kept."""
+        err = copy.copy(self)
+        err.message = f"{prefix}{self.message}{hint}"
+        err.args = (err.message,)
+        return err
 
 
 class UsageError(ReelgenError):

@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -43,6 +45,7 @@ from .errors import (
     JobBusy,
     JobFailed,
     MissingCredentials,
+    OutputExists,
     ProviderTimeout,
     ReelgenError,
     Unsupported,
@@ -85,20 +88,25 @@ class Slots(Protocol):
     def hold(self, provider: str) -> AbstractAsyncContextManager[None]: ...
 
 
-def me() -> str:
-    """This process, as recorded in a job's claim."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def new_claim() -> str:
+    """A claim on a job for one step: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def claim_is_live(job: Job) -> bool:
-    """Whether another live process is submitting or saving ``job`` right now."""
+    """Whether another live process is submitting or saving ``job`` right now. (Within this
+    process, steps on one job take turns under the engine's lock, so a claim left by this
+    process is stale.)"""
     owner = job.meta.owner
-    if not owner or owner == me():
+    if not owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
     if host != socket.gethostname():
         age = (utcnow() - job.updated_at).total_seconds()
         return age < FOREIGN_CLAIM_SECONDS
+    if pid == str(os.getpid()):
+        return False
     try:
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):
@@ -118,15 +126,25 @@ async def advance(
     on_status: StatusCallback | None = None,
     on_accepted: Callable[[Job, VideoProvider], None] | None = None,
     slots: Slots | None = None,
+    force: bool = False,
 ) -> Job:
     """Move ``job`` on until it is saved (or accepted, or finished at the provider: ``until``)
     and return it as stored; raise when it cannot get there.
 
     ``output`` saves the video there instead of the job's recorded target (a succeeded job is
-    saved again). On a failure another provider could avoid, the request moves to the next
-    recorded candidate (a new job, returned in its place).
+    saved again; ``force`` lets it replace a file that is not this job's). On a failure another
+    provider could avoid, the request moves to the next recorded candidate (a new job, returned
+    in its place). ``timeout`` bounds the whole call, failovers included.
     """
     engine.touched.setdefault(job.id, None)
+    if force:
+        engine.store.transition(job.id, meta={"overwrite": True})
+    timer = engine.waiter.timer
+    end = timer.now() + timeout
+
+    def left() -> float:
+        return max(1.0, end - timer.now())
+
     fresh = False  # this call submitted it a moment ago: no need to ask at once
     held: str | None = None
     async with contextlib.AsyncExitStack() as stack:
@@ -141,43 +159,15 @@ async def advance(
                     held = job.provider
                     continue  # the wait for a slot may have been long: read the job again
             try:
-                if job.state == "planned":
-                    job = await _submit(engine, job)
-                    fresh = True
-                elif job.state in ("submitting", "uncertain"):
-                    job = await _settle(engine, job)
-                elif job.state in ("queued", "running"):
-                    if on_accepted is not None:
-                        on_accepted(job, engine.provider(job.provider))
-                        on_accepted = None
-                    if until == "accepted":
-                        return job
-                    job = await _wait(engine, job, timeout, on_status, fresh=fresh)
-                elif job.state in ("result", "downloading"):
-                    if until != "saved":
-                        return job
-                    job = await _save(engine, job, output)
-                elif job.state == "succeeded":
-                    if until == "saved" and _needs_saving(job, output):
-                        job = await _save(engine, job, output)
-                    return job
-                elif job.state == "superseded":
-                    job = await _superseded(engine, job)
-                elif job.superseded_by:  # failed, and another job took the request over
-                    job = engine.store.get(job.superseded_by)
-                    engine.touched.setdefault(job.id, None)
-                elif job.state == "failed":
-                    raise JobFailed(
-                        f"job {job.id} failed: {job.message or 'no reason given'}",
-                        provider=job.provider,
-                        job_id=job.id,
-                    )
-                else:  # canceled
-                    raise JobFailed(
-                        f"job {job.id} was canceled" + (f": {job.message}" if job.message else ""),
-                        provider=job.provider,
-                        job_id=job.id,
-                    )
+                async with engine.job_lock(job.id):
+                    job = engine.store.get(job.id)  # as it stands now that it is this call's turn
+                    step = await _step(engine, job, until, left, output, on_status, fresh)
+                if isinstance(step, Done):
+                    return step.job
+                job, fresh = step, job.state == "planned"
+                if job.state in ("queued", "running") and on_accepted is not None:
+                    on_accepted(job, engine.provider(job.provider))
+                    on_accepted = None
             except ReelgenError as err:
                 successor = await _fail_over(engine, job.id, err)
                 if successor is None:
@@ -187,30 +177,80 @@ async def advance(
                 engine.touched.setdefault(job.id, None)
 
 
+@dataclass(frozen=True)
+class Done:
+    """The job reached what the caller asked for."""
+
+    job: Job
+
+
+async def _step(
+    engine: Engine,
+    job: Job,
+    until: Until,
+    left: Callable[[], float],
+    output: Path | None,
+    on_status: StatusCallback | None,
+    fresh: bool,
+) -> Job | Done:
+    """One move of the state machine from ``job``'s stored state."""
+    if job.state == "planned":
+        job = await _submit(engine, job, left)
+    elif job.state in ("submitting", "uncertain"):
+        job = await _settle(engine, job, left)
+    elif job.state in ("queued", "running"):
+        if until == "accepted":
+            return Done(job)
+        job = await _wait(engine, job, left(), on_status, fresh=fresh)
+    elif job.state in ("result", "downloading"):
+        if until != "saved":
+            return Done(job)
+        job = await _save(engine, job, output)
+    elif job.state == "succeeded":
+        if until == "saved" and _needs_saving(job, output):
+            job = await _save(engine, job, output)
+        return Done(job)
+    elif job.state == "superseded":
+        job = await _superseded(engine, job, left)
+    elif job.superseded_by:  # failed, and another job took the request over
+        job = engine.store.get(job.superseded_by)
+        engine.touched.setdefault(job.id, None)
+    elif job.state == "failed":
+        raise JobFailed(
+            f"job {job.id} failed: {job.message or 'no reason given'}",
+            provider=job.provider,
+            job_id=job.id,
+        )
+    else:  # canceled
+        raise JobFailed(
+            f"job {job.id} was canceled" + (f": {job.message}" if job.message else ""),
+            provider=job.provider,
+            job_id=job.id,
+        )
+    return job
+
+
 # -- the steps ------------------------------------------------------------------------------
 
 
-async def _submit(engine: Engine, job: Job) -> Job:
-    """planned -> submitting -> queued/running (or uncertain, or failed): at most one paid
-    task for this job, whatever the network does."""
+async def _submit(engine: Engine, job: Job, left: Callable[[], float]) -> Job:
+    """planned -> submitting -> queued/running (or uncertain, or failed): the create is sent
+    only by the process whose claim moved the job to submitting."""
     provider = engine.provider(job.provider)
-    try:
-        provider.check_credentials()
-    except MissingCredentials as err:
-        engine.store.transition(job.id, from_={"planned"}, to="failed", message=str(err))
-        raise
+    provider.check_credentials()  # keys gone since planning: the job stays planned
+    claim = new_claim()
     claimed = engine.store.transition(
-        job.id, from_={"planned"}, to="submitting", meta={"owner": me()}
+        job.id, from_={"planned"}, to="submitting", meta={"owner": claim}
     )
     if claimed is None:
         return engine.store.get(job.id)  # another process got there first: carry on from there
     # with another candidate waiting, move on after a few tries; alone, keep trying within the
-    # policy's deadline (a lost reply is looked up first, so a retry never pays twice)
+    # deadline (a lost reply is looked up first, so a retry never pays twice)
     attempts = RETRIES_BEFORE_FAILOVER if claimed.meta.candidates else UNBOUNDED
-    return await _create(engine, provider, claimed, attempts=attempts, uncertain=False)
+    return await _create(engine, provider, claimed, claim, attempts=attempts, left=left)
 
 
-async def _settle(engine: Engine, job: Job) -> Job:
+async def _settle(engine: Engine, job: Job, left: Callable[[], float]) -> Job:
     """submitting / uncertain, found on entry: the create may have reached the provider (a
     crash, Ctrl-C, a lost reply). Look the task up by the job's key before sending anything."""
     if claim_is_live(job):
@@ -222,28 +262,41 @@ async def _settle(engine: Engine, job: Job) -> Job:
     provider = engine.provider(job.provider)
     provider.check_credentials()
     if not provider.can_lookup:
-        engine.store.transition(job.id, from_={"submitting"}, to="uncertain")
+        engine.store.transition(job.id, from_={"submitting"}, to="uncertain", meta={"owner": None})
         raise _uncertain_error(job, provider, "its submission's outcome is unknown")
-    found = await _lookup(engine, provider, job)
+    found = await _lookup(engine, provider, job, left)
     if found is not None:
-        return _accepted(engine, job, found, from_={"submitting", "uncertain"})
+        return _accepted(engine, job, found)
     # not at the provider: nothing was paid, so it may be sent now (the key still guards it)
     engine.store.transition(
-        job.id, from_={"submitting", "uncertain"}, to="planned", unsubmitted=True
+        job.id,
+        from_={"submitting", "uncertain"},
+        to="planned",
+        unsubmitted=True,
+        meta={"owner": None},
     )
     return engine.store.get(job.id)
 
 
 async def _create(
-    engine: Engine, provider: VideoProvider, job: Job, *, attempts: int | None, uncertain: bool
+    engine: Engine,
+    provider: VideoProvider,
+    job: Job,
+    claim: str,
+    *,
+    attempts: int,
+    left: Callable[[], float],
 ) -> Job:
     """Send the create, retrying transient errors; after a reply that may have been lost, look
-    the task up (its own retries, never counted against the create) before sending again."""
+    the task up (its own retries, never counted against the create) before sending again.
+    An interrupt leaves the job uncertain: the next process looks it up first."""
+    uncertain = False
 
     async def attempt() -> Job:
         nonlocal uncertain
+        engine.store.transition(job.id, owned_by=claim)  # the claim is alive: refresh it
         if uncertain:
-            found = await _lookup(engine, provider, job)
+            found = await _lookup(engine, provider, job, left)
             if found is not None:
                 return found
             uncertain = False  # definitely not there: sending again cannot pay twice
@@ -257,7 +310,12 @@ async def _create(
             raise
 
     try:
-        submitted = await engine.waiter.retry(f"submit {job.id}", attempt, attempts=attempts)
+        submitted = await engine.waiter.retry(
+            f"submit {job.id}",
+            attempt,
+            attempts=attempts,
+            deadline=min(left(), engine.waiter.policy.deadline),
+        )
     except ReelgenError as err:
         err.job_id = err.job_id or job.id
         if not uncertain:
@@ -276,13 +334,30 @@ async def _create(
             )
             raise
         engine.store.transition(
-            job.id, from_={"submitting"}, to="uncertain", message=str(err), unsubmitted=True
+            job.id,
+            from_={"submitting"},
+            to="uncertain",
+            message=str(err),
+            unsubmitted=True,
+            meta={"owner": None},
         )
         raise _uncertain_error(job, provider, str(err)) from err
-    return _accepted(engine, job, submitted, from_={"submitting"})
+    except BaseException:  # Ctrl-C, SIGTERM, a cancelled task: the create may be on its way
+        engine.store.transition(
+            job.id,
+            from_={"submitting"},
+            to="uncertain",
+            message="interrupted while the create was on its way",
+            unsubmitted=True,
+            meta={"owner": None},
+        )
+        raise
+    return _accepted(engine, job, submitted)
 
 
-async def _lookup(engine: Engine, provider: VideoProvider, job: Job) -> Job | None:
+async def _lookup(
+    engine: Engine, provider: VideoProvider, job: Job, left: Callable[[], float]
+) -> Job | None:
     """The task made for ``job``'s key, or None. Its transient failures are retried on their
     own; if they persist the outcome stays unknown (never a reason to send again)."""
     try:
@@ -291,7 +366,7 @@ async def _lookup(engine: Engine, provider: VideoProvider, job: Job) -> Job | No
             f"lookup {job.id}",
             lambda: provider.lookup(job),
             attempts=UNBOUNDED,
-            deadline=min(POLL_OUTAGE, engine.waiter.policy.deadline),
+            deadline=min(POLL_OUTAGE, engine.waiter.policy.deadline, left()),
         )
     except ReelgenError as err:
         err.retryable = False
@@ -299,12 +374,14 @@ async def _lookup(engine: Engine, provider: VideoProvider, job: Job) -> Job | No
         raise
 
 
-def _accepted(engine: Engine, job: Job, found: Job, *, from_: set[str]) -> Job:
-    """Record the provider's task for ``job`` (its id is never erased or replaced)."""
+def _accepted(engine: Engine, job: Job, found: Job) -> Job:
+    """Record the provider's task for ``job``, whatever state another process left it in
+    (uncertain, superseded, even forgotten): a task that exists is paid for, so it is tracked
+    and saved. Its id is never erased or replaced."""
     state = found.state if found.state in ("queued", "running") else "running"
     stored = engine.store.transition(
         job.id,
-        from_=from_,
+        unsubmitted=True,
         to=state,
         message=found.message,
         task_id=found.task_id,
@@ -331,17 +408,36 @@ def _uncertain_error(job: Job, provider: VideoProvider, why: str) -> ProviderTim
     )
 
 
-async def _superseded(engine: Engine, job: Job) -> Job:
-    """Another job made (or is making) this request's video: this one is only looked up — a
-    task that turns up after all is already paid, so it is kept and saved — never submitted."""
+async def _superseded(engine: Engine, job: Job, left: Callable[[], float]) -> Job:
+    """Another job took this request over after this one's create may have gone through: this
+    one is only looked up, never submitted. A task that turns up is already paid for, so it is
+    kept and saved beside the other video; no task at the provider closes the job."""
     provider = engine.provider(job.provider)
+    heir = job.superseded_by
     if provider.can_lookup and job.task_id is None:
         provider.check_credentials()
-        found = await _lookup(engine, provider, job)
+        found = await _lookup(engine, provider, job, left)
         if found is not None:
-            return _accepted(engine, job, found, from_={"superseded"})
+            target = Path(job.meta.target or f"{job.id}.mp4")
+            own = str(target.with_name(f"{target.stem}-{job.id}{target.suffix}"))
+            engine.store.transition(job.id, meta={"target": own})  # never over the heir's
+            return _accepted(engine, job, found)
+        engine.store.transition(
+            job.id,
+            from_={"superseded"},
+            to="canceled",
+            unsubmitted=True,
+            message=f"never reached {provider.name} (no task has its key); {heir} took over",
+        )
+        raise JobFailed(
+            f"job {job.id} never reached {provider.name}: job {heir} made the video instead",
+            provider=job.provider,
+            job_id=job.id,
+        )
     raise JobFailed(
-        f"job {job.id} was never submitted: job {job.superseded_by} made the video instead",
+        f"job {job.id} may have been accepted by {provider.name} (it cannot be looked up); job "
+        f"{heir} made the video instead: check {provider.name}'s console, then `reelgen forget "
+        f"{job.id}`",
         provider=job.provider,
         job_id=job.id,
     )
@@ -405,10 +501,9 @@ async def _wait(
         raise
     except ReelgenError as err:
         # the job was accepted and may still finish: say how to pick it up
-        err.message = f"{err}; job {job.id} is not lost, `reelgen wait {job.id}` picks it up"
-        err.args = (err.message,)
         err.job_id = job.id
-        raise
+        hint = f"; job {job.id} is not lost, `reelgen wait {job.id}` picks it up"
+        raise err.with_hint(hint) from err
     current = _record(engine, job, provider, status)
     _raise_if_over(current, provider, status)
     return current
@@ -520,8 +615,10 @@ def saved_intact(job: Job, path: Path) -> bool:
 
 async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
     """result -> downloading -> succeeded: download (atomic, resumable, verified) to
-    ``output``, else to the target recorded when the job was planned."""
+    ``output``, else to the target recorded when the job was planned. A file already there
+    that is not this job's video is replaced only when the user allowed it."""
     again = job.state == "succeeded"
+    claim = new_claim()
     if not again:
         if job.state == "downloading" and claim_is_live(job):
             raise JobBusy(
@@ -529,7 +626,11 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
                 job_id=job.id,
             )
         claimed = engine.store.transition(
-            job.id, from_={job.state}, to="downloading", meta={"owner": me()}
+            job.id,
+            from_={job.state},
+            owned_by=job.meta.owner or "",  # a stale claim is taken over by one process only
+            to="downloading",
+            meta={"owner": claim},
         )
         if claimed is None:
             return engine.store.get(job.id)
@@ -537,6 +638,7 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
     provider = engine.provider(job.provider)
     target = resolve_target(output or job.meta.target, job.id)
     try:
+        _check_not_foreign(job, target)
         result = await engine.waiter.retry(f"result {job.id}", lambda: provider.result(job))
         if not result.videos:
             raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
@@ -544,25 +646,16 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
             saved = await download(
                 result.videos[0].url, target, client=client, waiter=engine.waiter, tag=job.id
             )
-    except ReelgenError as err:
-        if not again:
+    except BaseException as exc:
+        if not again:  # back to result, for the next try (also after Ctrl-C)
             engine.store.transition(
-                job.id, from_={"downloading"}, to="result", meta={"owner": None}
+                job.id, from_={"downloading"}, owned_by=claim, to="result", meta={"owner": None}
             )
-        if isinstance(err, DownloadError):
-            part = part_path(target, job.id)
-            if err.retryable:
-                hint = f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
-            elif part.is_file():
-                hint = (
-                    f"; the downloaded video is kept at {part}, and `reelgen download {job.id} "
-                    "-o OTHER.mp4` saves it elsewhere"
-                )
-            else:
-                hint = ""
-            err.message = f"could not save job {job.id}: {err}{hint}"
-            err.args = (err.message,)
-        err.provider, err.job_id = err.provider or provider.name, job.id
+        if isinstance(exc, ReelgenError):
+            exc.provider, exc.job_id = exc.provider or provider.name, job.id
+        if isinstance(exc, DownloadError):
+            hint = _download_hint(job, target, exc)
+            raise exc.with_hint(hint, prefix=f"could not save job {job.id}: ") from exc
         raise
     meta: dict[str, object] = {
         "size": saved.size,
@@ -583,6 +676,32 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
     return stored if stored is not None else engine.store.get(job.id)
 
 
+def _check_not_foreign(job: Job, target: Path) -> None:
+    """A file that appeared at the target after the job was planned is not overwritten unless
+    the user allowed it."""
+    if job.meta.overwrite or not target.is_file() or saved_intact(job, target):
+        return
+    if job.output is not None and Path(job.output) == target:
+        return  # this job's own earlier video (damaged or replaced): saved again
+    raise OutputExists(
+        f"{target} exists and is not job {job.id}'s video; `reelgen download {job.id} --force` "
+        f"replaces it, or `-o OTHER.mp4` saves elsewhere (nothing is lost)",
+        job_id=job.id,
+    )
+
+
+def _download_hint(job: Job, target: Path, err: DownloadError) -> str:
+    part = part_path(target, job.id)
+    if err.retryable:
+        return f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
+    if part.is_file():
+        return (
+            f"; the downloaded video is kept at {part}, and `reelgen download {job.id} "
+            "-o OTHER.mp4` saves it elsewhere"
+        )
+    return ""
+
+
 # -- failover -------------------------------------------------------------------------------
 
 
@@ -597,9 +716,7 @@ async def _fail_over(engine: Engine, job_id: str, err: ReelgenError) -> Job | No
         return None
     if job.state == "uncertain":
         outcome: Literal["failed", "uncertain"] = "uncertain"
-    elif job.state == "failed" and (can_fail_over(err) or isinstance(err, JobFailed)):
-        if isinstance(err, (ContentPolicyError, InvalidRequest)):
-            return None
+    elif job.state == "failed" and can_fail_over(err):
         outcome = "failed"
     else:
         return None
@@ -643,7 +760,9 @@ async def _fail_over(engine: Engine, job_id: str, err: ReelgenError) -> Job | No
         )
         if engine.store.take_over(job, successor, superseded=outcome == "uncertain"):
             return successor
-        return None  # another process moved the request on first
+        # another process moved the request on first: follow it
+        heir = engine.store.get(job_id).superseded_by
+        return engine.store.get(heir) if heir else None
     # nothing left to try: keep the history on the last job for the message
     engine.store.transition(job.id, meta={"attempts": [a.model_dump() for a in history]})
     return None

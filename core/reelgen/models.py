@@ -40,7 +40,7 @@ JOB_FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled",
 """Job states the lifecycle never leaves by itself."""
 
 IN_FLIGHT_STATES: frozenset[str] = frozenset({"submitting", "uncertain", "queued", "running"})
-"""A paid task may exist for a job in these states."""
+"""States in which a job holds its provider's concurrency slot (its task may be running)."""
 
 
 def utcnow() -> datetime:

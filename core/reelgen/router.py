@@ -41,9 +41,6 @@ if TYPE_CHECKING:
     from .engine import Engine, Prepared
     from .models import VideoRequest
 
-RETRIES_BEFORE_FAILOVER = 3
-"""Tries of one provider's submission before moving on when another candidate remains."""
-
 
 @dataclass(frozen=True)
 class Route:

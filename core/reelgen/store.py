@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, JobNotFound
+from .errors import ConfigError, DamagedJob, JobNotFound
 from .models import CostEstimate, Job, JobMeta, VideoRequest, utcnow
 from .paths import job_log
 
@@ -159,13 +159,32 @@ class JobStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
         try:
             yield self._db
+        except sqlite3.IntegrityError:  # a broken invariant (a key used twice): a bug, loud
+            self._db.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise self._failure(exc) from None
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _failure(self, exc: sqlite3.Error) -> ConfigError | DamagedJob:
+        """A database error as one line naming the job log."""
+        if "locked" in str(exc) or "busy" in str(exc):
+            return ConfigError(
+                f"{self.path}: the job log stayed locked by another process for 30 s; try again"
+            )
+        if "JSON" in str(exc):
+            return DamagedJob(f"{self.path}: a job's row in the job log is damaged ({exc})")
+        return ConfigError(f"{self.path}: the job log could not be written ({exc})")
 
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -239,12 +258,14 @@ class JobStore:
         data: dict[str, Any] | None = None,
         unsubmitted: bool = False,
         not_superseded: bool = False,
+        owned_by: str | None = None,
     ) -> Job | None:
         """Change one job, only if it still stands where the caller saw it; return the job as
         stored now, or None when the condition did not hold (another process moved it first).
 
         ``from_``: the states it may be in (any, when None); ``unsubmitted``: it has no task id;
-        ``not_superseded``: no other job took it over. ``to`` is the new state (unchanged when
+        ``not_superseded``: no other job took it over; ``owned_by``: its claim is still that
+        process's (``""``: unclaimed). ``to`` is the new state (unchanged when
         None). Only the fields given are written: ``meta`` and ``data`` are merged key by key
         (a None value removes a key), and a known task id, acceptance time or successor is
         never replaced.
@@ -252,11 +273,16 @@ class JobStore:
         now = utcnow().isoformat()
         with self._tx() as db:
             row = db.execute(
-                "SELECT state, message, task_id, superseded_by FROM jobs WHERE id = ?", (job_id,)
+                "SELECT state, message, task_id, superseded_by, "
+                "CASE WHEN json_valid(meta) THEN json_extract(meta, '$.owner') END AS owner "
+                "FROM jobs WHERE id = ?",
+                (job_id,),
             ).fetchone()
             if row is None:
                 raise JobNotFound(f"no job {job_id} in the job log", job_id=job_id)
             if from_ is not None and row["state"] not in from_:
+                return None
+            if owned_by is not None and (row["owner"] or "") != owned_by:
                 return None
             if unsubmitted and row["task_id"] is not None:
                 return None
@@ -279,7 +305,7 @@ class JobStore:
             for column, patch in (("meta", meta), ("data", data)):
                 if patch:
                     sets.append(f"{column} = json_patch({column}, ?)")
-                    args.append(json.dumps(patch, default=_json_default))
+                    args.append(json.dumps(patch, default=_json_default, allow_nan=False))
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
             state = to if to is not None else row["state"]
             said = message if message is not None else row["message"]
@@ -329,8 +355,6 @@ class JobStore:
             )
         job = _read(row)
         if isinstance(job, DamagedRow):
-            from .errors import DamagedJob
-
             raise DamagedJob(
                 f"job {job_id}'s row in the job log {self.path} is damaged ({job.reason}); "
                 f"`reelgen forget {job_id}` drops it",
@@ -364,11 +388,12 @@ class JobStore:
         return _read(row) if row is not None else None
 
     def unfinished(self) -> tuple[list[Job], list[DamagedRow]]:
-        """Jobs the lifecycle can still advance (for `reelgen resume`), oldest first, and the
-        damaged rows among them (skipped, reported)."""
+        """Jobs the lifecycle can still advance (for `reelgen resume`: superseded ones that may
+        hold a paid task are looked up), oldest first, and the damaged rows among them."""
         rows = self._db.execute(
             "SELECT * FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'canceled', "
-            "'superseded') ORDER BY created_at, rowid"
+            "'superseded') OR (state = 'superseded' AND task_id IS NULL) "
+            "ORDER BY created_at, rowid"
         )
         jobs: list[Job] = []
         damaged: list[DamagedRow] = []
