@@ -250,8 +250,11 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
             item.state = "retry"  # the provider said it failed: a rerun tries again
         else:
             item.state = "resume"  # in flight, maybe submitted, or succeeded but not saved
-        if item.state != "done" and Path(job.output or "") != item.output:
+        own = {Path(job.output or ""), Path(job.meta.target or "")}
+        if item.state != "done" and item.output not in own:
             _check_output(item, force, problems)  # a file there is not this line's video
+        if item.state == "retry":
+            _check_unsettled(engine, item, job, problems)
     if problems:
         raise ManifestInvalid(
             f"{len(problems)} bad line{'s' if len(problems) > 1 else ''} against what this "
@@ -270,12 +273,32 @@ def _check_output(item: Item, force: bool, problems: list[str]) -> None:
         problems.append(f"line {item.line} ({item.id}): {err}")
 
 
+def _check_unsettled(engine: Engine, item: Item, job: Job, problems: list[str]) -> None:
+    """A line whose earlier attempt may have been accepted (a lost reply no lookup settled)
+    is not run again until that attempt is settled: it may be running, and charged."""
+    for attempt in job.meta.attempts:
+        if attempt.outcome != "uncertain" or attempt.job_id is None:
+            continue
+        try:
+            earlier = engine.store.get(attempt.job_id)
+        except ReelgenError:
+            continue
+        if earlier.task_id is None and earlier.state in ("uncertain", "superseded"):
+            problems.append(
+                f"line {item.line} ({item.id}): job {earlier.id} may have been accepted by "
+                f"{earlier.provider} (its reply was lost): `reelgen wait {earlier.id}` looks it "
+                f"up; if {earlier.provider} has no such task, `reelgen forget {earlier.id}` "
+                "lets the line run again"
+            )
+            return
+
+
 @contextlib.contextmanager
-def locked(out_dir: Path) -> Iterator[None]:
+def locked(out_dir: Path, *, create: bool = True) -> Iterator[None]:
     """Hold the batch lock of ``out_dir`` (a file in that folder) for the block: one run per
     output folder at a time, whichever job log each uses. The lock goes when the process
-    ends, even on kill -9."""
-    handle = _lock_file(out_dir).open("a")
+    ends, even on kill -9. ``create``: make the folder if it is missing."""
+    handle = _lock_file(out_dir, create=create).open("a")
     try:
         if not _try_lock(handle):
             raise UsageError(

@@ -616,36 +616,13 @@ def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_js
 @guarded
 def cli_download(job_id: str, output: str | None, force: bool, as_json: bool) -> None:
     """Save a finished job's video (again); a job still running is asked about once."""
-    from .errors import JobFailed
-    from .lifecycle import refresh
+    from .lifecycle import download
 
     engine = open_engine()
     job = engine.store.get(job_id)
     target, force = checked_output(job, output, force=force, as_json=as_json)
 
-    async def work() -> Job:
-        current = await refresh(engine, job)
-        if current.state in ("planned", "submitting", "uncertain"):
-            raise JobFailed(
-                f"job {current.id} is not known to {current.provider} yet; "
-                f"`reelgen wait {current.id}` finds or submits it, then saves the video",
-                job_id=current.id,
-            )
-        if current.state in ("queued", "running"):
-            raise JobFailed(
-                f"job {current.id} is {current.state}: nothing to download yet, "
-                f"`reelgen wait {current.id}` waits for it",
-                job_id=current.id,
-            )
-        if current.state in ("failed", "canceled", "superseded"):
-            raise JobFailed(
-                f"job {current.id} {current.state}, there is no video: "
-                f"{current.message or 'no reason given'}",
-                job_id=current.id,
-            )
-        return await engine.advance(current, output=target, force=force)
-
-    done = run_async(lambda: _closing(engine, work()))
+    done = run_async(lambda: _closing(engine, download(engine, job, target, force=force)))
     report_job(done, as_json=as_json)
 
 
@@ -848,56 +825,42 @@ class BatchTicker:
 
 @cli.command("resume")
 @click.option("--timeout", type=FINITE_POSITIVE, default=3600, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Jobs in flight at once per provider (a provider's configured concurrency wins).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per job.")
 @guarded
-def cli_resume(timeout: float, as_json: bool) -> None:
+def cli_resume(timeout: float, concurrency: int, as_json: bool) -> None:
     """Finish every unfinished job in the job log, paying for nothing twice."""
-    from .batch import is_running
-    from .concurrency import ProviderSlots
-    from .errors import ReelgenError
-    from .lifecycle import expires_soon
+    from .recovery import resume
 
     engine = open_engine()
-    jobs, damaged = engine.store.unfinished()
-    for row in damaged:
-        click.echo(f"skipping {row.id}: its job-log row is damaged ({row.reason})", err=True)
-    busy = [j for j in jobs if j.batch and is_running(j.batch)]
-    if busy:
-        click.echo(f"skipping {len(busy)} jobs of batches running now", err=True)
-        jobs = [j for j in jobs if j not in busy]
-    if not jobs:
+    Interrupted.hint = "rerun `reelgen resume` to finish"
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    results = run_async(
+        lambda: _closing(engine, resume(engine, concurrency=concurrency, timeout=timeout, say=say))
+    )
+    if not results:
         click.echo("nothing to resume", err=True)
         return
-    Interrupted.hint = "rerun `reelgen resume` to finish"
-    slots = ProviderSlots(engine, 4)
-
-    async def one(job: Job) -> tuple[Job, str | None]:
-        try:
-            if job.state in ("result", "downloading"):
-                soon = expires_soon(job)
-                if soon is not None:
-                    click.echo(f"warning: {job.id}'s result expires at {soon}", err=True)
-            return await engine.advance(job, timeout=timeout, slots=slots), None
-        except ReelgenError as err:
-            return job, str(err)
-        except Exception as exc:  # one job's bug must not stop the others
-            return job, f"{exc.__class__.__name__}: {exc}"
-
-    async def work() -> list[tuple[Job, str | None]]:
-        return list(await asyncio.gather(*(one(j) for j in jobs)))
-
-    results = run_async(lambda: _closing(engine, work()))
-    for job, error in results:
+    for done in results:
         if as_json:
-            payload = job_payload(job)
-            if error:
-                payload["error"] = error
+            payload = job_payload(done.job)
+            if done.error:
+                payload["error"] = done.error
             click.echo(json.dumps(payload))
-        elif error:
-            click.echo(f"failed: {job.id}: {error}", err=True)
+        elif done.error:
+            click.echo(f"failed: {done.job.id}: {done.error}", err=True)
         else:
-            click.echo(f"saved {job.output} ({job.id})")
-    if any(error for _, error in results):
+            click.echo(f"saved {done.job.output} ({done.job.id})")
+    if any(done.error for done in results):
         click.echo(
             "a job that cannot be finished (e.g. its provider cannot look up a lost "
             "submission, or its result expired) can be dropped with `reelgen forget JOB_ID`",
@@ -915,19 +878,9 @@ def cli_forget(job_id: str) -> None:
     For a job whose submission may or may not have reached a provider that cannot look it up:
     check the provider's console first, or you may pay twice.
     """
-    from .errors import DamagedJob
+    from .lifecycle import forget
 
-    engine = open_engine()
-    try:
-        job = engine.store.get(job_id)
-    except DamagedJob:
-        job = None  # unreadable: it is still marked, so nothing tries to finish it
-    if job is not None and job.state in ("succeeded", "failed", "canceled", "superseded"):
-        click.echo(f"{job.id} is already {job.state}; nothing to forget", err=True)
-        return
-    with contextlib.suppress(DamagedJob):
-        engine.store.transition(job_id, to="canceled", message="forgotten by the user")
-    click.echo(f"forgot {job_id}: it will not be resumed", err=True)
+    click.echo(forget(open_engine(), job_id), err=True)
 
 
 @cli.command("jobs")

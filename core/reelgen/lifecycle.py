@@ -36,10 +36,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .download import download, part_path, sha256_of
+from .download import download as download_to
+from .download import part_path, sha256_of
 from .errors import (
     BudgetExceeded,
     ContentPolicyError,
+    DamagedJob,
     DownloadError,
     InvalidRequest,
     JobBusy,
@@ -54,6 +56,7 @@ from .errors import (
 from .http import make_client
 from .models import (
     IN_FLIGHT_STATES,
+    JOB_FINAL_STATES,
     Attempt,
     Job,
     JobStatus,
@@ -574,6 +577,77 @@ def _raise_if_over(job: Job, provider: VideoProvider, status: JobStatus) -> None
     )
 
 
+async def download(engine: Engine, job: Job, output: Path | None, *, force: bool = False) -> Job:
+    """Save a finished job's video (again), asking the provider once if it is still running;
+    never submits and never waits (``reelgen download``)."""
+    current = await refresh(engine, job)
+    while current.state == "failed" and current.superseded_by:  # the request moved on
+        current = engine.store.get(current.superseded_by)
+    if current.state in ("planned", "submitting", "uncertain"):
+        raise JobFailed(
+            f"job {current.id} is not known to {current.provider} yet; "
+            f"`reelgen wait {current.id}` finds or submits it, then saves the video",
+            job_id=current.id,
+        )
+    if current.state in ("queued", "running"):
+        raise JobFailed(
+            f"job {current.id} is {current.state}: nothing to download yet, "
+            f"`reelgen wait {current.id}` waits for it",
+            job_id=current.id,
+        )
+    if current.state in ("failed", "canceled", "superseded"):
+        raise JobFailed(
+            f"job {current.id} {current.state}, there is no video: "
+            f"{current.message or 'no reason given'}",
+            job_id=current.id,
+        )
+    return await advance(engine, current, output=output, force=force)
+
+
+FORGETTABLE = frozenset({"planned", "submitting", "uncertain", "superseded"})
+
+
+def forget(engine: Engine, job_id: str) -> str:
+    """Stop trying to finish a job that has no task at its provider (``reelgen forget``): it
+    is never submitted again, and a batch rerun runs its line anew. A job with a task runs
+    (and is charged) whatever reelgen does, so it is not forgotten; a damaged row is."""
+    try:
+        job = engine.store.get(job_id)
+    except DamagedJob:
+        with contextlib.suppress(DamagedJob):  # written; only reading it back fails
+            engine.store.transition(
+                job_id,
+                from_=FORGETTABLE | {"queued", "running", "result", "downloading"},
+                to="canceled",
+                message="forgotten by the user (its row was damaged)",
+            )
+        return f"forgot {job_id}: it will not be resumed"
+    if job.state in JOB_FINAL_STATES and not (job.state == "superseded" and not job.task_id):
+        return f"{job.id} is already {job.state}; nothing to forget"
+    if job.task_id is not None:
+        raise JobBusy(
+            f"job {job.id} is {job.state} at {job.provider} (task {job.task_id}) and is charged "
+            f"whatever reelgen does: `reelgen wait {job.id}` saves its video",
+            job_id=job.id,
+        )
+    if claim_is_live(job):
+        raise JobBusy(
+            f"job {job.id} is being submitted by another reelgen process ({job.meta.owner})",
+            job_id=job.id,
+        )
+    done = engine.store.transition(
+        job.id,
+        from_=FORGETTABLE,
+        unsubmitted=True,
+        owned_by=job.meta.owner or "",
+        to="canceled",
+        message="forgotten by the user",
+    )
+    if done is None:
+        raise JobBusy(f"job {job.id} changed meanwhile; look again with `reelgen status`")
+    return f"forgot {job.id}: it will not be resumed"
+
+
 def describe_interrupted(engine: Engine) -> str:
     """What an interrupt leaves behind, from the job log: how to pick each job up."""
     lines: list[str] = []
@@ -643,7 +717,7 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
         if not result.videos:
             raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
         async with make_client() as client:
-            saved = await download(
+            saved = await download_to(
                 result.videos[0].url, target, client=client, waiter=engine.waiter, tag=job.id
             )
     except BaseException as exc:

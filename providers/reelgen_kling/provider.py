@@ -253,6 +253,12 @@ class KlingProvider(VideoProvider):
             found = await self.lookup(job)
             if found is not None:
                 return found
+            raise ProviderUnavailable(
+                "kling says this job's external_task_id is taken, but no task with it was "
+                "found yet",
+                provider=self.name,
+                maybe_accepted=True,  # it exists: look again, never send it again blindly
+            )
         data = unwrap(response, create=True)
         if not isinstance(data, dict):
             raise ProviderUnavailable(
