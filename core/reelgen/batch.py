@@ -230,6 +230,8 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
                     f"`reelgen forget {job.id}` to run the line again"
                 )
             continue
+        if job is not None and job.state in ("failed", "canceled"):
+            job = _paid_earlier(engine, job) or job  # a lost create that turned up is the line's
         item.existing = job
         if job is None:
             item.state = "new"
@@ -271,6 +273,20 @@ def _check_output(item: Item, force: bool, problems: list[str]) -> None:
         check_target(item.output, inputs=[item.request.image or ""], force=force)
     except InvalidRequest as err:
         problems.append(f"line {item.line} ({item.id}): {err}")
+
+
+def _paid_earlier(engine: Engine, job: Job) -> Job | None:
+    """An earlier attempt of the same request whose lost create turned up at its provider: it
+    is paid for, so it (not a new task) makes the line's video."""
+    for attempt in job.meta.attempts:
+        if attempt.outcome == "uncertain" and attempt.job_id is not None:
+            try:
+                earlier = engine.store.get(attempt.job_id)
+            except ReelgenError:
+                continue
+            if earlier.task_id is not None and earlier.state not in ("failed", "canceled"):
+                return earlier
+    return None
 
 
 def _check_unsettled(engine: Engine, item: Item, job: Job, problems: list[str]) -> None:

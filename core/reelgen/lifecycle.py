@@ -421,9 +421,10 @@ async def _superseded(engine: Engine, job: Job, left: Callable[[], float]) -> Jo
         provider.check_credentials()
         found = await _lookup(engine, provider, job, left)
         if found is not None:
-            target = Path(job.meta.target or f"{job.id}.mp4")
-            own = str(target.with_name(f"{target.stem}-{job.id}{target.suffix}"))
-            engine.store.transition(job.id, meta={"target": own})  # never over the heir's
+            if heir and engine.store.get(heir).state == "succeeded":
+                target = Path(job.meta.target or f"{job.id}.mp4")  # never over the heir's
+                own = str(target.with_name(f"{target.stem}-{job.id}{target.suffix}"))
+                engine.store.transition(job.id, meta={"target": own})
             return _accepted(engine, job, found)
         engine.store.transition(
             job.id,

@@ -31,6 +31,8 @@ class Resumed:
 
     job: Job
     error: str | None = None
+    note: str | None = None
+    """Said of a job closed without a video of its own (e.g. never reached its provider)."""
 
 
 async def resume(
@@ -67,6 +69,9 @@ async def resume(
             try:
                 return Resumed(await engine.advance(job, timeout=timeout, slots=slots))
             except ReelgenError as err:
+                now = engine.store.get(job.id)
+                if job.state == "superseded" and now.state == "canceled":
+                    return Resumed(now, note=str(err))  # settled: nothing was paid for it
                 return Resumed(job, str(err))
             except Exception as exc:  # one job's bug must not stop the others
                 return Resumed(job, f"{exc.__class__.__name__}: {exc}")

@@ -432,7 +432,7 @@ class JobStore:
                 other = VideoRequest.model_validate_json(row["request"])
                 if (other.model, other.mode, other.duration, other.image is None) != shape:
                     continue
-                reported = json.loads(row["meta"]).get("took")  # the provider's own clock
+                reported = _strict_json(row["meta"]).get("took")  # the provider's own clock
                 if isinstance(reported, (int, float)):
                     sample = float(reported)
                 elif row["finished"]:
@@ -458,6 +458,15 @@ class JobStore:
         return [(datetime.fromisoformat(r["at"]), r["state"], r["message"]) for r in rows]
 
 
+def _strict_json(text: str) -> Any:
+    """JSON as SQLite's JSON functions read it: NaN and Infinity are damage, not numbers."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -479,8 +488,8 @@ def _read(row: sqlite3.Row) -> Job | DamagedRow:
             request=VideoRequest.model_validate_json(row["request"]),
             estimate=CostEstimate.model_validate_json(row["estimate"]) if row["estimate"] else None,
             output=row["output"],
-            data=json.loads(row["data"]),
-            meta=JobMeta.model_validate_json(row["meta"]),
+            data=_strict_json(row["data"]),
+            meta=JobMeta.model_validate(_strict_json(row["meta"])),
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
             accepted_at=datetime.fromisoformat(row["accepted_at"]) if row["accepted_at"] else None,
