@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from click.testing import Result
 
 from reelgen import plugins
 from reelgen.concurrency import ProviderSlots
@@ -26,31 +25,12 @@ from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
 from reelgen_kling.provider import KlingProvider
+from tests.cli_helpers import ROUTE, Cli, json_lines, write_manifest
 from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK, FakeTimer
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
 
-Cli = Callable[..., Result]
-
-ROUTE = """
-route = "main"
-[providers.local]
-height = 144   # small previews keep the tests fast
-[routes.main]
-providers = ["kling", "local"]
-"""
-
 SMALL_LOCAL = "[providers.local]\nheight = 144\n"
-
-
-def write_manifest(path: Path, image: Path, *ids: str) -> Path:
-    lines = [json.dumps({"id": i, "image": str(image), "prompt": f"shot {i}"}) for i in ids]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def json_lines(result: Result) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def posts(fake: FakeKling) -> int:

@@ -12,7 +12,6 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,11 +21,10 @@ from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
+from tests.cli_helpers import Cli, json_lines, write_manifest
 from tests.conftest import FakeTimer
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
-
-Cli = Callable[..., Result]
 
 SMALL_LOCAL = "[providers.local]\nheight = 144   # small previews keep the tests fast\n"
 KLING_THEN_LOCAL = 'route = "main"\n[routes.main]\nproviders = ["kling", "local"]\n' + SMALL_LOCAL
@@ -35,16 +33,6 @@ LOOKUP_OUTAGE = 1000
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def write_manifest(path: Path, image: Path, *ids: str) -> Path:
-    lines = [json.dumps({"id": i, "image": str(image), "prompt": f"shot {i}"}) for i in ids]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def json_lines(result: Result) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def one_line(result: Result) -> str:

@@ -5,28 +5,15 @@ ends up holding the clip."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import Result
 
+from tests.cli_helpers import Cli, write_manifest
 from tests.fake_kling import FakeKling, Fault
 
-Cli = Callable[..., Result]
-
 OLD = b"not a reelgen video, somebody's own file"
-
-
-def write_manifest(path: Path, image: Path, *ids: str) -> Path:
-    lines = [json.dumps({"id": i, "image": str(image), "prompt": f"shot {i}"}) for i in ids]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def json_lines(result: Result) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def generate(cli: Cli, image: Path, *args: str) -> Result:

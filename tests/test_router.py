@@ -8,24 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import Result
 
 from reelgen import Job, JobStatus, VideoProvider, VideoResult, hookimpl, plugins
 from reelgen.http import use_transport
 from reelgen.provider import Capabilities, ImageLimits, ModelSpec
+from tests.cli_helpers import ROUTE, Cli
 from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
-
-Cli = Callable[..., Result]
-
-ROUTE = """
-route = "main"
-[providers.local]
-height = 144   # small previews keep the tests fast
-[routes.main]
-providers = ["kling", "local"]
-"""
 
 
 @pytest.fixture

@@ -7,31 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskState = Literal["queued", "running", "succeeded", "failed", "canceled"]
-"""What a provider reports about its task (:class:`JobStatus`)."""
-
-JobState = Literal[
-    "planned",
-    "submitting",
-    "uncertain",
-    "queued",
-    "running",
-    "result",
-    "downloading",
-    "succeeded",
-    "failed",
-    "canceled",
-    "superseded",
-]
-"""Where a job stands in its lifecycle (the job log's ``state``; see :mod:`reelgen.lifecycle`).
-
-``planned``: recorded, nothing sent. ``submitting``: the paid create may be on its way.
-``uncertain``: a create may have gone through and no lookup settled it. ``queued`` /
-``running``: accepted by the provider. ``result``: finished at the provider, video not saved
-yet. ``downloading``: a process is saving it. ``succeeded``: the video is saved. ``failed`` /
-``canceled``: over, nothing to save. ``superseded``: another job of the same request took over;
-this one is never submitted again.
-"""
+from .states import JobState as JobState
+from .states import TaskState as TaskState
 
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 """Final task states (a provider's :class:`JobStatus`)."""
