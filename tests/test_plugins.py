@@ -126,3 +126,29 @@ def test_public_names() -> None:
         "agenerate",
     ):
         assert name in reelgen.__all__
+
+
+def test_the_whole_error_tree_is_exported_with_its_rules() -> None:
+    """Every error class is importable from reelgen, and says whether a route may fail over
+    (never after a possibly accepted create) as the tree in reelgen.errors draws it."""
+    import inspect
+
+    from reelgen import errors
+
+    classes = [
+        c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__
+    ]
+    assert {c.__name__ for c in classes} <= set(reelgen.__all__)
+    for cls in classes:
+        assert f"{cls.__name__} " in errors.__doc__, f"{cls.__name__} missing from the tree"
+    assert errors.ProviderUnavailable("5xx").may_fail_over
+    assert not errors.ProviderUnavailable("lost", maybe_accepted=True).may_fail_over
+    assert not errors.ContentPolicyError("no").may_fail_over
+    assert not errors.WaitTimeout("still running").may_fail_over  # paid: wait, never redo
+    assert errors.AccountError("pack used up").may_fail_over
+    err = errors.JobFailed("x", attempts=[{"provider": "kling"}]).with_hint("; hint")
+    assert (str(err), err.attempts, type(err)) == (
+        "x; hint",
+        [{"provider": "kling"}],
+        errors.JobFailed,
+    )

@@ -4,6 +4,7 @@ Public names (plugin authors and scripts rely on these)::
 
     from reelgen import hookimpl, VideoProvider, VideoRequest, Job, JobStatus, VideoResult
     from reelgen import generate, agenerate
+    from reelgen import ReelgenError, InvalidRequest, ...   # the whole error tree (reelgen.errors)
 
 Heavy modules load on first use, so ``reelgen --help`` stays fast.
 """
@@ -30,6 +31,31 @@ _EXPORTS = {
     "Video": "reelgen.models",
     "CostEstimate": "reelgen.models",
     "ReelgenError": "reelgen.errors",
+    "UsageError": "reelgen.errors",
+    "InvalidRequest": "reelgen.errors",
+    "Unsupported": "reelgen.errors",
+    "OutputExists": "reelgen.errors",
+    "ManifestInvalid": "reelgen.errors",
+    "ContentPolicyError": "reelgen.errors",
+    "BudgetExceeded": "reelgen.errors",
+    "MissingCredentials": "reelgen.errors",
+    "AuthenticationError": "reelgen.errors",
+    "AccountError": "reelgen.errors",
+    "ConfigError": "reelgen.errors",
+    "UnknownProvider": "reelgen.errors",
+    "JobNotFound": "reelgen.errors",
+    "DamagedJob": "reelgen.errors",
+    "JobBusy": "reelgen.errors",
+    "WebhookInvalid": "reelgen.errors",
+    "OperationalError": "reelgen.errors",
+    "RateLimited": "reelgen.errors",
+    "ConcurrencyLimited": "reelgen.errors",
+    "ProviderUnavailable": "reelgen.errors",
+    "ProviderTimeout": "reelgen.errors",
+    "TokenExpired": "reelgen.errors",
+    "JobFailed": "reelgen.errors",
+    "WaitTimeout": "reelgen.errors",
+    "DownloadError": "reelgen.errors",
     "generate": "reelgen.engine",
     "agenerate": "reelgen.engine",
 }
@@ -38,7 +64,34 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
     from .engine import agenerate, generate
-    from .errors import ReelgenError
+    from .errors import (
+        AccountError,
+        AuthenticationError,
+        BudgetExceeded,
+        ConcurrencyLimited,
+        ConfigError,
+        ContentPolicyError,
+        DamagedJob,
+        DownloadError,
+        InvalidRequest,
+        JobBusy,
+        JobFailed,
+        JobNotFound,
+        ManifestInvalid,
+        MissingCredentials,
+        OperationalError,
+        OutputExists,
+        ProviderTimeout,
+        ProviderUnavailable,
+        RateLimited,
+        ReelgenError,
+        TokenExpired,
+        UnknownProvider,
+        Unsupported,
+        UsageError,
+        WaitTimeout,
+        WebhookInvalid,
+    )
     from .hookspecs import hookimpl, hookspec
     from .models import CostEstimate, Job, JobStatus, Video, VideoRequest, VideoResult
     from .provider import Capabilities, ImageLimits, ModelSpec, ProviderSettings, VideoProvider

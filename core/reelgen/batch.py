@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .concurrency import ProviderSlots
-from .errors import InvalidRequest, ReelgenError, UsageError
+from .errors import InvalidRequest, ManifestInvalid, ReelgenError, UsageError
 from .lifecycle import saved_intact
 from .models import JOB_FINAL_STATES, Job, VideoRequest
 from .store import DamagedRow
@@ -122,10 +122,6 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class ManifestInvalid(InvalidRequest):
-    """One or more manifest lines are bad; nothing was submitted."""
 
 
 def load(

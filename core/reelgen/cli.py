@@ -68,8 +68,8 @@ def fail(err: BaseException, *, as_json: bool) -> None:
         job_id = getattr(err, "job_id", None)
         if job_id:
             payload["job_id"] = job_id
-        if getattr(err, "attempts", None):
-            payload["attempts"] = err.attempts  # type: ignore[attr-defined]
+        if isinstance(err, ReelgenError) and err.attempts:
+            payload["attempts"] = err.attempts
         click.echo(json.dumps(payload))
     click.secho(f"error: {message}", err=True, fg="red")
     if not isinstance(err, ReelgenError):

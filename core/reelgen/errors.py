@@ -1,44 +1,51 @@
-"""Every error reelgen raises, in one tree.
+"""Every error reelgen raises, in one tree, each class saying what can be done about it.
+
+``retry``: trying the same call again may help. ``failover``: another provider of a route may
+succeed where this one failed (never when the job may already have been accepted:
+``maybe_accepted``). Marked per class below; a provider may override ``retryable`` per error.
 
 ::
 
-    ReelgenError                      base; ``retryable`` says whether trying again can help
-    ├── UsageError                    the caller must change something; never retried
-    │   ├── InvalidRequest            bad input (image, prompt, cfg_scale, ...)
-    │   │   ├── Unsupported           this provider cannot serve it (model, mode, duration,
-    │   │   │                         input kind, option); another provider may
-    │   │   └── OutputExists          the output file exists and overwriting was not asked for
-    │   ├── ContentPolicyError        the provider refused the content
-    │   ├── BudgetExceeded            the estimate is over the allowed cost
-    │   ├── MissingCredentials        no key for the provider
-    │   ├── AuthenticationError       the key was rejected
-    │   ├── AccountError              arrears, pack used up, no permission, IP policy
-    │   ├── ConfigError               a config file or setting is wrong
-    │   ├── UnknownProvider           no plugin registered that provider name
-    │   ├── JobNotFound               no such job in the job log
-    │   ├── DamagedJob                its job-log row cannot be read back
-    │   ├── JobBusy                   another process is working on that job right now
-    │   └── WebhookInvalid            a callback failed its signature check (unsigned,
-    │                                 stale or forged); it is refused, never acted on
-    └── OperationalError              something went wrong on the way; may be retried
-        ├── RateLimited               slow down (``retry_after`` when the provider says)
-        │   └── ConcurrencyLimited    too many jobs running at once for the account
-        ├── ProviderUnavailable       5xx, maintenance, garbage replies
-        ├── ProviderTimeout           no answer in time (connect/read timeouts, cut connections)
-        ├── TokenExpired              rejected even after re-signing once
-        ├── JobFailed                 the provider ran the job and it failed
-        ├── WaitTimeout               the job did not finish before the deadline
-        └── DownloadError             the result could not be saved
+    class                             retry  failover  meaning
+    ReelgenError                        -       -      base
+    ├── UsageError                      -       -      the caller must change something
+    │   ├── InvalidRequest              -       -      bad input (image, prompt, cfg_scale, ...)
+    │   │   ├── Unsupported             -       yes    this provider cannot serve it (model,
+    │   │   │                                          mode, duration, input kind, option)
+    │   │   ├── OutputExists            -       -      the output file exists, no --force
+    │   │   └── ManifestInvalid         -       -      bad batch lines; nothing was sent
+    │   ├── ContentPolicyError          -       -      the provider refused the content
+    │   ├── BudgetExceeded              -       yes    the estimate is over the allowed cost
+    │   ├── MissingCredentials          -       yes    no key for the provider
+    │   ├── AuthenticationError         -       yes    the key was rejected
+    │   ├── AccountError                -       yes    arrears, pack used up, permission, IP
+    │   ├── ConfigError                 -       -      a config file or setting is wrong
+    │   ├── UnknownProvider             -       -      no plugin registered that provider name
+    │   ├── JobNotFound                 -       -      no such job in the job log
+    │   ├── DamagedJob                  -       -      its job-log row cannot be read back
+    │   ├── JobBusy                     -       -      another process works on that job now
+    │   └── WebhookInvalid              -       -      a callback failed its signature check
+    │                                                  (unsigned, stale, forged): refused
+    └── OperationalError               yes     yes     something went wrong on the way
+        ├── RateLimited                yes     yes     slow down (``retry_after`` if given)
+        │   └── ConcurrencyLimited     yes     yes     too many jobs running for the account
+        ├── ProviderUnavailable        yes     yes     5xx, maintenance, garbage replies
+        ├── ProviderTimeout            yes     yes     no answer in time, cut connections
+        ├── TokenExpired               yes     yes     rejected even after re-signing once
+        ├── JobFailed                   -      yes     the provider ran the job and it failed
+        ├── WaitTimeout                 -       -      still running at the deadline (paid)
+        └── DownloadError              yes      -      the (paid) result could not be saved
 
-Providers translate their wire errors onto this tree in exactly one place. Operational errors
-carry ``provider``, ``job_id``, ``retry_after`` and ``maybe_accepted`` (the provider may have
-acted on a request whose reply was lost: look before you submit again).
+Providers translate their wire errors onto this tree in exactly one place. Errors carry
+``provider``, ``job_id``, ``retry_after``, ``maybe_accepted`` (the provider may have acted on a
+request whose reply was lost: look before you submit again) and ``attempts`` (the providers a
+route tried before).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 E = TypeVar("E", bound="ReelgenError")
 
@@ -47,8 +54,8 @@ class ReelgenError(Exception):
     """Base of every reelgen error. ``str(err)`` is one line: what, why, how to fix."""
 
     retryable: bool = False
-    attempts: list[dict[str, object]] | None = None
-    """Providers a route tried before this error (for --json and the job log)."""
+    failover: ClassVar[bool] = False
+    """Whether another provider of a route may succeed where this one failed."""
 
     def __init__(
         self,
@@ -60,6 +67,7 @@ class ReelgenError(Exception):
         retry_after: float | None = None,
         maybe_accepted: bool = False,
         code: int | str | None = None,
+        attempts: list[dict[str, object]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -70,6 +78,14 @@ class ReelgenError(Exception):
         self.retry_after = retry_after
         self.maybe_accepted = maybe_accepted
         self.code = code
+        self.attempts = attempts
+        """Providers a route tried before this error (for --json and the job log)."""
+
+    @property
+    def may_fail_over(self) -> bool:
+        """Another provider may be tried: this kind of error allows it, and nothing may have
+        been accepted (and charged) by this one."""
+        return self.failover and not self.maybe_accepted
 
     def __str__(self) -> str:
         return self.message
@@ -97,9 +113,15 @@ class Unsupported(InvalidRequest):
     """The provider cannot serve this request (model, mode, duration, input kind, option),
     though another provider may: a router skips it rather than stopping."""
 
+    failover = True
+
 
 class OutputExists(InvalidRequest):
     """The output file already exists and overwriting it was not asked for."""
+
+
+class ManifestInvalid(InvalidRequest):
+    """One or more manifest lines are bad; nothing was submitted."""
 
 
 class ContentPolicyError(UsageError):
@@ -109,17 +131,25 @@ class ContentPolicyError(UsageError):
 class BudgetExceeded(UsageError):
     """The estimated cost is above the allowed maximum."""
 
+    failover = True
+
 
 class MissingCredentials(UsageError):
     """No credentials are configured for the provider."""
+
+    failover = True
 
 
 class AuthenticationError(UsageError):
     """The provider rejected the credentials."""
 
+    failover = True
+
 
 class AccountError(UsageError):
     """The account cannot run this (arrears, resource pack used up, permission, IP policy)."""
+
+    failover = True
 
 
 class ConfigError(UsageError):
@@ -151,6 +181,7 @@ class OperationalError(ReelgenError):
     """Something failed on the way; trying again may help."""
 
     retryable = True
+    failover = True
 
 
 class RateLimited(OperationalError):
@@ -184,7 +215,10 @@ class WaitTimeout(OperationalError):
     """The job did not reach a final state before the deadline; it may still finish."""
 
     retryable = False
+    failover = False
 
 
 class DownloadError(OperationalError):
     """The finished video could not be downloaded or did not verify."""
+
+    failover = False

@@ -24,12 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import (
-    AccountError,
-    AuthenticationError,
     BudgetExceeded,
     ConfigError,
     MissingCredentials,
-    OperationalError,
     ReelgenError,
     Unsupported,
     UsageError,
@@ -137,12 +134,9 @@ def plan(
 
 
 def can_fail_over(err: ReelgenError) -> bool:
-    """True when another provider could succeed where this one failed, and nothing was paid."""
-    if err.maybe_accepted:
-        return False
-    return isinstance(
-        err, (OperationalError, MissingCredentials, AuthenticationError, AccountError)
-    )
+    """True when another provider could succeed where this one failed, and nothing was paid
+    (the rule is each error class's, drawn in :mod:`reelgen.errors`)."""
+    return err.may_fail_over
 
 
 def only_free_after(attempts: list[Attempt]) -> bool:
