@@ -371,7 +371,8 @@ def test_damaged_rows_are_reported_skipped_and_forgettable(
 
     forgot = cli("forget", running_id)
     assert forgot.exit_code == 0, forgot.output
-    assert f"forgot {running_id}" in forgot.stderr
+    assert f"dropped {running_id}" in forgot.stderr
+    assert running_id not in cli("jobs").stdout  # the damaged row is gone from the log
     after = cli("resume")
     assert after.exit_code == 0, after.output
     assert running_id not in after.stderr

@@ -216,7 +216,14 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
     for item in items:
         job = engine.store.for_item(batch, item.id)
         if isinstance(job, DamagedRow):
-            if job.state in JOB_FINAL_STATES:  # over (or forgotten): the line runs anew
+            if job.state == "succeeded" and item.output.exists() and not force:
+                problems.append(
+                    f"line {item.line} ({item.id}): its job {job.id} has a damaged row in the job "
+                    f"log, so {item.output} cannot be verified; keep it (`reelgen forget "
+                    f"{job.id}` drops the row, then move the file aside to run the line again) or "
+                    "pass --force to make it again (paid again)"
+                )
+            elif job.state in JOB_FINAL_STATES:  # over (or forgotten): the line runs anew
                 item.state = "retry"
                 _check_output(item, force, problems)
             else:

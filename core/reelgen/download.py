@@ -19,7 +19,7 @@ import httpx
 
 from .errors import DownloadError
 from .outputs import check_saveable
-from .waiting import Waiter
+from .waiting import POLL_OUTAGE, Waiter
 
 CHUNK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -82,7 +82,15 @@ async def _download(
     def received() -> int:  # a cut after new bytes starts a fresh backoff streak
         return part.stat().st_size if part.exists() else 0
 
-    await waiter.retry(f"download {dest.name}", attempt, progress=received)
+    # a download is free to retry, like a query: it rides out POLL_OUTAGE seconds without
+    # progress, however many tries that takes
+    await waiter.retry(
+        f"download {dest.name}",
+        attempt,
+        attempts=1_000_000,
+        deadline=min(POLL_OUTAGE, waiter.policy.deadline),
+        progress=received,
+    )
     return _finish(part, dest)
 
 

@@ -92,8 +92,20 @@ class Slots(Protocol):
 
 
 def new_claim() -> str:
-    """A claim on a job for one step: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A claim on a job for one step: ``host:pid:started:token`` (``started``: when the process
+    began, so a pid reused after a reboot or crash is not taken for the claimant)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_started(pid) or '-'}:{uuid.uuid4().hex[:8]}"
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), where known."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
 
 
 def claim_is_live(job: Job) -> bool:
@@ -103,8 +115,7 @@ def claim_is_live(job: Job) -> bool:
     owner = job.meta.owner
     if not owner:
         return False
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
+    host, pid, started = ([*owner.split(":"), "", ""])[:3]
     if host != socket.gethostname():
         age = (utcnow() - job.updated_at).total_seconds()
         return age < FOREIGN_CLAIM_SECONDS
@@ -115,8 +126,9 @@ def claim_is_live(job: Job) -> bool:
     except (ValueError, ProcessLookupError):
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    now = _started(int(pid))
+    return started in ("", "-") or now is None or now == started
 
 
 async def advance(
@@ -255,13 +267,10 @@ async def _submit(engine: Engine, job: Job, left: Callable[[], float]) -> Job:
 
 async def _settle(engine: Engine, job: Job, left: Callable[[], float]) -> Job:
     """submitting / uncertain, found on entry: the create may have reached the provider (a
-    crash, Ctrl-C, a lost reply). Look the task up by the job's key before sending anything."""
+    crash, Ctrl-C, a lost reply). Look the task up by the job's key before sending anything.
+    While another live process is submitting it, wait for that process instead."""
     if claim_is_live(job):
-        raise JobBusy(
-            f"job {job.id} is being submitted by another reelgen process ({job.meta.owner}); "
-            f"wait for it, then `reelgen wait {job.id}`",
-            job_id=job.id,
-        )
+        return await _await_other(engine, job, left, "submitted")
     provider = engine.provider(job.provider)
     provider.check_credentials()
     if not provider.can_lookup:
@@ -585,9 +594,10 @@ async def download(engine: Engine, job: Job, output: Path | None, *, force: bool
     while current.state == "failed" and current.superseded_by:  # the request moved on
         current = engine.store.get(current.superseded_by)
     if current.state in ("planned", "submitting", "uncertain"):
+        known = "has not been sent" if current.state == "planned" else "may have been accepted"
         raise JobFailed(
-            f"job {current.id} is not known to {current.provider} yet; "
-            f"`reelgen wait {current.id}` finds or submits it, then saves the video",
+            f"job {current.id} {known} ({current.state}); `reelgen wait {current.id}` looks it "
+            "up (or submits it, if it never was), then saves the video",
             job_id=current.id,
         )
     if current.state in ("queued", "running"):
@@ -615,14 +625,8 @@ def forget(engine: Engine, job_id: str) -> str:
     try:
         job = engine.store.get(job_id)
     except DamagedJob:
-        with contextlib.suppress(DamagedJob):  # written; only reading it back fails
-            engine.store.transition(
-                job_id,
-                from_=FORGETTABLE | {"queued", "running", "result", "downloading"},
-                to="canceled",
-                message="forgotten by the user (its row was damaged)",
-            )
-        return f"forgot {job_id}: it will not be resumed"
+        engine.store.drop(job_id)  # unreadable: nothing can finish it, nothing else needs it
+        return f"dropped {job_id}'s damaged row from the job log"
     if job.state in JOB_FINAL_STATES and not (job.state == "superseded" and not job.task_id):
         return f"{job.id} is already {job.state}; nothing to forget"
     if job.task_id is not None:
@@ -638,7 +642,7 @@ def forget(engine: Engine, job_id: str) -> str:
         )
     done = engine.store.transition(
         job.id,
-        from_=FORGETTABLE,
+        from_=FORGETTABLE,  # nothing else: a job with a task runs (and is paid) regardless
         unsubmitted=True,
         owned_by=job.meta.owner or "",
         to="canceled",
@@ -662,10 +666,15 @@ def describe_interrupted(engine: Engine) -> str:
                 f"job {job.id} may have been accepted by {job.provider} (its create was on its "
                 f"way): `reelgen wait {job.id}` looks it up before anything is sent again"
             )
-        elif job.state in ("queued", "running", "result", "downloading"):
+        elif job.state in ("queued", "running"):
             lines.append(
                 f"job {job.id} keeps running at {job.provider}: `reelgen wait {job.id}` saves "
                 "it without paying again"
+            )
+        elif job.state in ("result", "downloading"):
+            lines.append(
+                f"job {job.id} is done at {job.provider} but not saved yet: `reelgen wait "
+                f"{job.id}` saves it without paying again"
             )
         elif job.state == "planned":
             lines.append(f"nothing was submitted for job {job.id}")
@@ -696,10 +705,7 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
     claim = new_claim()
     if not again:
         if job.state == "downloading" and claim_is_live(job):
-            raise JobBusy(
-                f"job {job.id} is being saved by another reelgen process ({job.meta.owner})",
-                job_id=job.id,
-            )
+            return await _await_other(engine, job, lambda: 1e9, "saved")
         claimed = engine.store.transition(
             job.id,
             from_={job.state},
@@ -749,6 +755,19 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
         meta=meta,
     )
     return stored if stored is not None else engine.store.get(job.id)
+
+
+async def _await_other(engine: Engine, job: Job, left: Callable[[], float], doing: str) -> Job:
+    """Another live process is working on ``job``: give it a moment, then look again (the
+    lifecycle carries on from whatever it leaves). Out of time, say who holds it."""
+    if left() <= 2.0:
+        raise JobBusy(
+            f"job {job.id} is being {doing} by another reelgen process ({job.meta.owner}); "
+            f"`reelgen wait {job.id}` picks it up once that one is done",
+            job_id=job.id,
+        )
+    await engine.waiter.timer.sleep(1.0)
+    return engine.store.get(job.id)
 
 
 def _check_not_foreign(job: Job, target: Path) -> None:

@@ -27,6 +27,8 @@ def resolve_target(output: str | Path | None, job_id: str) -> Path:
     output is given, or inside ``output`` when it is a folder (an existing one, or any path
     written with a trailing slash, which need not exist yet)."""
     name = f"{job_id}.mp4"
+    if isinstance(output, str) and not output.strip():
+        raise InvalidRequest("the output path is empty; give a file or a folder/")
     if output is None:
         return (Path.cwd() / name).resolve()
     path = Path(output).expanduser()
@@ -47,6 +49,10 @@ def check_target(target: Path, *, inputs: Sequence[str | Path] = (), force: bool
         if _same_file(target, source):
             via = "" if str(source) == str(target) else f" ({source})"
             raise InvalidRequest(f"{target} is the input image{via}; choose another output")
+    for what, own in _own_files():
+        beside = target.parent.resolve() == own.parent.resolve()
+        if _same_file(target, own) or (beside and target.name.startswith(f"{own.name}-")):
+            raise InvalidRequest(f"{target} is reelgen's {what}; choose another output")
     try:
         mode = os.stat(target).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -104,6 +110,17 @@ def _check_folder(folder: Path) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _own_files() -> list[tuple[str, Path]]:
+    """reelgen's own files: a video must never be saved over them."""
+    from . import paths
+
+    return [
+        ("job log", paths.job_log()),
+        ("config file", paths.config_file()),
+        ("keys file", paths.keys_file()),
+    ]
 
 
 def _same_file(target: Path, source: str | Path) -> bool:

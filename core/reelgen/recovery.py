@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import batch
 from .concurrency import ProviderSlots
-from .errors import ReelgenError, UsageError
+from .errors import JobBusy, ReelgenError, UsageError
 from .lifecycle import expires_soon
 from .models import Job
 
@@ -68,6 +68,8 @@ async def resume(
                 say(f"warning: {job.id}'s result expires at {soon}")
             try:
                 return Resumed(await engine.advance(job, timeout=timeout, slots=slots))
+            except JobBusy as err:  # another live process is finishing it: not a failure
+                return Resumed(job, note=f"left to another process: {err}")
             except ReelgenError as err:
                 now = engine.store.get(job.id)
                 if job.state == "superseded" and now.state == "canceled":

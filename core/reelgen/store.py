@@ -313,6 +313,12 @@ class JobStore:
                 self._event(db, job_id, state, said)
         return self.get(job_id)
 
+    def drop(self, job_id: str) -> None:
+        """Remove a job and its history from the log (a damaged row the user forgets)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
     def take_over(self, old: Job, new: Job, *, superseded: bool) -> bool:
         """Record ``new`` as the job that continues ``old``'s request, in one transaction, if
         no other process did so first and ``old`` is still where the caller saw it; ``old``
@@ -452,10 +458,17 @@ class JobStore:
         return Learned(statistics.median(took), len(took))
 
     def history(self, job_id: str) -> list[tuple[datetime, str, str]]:
+        """The job's state changes, oldest first (an unreadable entry is left out)."""
         rows = self._db.execute(
             "SELECT at, state, message FROM events WHERE job_id = ? ORDER BY rowid", (job_id,)
         )
-        return [(datetime.fromisoformat(r["at"]), r["state"], r["message"]) for r in rows]
+        events: list[tuple[datetime, str, str]] = []
+        for row in rows:
+            try:
+                events.append((datetime.fromisoformat(row["at"]), row["state"], row["message"]))
+            except (TypeError, ValueError):
+                continue
+        return events
 
 
 def _strict_json(text: str) -> Any:

@@ -104,8 +104,8 @@ class Waiter:
 
         ``attempts`` overrides the policy's (e.g. to fail over sooner); ``deadline`` (seconds
         from now) overrides the policy's; ``progress`` reads how far the work got (e.g. bytes
-        downloaded): a failure after progress backs off as the first of a new streak (it still
-        uses up one of the attempts).
+        downloaded): a failure after progress backs off as the first of a new streak, and the
+        deadline counts from there (it still uses up one of the attempts).
         """
         start = self.timer.now()
         limit = attempts or self.policy.attempts
@@ -119,8 +119,8 @@ class Waiter:
             except ReelgenError as err:
                 if progress is not None:
                     now_at = progress()
-                    if now_at != seen:  # it got further this time: a fresh streak
-                        seen, failures = now_at, 0
+                    if now_at != seen:  # it got further this time: a fresh streak and clock
+                        seen, failures, start = now_at, 0, self.timer.now()
                 failures += 1
                 if not isinstance(err, self.policy.patient_with):
                     counted += 1
