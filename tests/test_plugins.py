@@ -152,3 +152,18 @@ def test_the_whole_error_tree_is_exported_with_its_rules() -> None:
         [{"provider": "kling"}],
         errors.JobFailed,
     )
+
+
+def test_a_plugin_does_not_inherit_klings_image_limits(make_image) -> None:
+    """A provider that declares no image limits takes a 200 px WEBP; Kling's 300 px minimum
+    and JPEG/PNG rule stay Kling's own."""
+    from reelgen.errors import InvalidRequest
+    from reelgen.provider import ImageLimits
+    from reelgen.validation import check_image
+    from reelgen_kling.catalog import CAPABILITIES
+
+    small = str(make_image(200, 200, "WEBP"))
+    check_image(small, ImageLimits(), "third-party")
+    assert CAPABILITIES.image is not None
+    with pytest.raises(InvalidRequest):
+        check_image(small, CAPABILITIES.image, "kling")

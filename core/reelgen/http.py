@@ -1,11 +1,13 @@
 """The one place HTTP clients are made: timeouts, user agent, redacted debug logging.
 
-Tests (and embedders) swap the transport for every client with :func:`use_transport`.
+Tests (and embedders) swap the transport for every client made in a context with
+:func:`use_transport` (a context variable, not a module global).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import email.utils
 import logging
 import time
@@ -19,19 +21,22 @@ from . import __version__
 log = logging.getLogger("reelgen.http")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_transport: httpx.AsyncBaseTransport | None = None
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie"})
+_transport: contextvars.ContextVar[httpx.AsyncBaseTransport | None] = contextvars.ContextVar(
+    "reelgen_transport", default=None
+)
+"""The transport for clients made in this context (tests, embedders); not a process global:
+each thread and each task started outside the block keeps its own."""
 
 
 @contextlib.contextmanager
 def use_transport(transport: httpx.AsyncBaseTransport | None) -> Iterator[None]:
-    """Route every client made inside the block through ``transport``."""
-    global _transport
-    previous, _transport = _transport, transport
+    """Route every client made inside the block (in this context) through ``transport``."""
+    token = _transport.set(transport)
     try:
         yield
     finally:
-        _transport = previous
+        _transport.reset(token)
 
 
 def redacted_headers(headers: httpx.Headers) -> dict[str, str]:
@@ -57,7 +62,7 @@ def make_client(
     """A keep-alive async client; the caller closes it."""
     return httpx.AsyncClient(
         base_url=base_url,
-        transport=transport or _transport,
+        transport=transport or _transport.get(),
         timeout=timeout,
         headers={"User-Agent": f"reelgen/{__version__}"},
         event_hooks={"request": [_log_request], "response": [_log_response]},

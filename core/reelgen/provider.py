@@ -19,14 +19,15 @@ from .models import CostEstimate, Job, JobStatus, VideoRequest, VideoResult
 
 
 class ImageLimits(BaseModel):
-    """What the provider accepts as a start frame."""
+    """What the provider accepts as a start frame. The defaults limit nothing a provider did not
+    declare (any format Pillow reads, any size, any shape): each provider states its own."""
 
-    formats: tuple[str, ...] = ("JPEG", "PNG")
-    max_bytes: int = 10 * 1024 * 1024
-    min_side: int = 300
-    min_aspect: float = 1 / 2.5
-    max_aspect: float = 2.5
-    urls: bool = True
+    formats: tuple[str, ...] | None = Field(default=None, description="None: any format.")
+    max_bytes: int | None = Field(default=None, gt=0, description="None: any size.")
+    min_side: int = Field(default=1, ge=1, description="Shortest side, in pixels.")
+    min_aspect: float | None = Field(default=None, gt=0, description="Width/height at least.")
+    max_aspect: float | None = Field(default=None, gt=0, description="Width/height at most.")
+    urls: bool = Field(default=True, description="http(s) URLs are passed through.")
 
 
 class ModelSpec(BaseModel):

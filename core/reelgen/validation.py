@@ -58,14 +58,14 @@ def check_image(image: str, limits: ImageLimits, provider: str) -> None:
             raise InvalidRequest(f"{provider} takes local image files, not URLs", provider=provider)
         return
     info = inspect_image(Path(image).expanduser())
-    if info.size > limits.max_bytes:
+    if limits.max_bytes is not None and info.size > limits.max_bytes:
         mb = limits.max_bytes / 1024 / 1024
         raise InvalidRequest(
             f"image too large: {image} is {info.size / 1024 / 1024:.1f} MB, {provider} takes at "
             f"most {mb:g} MB; compress or resize it",
             provider=provider,
         )
-    if info.format not in limits.formats:
+    if limits.formats is not None and info.format not in limits.formats:
         raise InvalidRequest(
             f"unsupported image format: {image} is {info.format}, {provider} takes "
             f"{' or '.join(limits.formats)}; convert it",
@@ -78,11 +78,14 @@ def check_image(image: str, limits: ImageLimits, provider: str) -> None:
             provider=provider,
         )
     aspect = info.width / info.height
-    if not limits.min_aspect - 1e-9 <= aspect <= limits.max_aspect + 1e-9:
+    low = limits.min_aspect if limits.min_aspect is not None else 0.0
+    high = limits.max_aspect if limits.max_aspect is not None else float("inf")
+    if not low - 1e-9 <= aspect <= high + 1e-9:
+        shown_low = f"1:{1 / low:g}" if low else "any"
+        shown_high = f"{high:g}:1" if high != float("inf") else "any"
         raise InvalidRequest(
             f"image aspect ratio out of range: {image} is {info.width}x{info.height} "
-            f"({aspect:.2f}:1), {provider} takes 1:{1 / limits.min_aspect:g} to "
-            f"{limits.max_aspect:g}:1; crop it",
+            f"({aspect:.2f}:1), {provider} takes {shown_low} to {shown_high}; crop it",
             provider=provider,
         )
 
