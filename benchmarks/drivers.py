@@ -9,7 +9,6 @@ generate`` does) and ``batch.load`` / ``batch.classify`` / ``batch.run`` for bat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import json
@@ -17,14 +16,14 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
 
-from reelgen import batch, plugins
+from reelgen import batch
 from reelgen.config import Config
 from reelgen.engine import Engine
 from reelgen.errors import ReelgenError
@@ -113,18 +112,6 @@ def write_image(folder: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _kling_clock(clock: virtual_time.VirtualClock) -> Iterator[None]:
-    """Sign reelgen's Kling JWTs with the virtual wall clock (engines copy this provider)."""
-    provider = plugins.get_provider("kling")
-    original = getattr(provider, "clock")  # noqa: B009  (KlingProvider's, not the base class's)
-    setattr(provider, "clock", clock.wall)  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(provider, "clock", original)  # noqa: B010
-
-
 def run_client(client: Client, workload: Workload) -> Run:
     """Run ``workload`` with ``client`` on a fresh fake, clock and job log; measure it."""
     clock = virtual_time.VirtualClock(epoch=float(int(time.time())))
@@ -146,7 +133,6 @@ def run_client(client: Client, workload: Workload) -> Run:
         with (
             use_transport(harness.transport()),
             virtual_time.patched_wall_clock(clock),
-            _kling_clock(clock),
         ):
             gc.collect()
             cpu_start, wall_start = time.process_time(), time.perf_counter()
@@ -199,13 +185,13 @@ def _engine(
     )
     store = JobStore(folder / "jobs.sqlite3")
     if not workload.callbacks:
-        return Engine(store=store, waiter=waiter, config=config, environ=environ)
+        return Engine(store=store, waiter=waiter, config=config, environ=environ, clock=clock.wall)
     try:
         from reelgen.receiver import STILL_RUNNING, Hints, task_ids
     except ImportError as exc:
         raise CallbacksUnsupported(str(exc)) from exc
     hints = Hints(clock=clock.monotonic)
-    extra: dict[str, Any] = {"hints": hints}  # a keyword only newer engines take
+    extra: dict[str, Any] = {"hints": hints, "clock": clock.wall}
     try:
         engine = Engine(store=store, waiter=waiter, config=config, environ=environ, **extra)
     except TypeError as exc:

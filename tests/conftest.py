@@ -107,7 +107,6 @@ def kling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_fake(timer: FakeTimer, kling_keys: None) -> Iterator[Callable[..., FakeKling]]:
     """Build a FakeKling (keys and clock preset) and serve it behind every HTTP client reelgen
     makes; the newest one built answers."""
-    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
     with contextlib.ExitStack() as stack:
 
         def make(**kwargs: Any) -> FakeKling:
@@ -156,7 +155,7 @@ def fake_fal(make_fake_fal: Callable[..., FakeFal]) -> FakeFal:
 
 @pytest.fixture
 def engine(timer: FakeTimer) -> Iterator[Engine]:
-    eng = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)))
+    eng = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall)
     yield eng
     asyncio.run(eng.aclose())
     eng.close()
@@ -170,7 +169,7 @@ def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Resu
     monkeypatch.setattr(
         cli_module,
         "make_engine",
-        lambda: Engine(waiter=Waiter(timer=timer, rng=random.Random(0))),
+        lambda: Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall),
     )
 
     def run(*args: str, input: str | None = None, **kw: Any) -> Result:

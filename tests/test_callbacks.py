@@ -373,7 +373,11 @@ def run_with_callbacks(
 
     async def main() -> None:
         async with Receiver("127.0.0.1", 0, secrets=(secret,) if secret else ()) as receiver:
-            engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), hints=receiver.hints)
+            engine = Engine(
+                waiter=Waiter(timer=timer, rng=random.Random(0)),
+                hints=receiver.hints,
+                clock=timer.wall,
+            )
             request = VideoRequest(
                 image=str(image), prompt="waves", options={"callback_url": receiver.url}
             )

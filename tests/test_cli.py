@@ -198,13 +198,11 @@ def test_stored_keys_are_used(cli: Cli, make_image, timer, monkeypatch: pytest.M
     """Keys from `reelgen keys set` authenticate requests without environment variables."""
     import httpx
 
-    from reelgen import plugins
     from reelgen.http import use_transport
     from tests.fake_kling import DEFAULT_SECRET_KEY
 
     cli("keys", "set", "kling", input=f"ak-fake-test\n{DEFAULT_SECRET_KEY}\n")
     fake = FakeKling(clock=timer.wall)
-    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
     with use_transport(httpx.MockTransport(fake.handler)):
         result = cli("generate", str(make_image()), "-p", "x", "-P", "kling")
     assert result.exit_code == 0, result.stderr

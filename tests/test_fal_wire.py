@@ -161,7 +161,7 @@ def test_ten_seconds_is_the_string_ten(
 ) -> None:
     """With max_duration raised in the config, a 10 s clip asks for duration "10"."""
     Path("reelgen.toml").write_text("[providers.fal-kling]\nmax_duration = 10\n")
-    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)))
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall)
     try:
         run(
             engine,
@@ -402,7 +402,8 @@ def test_cancel_puts_the_cancel_url(
 
 def test_a_job_without_urls_is_not_polled() -> None:
     """A job that never reached fal (no status_url) raises a clear error, without a request."""
-    provider = FalKlingProvider(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    provider = FalKlingProvider()
+    provider.transport = httpx.MockTransport(lambda r: httpx.Response(500))
     provider.configure(FalSettings(), {"FAL_KEY": "k"})
     job = Job(
         id="rg-1", provider="fal-kling", request=VideoRequest(prompt="p"), idempotency_key="x"
@@ -419,7 +420,8 @@ def test_configure_drops_the_client_made_for_the_old_key() -> None:
         seen.append(f"{request.url.host} {request.headers['authorization']}")
         return httpx.Response(200, json={"status": "IN_PROGRESS"})
 
-    provider = FalKlingProvider(transport=httpx.MockTransport(handler))
+    provider = FalKlingProvider()
+    provider.transport = httpx.MockTransport(handler)
     job = Job(
         id="rg-1",
         provider="fal-kling",

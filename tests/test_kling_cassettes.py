@@ -40,7 +40,6 @@ from vcr.cassette import Cassette
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 import reelgen.engine
-from reelgen import plugins
 from reelgen.engine import Engine
 from reelgen.errors import JobFailed
 from reelgen.http import use_transport
@@ -317,7 +316,6 @@ def wire(
         engine = Engine(waiter=Waiter())  # real clock, real sleeps
         inner = None  # Wire.run opens a real transport
     else:
-        plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
         if mode == "fake":
             fake = FakeKling(seed=0, clock=timer.wall)
             inner = httpx.MockTransport(fake.handler)
@@ -519,7 +517,6 @@ def test_replay_fails_on_an_unrecorded_request(
     cassette_path = tmp_path / "copy.yaml"
     shutil.copyfile(CASSETTE_DIR / f"{I2V_JPG.name}.yaml", cassette_path)
     before = cassette_path.read_bytes()
-    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
     no_server = NoServer()
     recorder = vcrpy.VCR(**vcr_settings())
     request = I2V_JPG.request(tmp_path)

@@ -293,7 +293,8 @@ def test_each_task_status_maps(kling: str, reelgen: str) -> None:
         }
         return httpx.Response(200, json={"code": 0, "message": "", "request_id": "r", "data": task})
 
-    provider = KlingProvider(transport=httpx.MockTransport(handler))
+    provider = KlingProvider()
+    provider.transport = httpx.MockTransport(handler)
     provider.configure(KlingSettings(), {"KLING_API_KEY": "k" * 32})
     job = Job(
         id="rg-1",

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from reelgen import plugins
 from reelgen.concurrency import ProviderSlots
 from reelgen.engine import Engine
 from reelgen.http import use_transport
@@ -89,7 +88,6 @@ def kling_and_fal(
     monkeypatch.setenv("FAL_KEY", FAKE_FAL_KEY)
     kling = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
     fal = FakeFal(key=FAKE_FAL_KEY, clock=timer.wall)
-    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
 
     def handler(request: httpx.Request) -> httpx.Response:
         return (fal if "fal" in request.url.host else kling).handler(request)
@@ -380,7 +378,13 @@ def test_damaged_rows_are_reported_skipped_and_forgettable(
 
 
 def test_batch_rerun_does_not_pay_again_for_a_line_whose_row_is_damaged(
-    cli: Cli, fake_kling: FakeKling, isolated: Path, make_image, tmp_path: Path, monkeypatch
+    cli: Cli,
+    fake_kling: FakeKling,
+    timer: FakeTimer,
+    isolated: Path,
+    make_image,
+    tmp_path: Path,
+    monkeypatch,
 ) -> None:
     """A batch line already running at Kling whose job-log row got damaged: a rerun names the
     line (and `reelgen forget`) instead of submitting it again, which would pay twice."""
@@ -389,7 +393,7 @@ def test_batch_rerun_does_not_pay_again_for_a_line_whose_row_is_damaged(
     out = tmp_path / "out"
     store = JobStore()
     try:
-        engine = Engine(store=store)
+        engine = Engine(store=store, clock=timer.wall)
         from reelgen import batch
 
         [item] = batch.load(engine, manifest, out.resolve(), max_cost=None)

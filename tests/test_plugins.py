@@ -167,3 +167,15 @@ def test_a_plugin_does_not_inherit_klings_image_limits(make_image) -> None:
     assert CAPABILITIES.image is not None
     with pytest.raises(InvalidRequest):
         check_image(small, CAPABILITIES.image, "kling")
+
+
+def test_each_engine_builds_its_own_provider_instances(timer) -> None:
+    """Plugins register classes; two engines never share a provider instance (settings, keys,
+    client, clock), and each gets the engine's clock."""
+    from reelgen.engine import Engine
+
+    first, second = Engine(clock=timer.wall), Engine()
+    mine, theirs = first.provider("kling"), second.provider("kling")
+    assert mine is not theirs
+    assert type(mine) is type(theirs) is plugins.get_provider("kling")
+    assert mine.clock == timer.wall and theirs.clock != timer.wall

@@ -73,7 +73,9 @@ def test_lost_reply_keeps_job_recoverable(
 ) -> None:
     """A create whose reply is lost and whose lookups keep failing stays 'submitting' in the
     log; a later `reelgen wait` finds the paid task and saves it without a second create."""
-    engine = Engine(waiter=Waiter(timer=timer, policy=RetryPolicy(attempts=3, deadline=30)))
+    engine = Engine(
+        waiter=Waiter(timer=timer, policy=RetryPolicy(attempts=3, deadline=30)), clock=timer.wall
+    )
     fake_kling.inject("create", Fault.timeout_after_accept())
     fake_kling.inject("query", Fault.timeout_before_accept(), times=100)
     request = VideoRequest(image=str(make_image()), prompt="x")

@@ -121,7 +121,7 @@ def test_a_20_s_outage_costs_few_requests_and_little_time(
             return httpx.Response(503, json={"code": 5001, "message": "maintenance"})
         return fake_kling.handler(request)
 
-    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(3)))
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(3)), clock=timer.wall)
     with use_transport(httpx.MockTransport(handler)):
         job, _ = asyncio.run(
             engine.run(

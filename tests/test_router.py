@@ -297,7 +297,6 @@ def both_fakes(timer, kling_keys: None, fal_keys: None) -> Iterator[tuple[FakeKl
     """Kling direct and Kling on fal, each answering its own hosts."""
     kling = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
     fal = FakeFal(key=FAKE_FAL_KEY, clock=timer.wall)
-    plugins.get_provider("kling").clock = timer.wall  # type: ignore[attr-defined]
 
     def handler(request: httpx.Request) -> httpx.Response:
         host = request.url.host

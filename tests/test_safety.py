@@ -97,10 +97,10 @@ def test_each_engine_signs_with_its_own_keys(
     fake_kling: FakeKling, timer: FakeTimer, make_image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two engines in one process never share a client or token (no job on the wrong account)."""
-    first = Engine(waiter=Waiter(timer=timer))
+    first = Engine(waiter=Waiter(timer=timer), clock=timer.wall)
     first.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling")
     monkeypatch.setenv("KLING_ACCESS_KEY", "ak-other-tenant")
-    second = Engine(waiter=Waiter(timer=timer))
+    second = Engine(waiter=Waiter(timer=timer), clock=timer.wall)
     second.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling")
     assert first.provider("kling") is not second.provider("kling")
     assert first.provider("kling").credentials["KLING_ACCESS_KEY"] != "ak-other-tenant"

@@ -8,16 +8,17 @@ validate -> estimate -> plan (the job row, before anything is paid) -> :func:`li
 from __future__ import annotations
 
 import asyncio
-import copy
 import math
 import os
 import statistics
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from pydantic import ValidationError
 
 from . import credentials, lifecycle
@@ -26,7 +27,7 @@ from .errors import BudgetExceeded, ConfigError, InvalidRequest
 from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
 from .models import Attempt, CostEstimate, Job, JobMeta, VideoRequest, VideoResult
 from .outputs import check_target, resolve_target
-from .plugins import get_provider
+from .plugins import make_provider
 from .provider import VideoProvider
 from .store import JobStore, Learned
 from .waiting import Waiter
@@ -61,11 +62,17 @@ class Engine:
         config: Config | None = None,
         environ: Mapping[str, str] | None = None,
         hints: Hints | None = None,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.environ = os.environ if environ is None else environ
         self.config = config if config is not None else load_config()
         self._store = store
         self.waiter = waiter or Waiter()
+        self.clock = clock
+        """Wall clock handed to this engine's providers (signing tokens)."""
+        self.transport = transport
+        """HTTP transport for this engine's providers (None: the default)."""
         self.hints = hints
         """Callbacks received for this run (``--listen``): jobs that asked for callbacks are
         woken by them and otherwise polled only slowly."""
@@ -93,7 +100,9 @@ class Engine:
         name = name or self.default_provider_name()
         if name in self._used:
             return self._used[name]
-        provider = copy.copy(get_provider(name))  # this engine's own: settings, keys, client
+        provider = make_provider(name)  # this engine's own: settings, keys, clients
+        provider.clock = self.clock
+        provider.transport = self.transport
         raw: dict[str, Any] = dict(self.config.providers.get(name, {}))
         for field_name, var in getattr(provider, "env_settings", {}).items():
             if self.environ.get(var):

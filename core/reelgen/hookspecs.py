@@ -25,14 +25,15 @@ hookimpl = pluggy.HookimplMarker("reelgen")
 
 
 @hookspec
-def register_providers(register: Callable[[VideoProvider], None]) -> None:
+def register_providers(register: Callable[[type[VideoProvider]], None]) -> None:
     """Register the video providers this plugin offers.
 
     Called once, by the core, the first time providers are needed (not at import time and not
     for ``reelgen --help``).
 
-    :param register: call ``register(provider)`` once per :class:`reelgen.VideoProvider`
-        instance. Two providers with the same ``name`` is an error naming both plugins.
+    :param register: call ``register(ProviderClass)`` once per :class:`reelgen.VideoProvider`
+        subclass (each engine builds its own instance; an instance is still taken, and copied
+        per engine). Two providers with the same ``name`` is an error naming both plugins.
     :return: nothing; call ``register(...)``.
     """
 

@@ -7,8 +7,11 @@ those (set but empty: none).
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -38,7 +41,7 @@ class PluginInfo:
 
 _pm: pluggy.PluginManager | None = None
 _infos: dict[str, PluginInfo] = {}
-_providers: dict[str, VideoProvider] | None = None
+_providers: dict[str, tuple[type[VideoProvider], Callable[[], VideoProvider]]] | None = None
 _clashes: dict[str, str] = {}
 
 
@@ -113,38 +116,47 @@ def reset() -> None:
     reset_providers()
 
 
-def get_providers() -> dict[str, VideoProvider]:
-    """Every registered provider by name (a name two plugins claim is left out: see
-    :func:`get_provider`, which names both)."""
+def get_providers() -> dict[str, type[VideoProvider]]:
+    """Every registered provider class by name (a name two plugins claim is left out: see
+    :func:`get_provider`, which names both). Engines build instances with
+    :func:`make_provider`."""
     global _providers
     if _providers is not None:
-        return _providers
+        return {name: cls for name, (cls, _) in _providers.items()}
     from .provider import VideoProvider
 
     pm = get_plugin_manager()
-    providers: dict[str, VideoProvider] = {}
+    providers: dict[str, tuple[type[VideoProvider], Callable[[], VideoProvider]]] = {}
     owners: dict[str, str] = {}
     _clashes.clear()
     for impl in reversed(pm.hook.register_providers.get_hookimpls()):
         plugin_name = impl.plugin_name
 
-        def register(provider: VideoProvider, _owner: str = plugin_name) -> None:
-            if not isinstance(provider, VideoProvider):
-                raise ConfigError(f"plugin {_owner} registered {provider!r}, not a VideoProvider")
-            if provider.name in owners:
-                _clashes[provider.name] = (
-                    f'two plugins register a provider named "{provider.name}": '
-                    f"{owners[provider.name]} and {_owner}; disable one with "
+        def register(provider: object, _owner: str = plugin_name) -> None:
+            factory: Callable[[], VideoProvider]
+            if isinstance(provider, type) and issubclass(provider, VideoProvider):
+                cls, factory = provider, provider
+            elif isinstance(provider, VideoProvider):
+                # an instance (older plugins): each engine gets its own shallow copy
+                cls, factory = type(provider), functools.partial(copy.copy, provider)
+            else:
+                raise ConfigError(
+                    f"plugin {_owner} registered {provider!r}, not a VideoProvider class"
+                )
+            if cls.name in owners:
+                _clashes[cls.name] = (
+                    f'two plugins register a provider named "{cls.name}": '
+                    f"{owners[cls.name]} and {_owner}; disable one with "
                     "REELGEN_DISABLE_PLUGINS"
                 )
-                for owner in (owners[provider.name], _owner):
+                for owner in (owners[cls.name], _owner):
                     if owner in _infos:
-                        _infos[owner].error = _clashes[provider.name]
+                        _infos[owner].error = _clashes[cls.name]
                 return
-            providers[provider.name] = provider
-            owners[provider.name] = _owner
+            providers[cls.name] = (cls, factory)
+            owners[cls.name] = _owner
             if _owner in _infos:
-                _infos[_owner].providers.append(provider.name)
+                _infos[_owner].providers.append(cls.name)
 
         try:
             impl.function(register=register)
@@ -155,10 +167,23 @@ def get_providers() -> dict[str, VideoProvider]:
     for name in _clashes:
         providers.pop(name, None)
     _providers = providers
-    return providers
+    return {name: cls for name, (cls, _) in providers.items()}
 
 
-def get_provider(name: str) -> VideoProvider:
+def get_provider(name: str) -> type[VideoProvider]:
+    """The provider class registered under ``name`` (what it declares: capabilities, keys)."""
+    _check_known(name)
+    return get_providers()[name]
+
+
+def make_provider(name: str) -> VideoProvider:
+    """A new instance of the provider registered under ``name``, for one engine."""
+    _check_known(name)
+    assert _providers is not None
+    return _providers[name][1]()
+
+
+def _check_known(name: str) -> None:
     providers = get_providers()
     if name in _clashes:
         raise ConfigError(_clashes[name])
@@ -167,7 +192,6 @@ def get_provider(name: str) -> VideoProvider:
         raise UnknownProvider(
             f'unknown provider "{name}"; installed: {known} (`reelgen providers` lists them)'
         )
-    return providers[name]
 
 
 def list_plugins() -> list[PluginInfo]:

@@ -1,5 +1,8 @@
 """The contract every video provider implements.
 
+A plugin registers provider *classes*; each engine builds its own instance, so settings, keys,
+clients, caches, clock and transport are never shared between engines.
+
 A provider declares what it can do as data (:class:`Capabilities`), takes its settings and
 credentials from the core (:meth:`VideoProvider.configure`), and talks to its service in four
 calls: ``submit``, ``poll``, ``result`` and (where the service has one) ``cancel``. It never
@@ -8,10 +11,12 @@ sleeps or loops: waiting, retrying and downloading are the core's job.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InvalidRequest, MissingCredentials, Unsupported
@@ -129,6 +134,12 @@ class VideoProvider(ABC):
     def __init__(self) -> None:
         self.settings: ProviderSettings = self.settings_model()
         self.credentials: dict[str, str] = {}
+        self.clock: Callable[[], float] = time.time
+        """Wall clock (e.g. for signing tokens): the engine's, so tests and benchmarks give
+        every provider of an engine the same fake time."""
+        self.transport: httpx.AsyncBaseTransport | None = None
+        """HTTP transport for this provider's clients: the engine's (None: the default, or
+        the one :func:`reelgen.http.use_transport` set for the context)."""
 
     # -- configuration ----------------------------------------------------------------------
 

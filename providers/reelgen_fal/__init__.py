@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def register_providers(register: Callable[[VideoProvider], None]) -> None:
+def register_providers(register: Callable[[type[VideoProvider]], None]) -> None:
     from .provider import FalKlingProvider
 
-    register(FalKlingProvider())
+    register(FalKlingProvider)  # a class: each engine builds its own

@@ -97,9 +97,8 @@ class FalKlingProvider(VideoProvider):
     default_price_per_second = 0.08  # planning figure, as kling's; never below fal's prices
     capabilities = CAPABILITIES
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._finished: dict[str, dict[str, Any]] = {}  # request_id -> successful result
 
@@ -194,7 +193,7 @@ class FalKlingProvider(VideoProvider):
             problem = self.missing_credentials()
             if problem:
                 raise MissingCredentials(problem, provider=self.name)
-            self._client = make_client(transport=self._transport)
+            self._client = make_client(transport=self.transport)
         return self._client
 
     def _headers(self) -> dict[str, str]:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def register_providers(register: Callable[[VideoProvider], None]) -> None:
+def register_providers(register: Callable[[type[VideoProvider]], None]) -> None:
     from .provider import KlingProvider
 
-    register(KlingProvider())
+    register(KlingProvider)  # a class: each engine builds its own

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,15 +65,8 @@ class KlingProvider(VideoProvider):
     default_price_per_second = 0.08
     capabilities = CAPABILITIES
 
-    def __init__(
-        self,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._transport = transport
-        self.clock = clock  # wall clock for signing tokens (tests inject a fake one)
         self._client: httpx.AsyncClient | None = None
         self._auth: KlingAuth | None = None
         self._finished: dict[str, dict[str, Any]] = {}  # task_id -> last final task seen
@@ -144,7 +136,7 @@ class KlingProvider(VideoProvider):
                 clock=self.clock,
             )
             self._client = make_client(
-                base_url=self.kling_settings.base_url.rstrip("/"), transport=self._transport
+                base_url=self.kling_settings.base_url.rstrip("/"), transport=self.transport
             )
             self._client.auth = self._auth
         return self._client

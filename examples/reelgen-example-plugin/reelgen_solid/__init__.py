@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def register_providers(register: Callable[[VideoProvider], None]) -> None:
+def register_providers(register: Callable[[type[VideoProvider]], None]) -> None:
     from .provider import SolidProvider  # heavy imports only when providers are needed
 
-    register(SolidProvider())
+    register(SolidProvider)  # the class: each reelgen engine builds its own instance
 
 
 @hookimpl
