@@ -283,6 +283,26 @@ def test_relative_image_paths_resolve_against_the_manifest_folder(
     assert base64.b64decode(sent) == (folder / "shots" / "a.jpg").read_bytes()
 
 
+def test_path_options_resolve_against_the_manifest_folder_too(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """An option the provider declares as a file ("image_tail": "shots/end.jpg") is read
+    beside the manifest too, not in the folder the command runs in."""
+    folder = tmp_path / "project"
+    (folder / "shots").mkdir(parents=True)
+    for name in ("a.jpg", "end.jpg"):
+        (folder / "shots" / name).write_bytes(make_image(name=name).read_bytes())
+    line = {"id": "a", "image": "shots/a.jpg", "prompt": "x", "model": "kling-v2-1"}
+    line["mode"] = "pro"
+    line["options"] = {"image_tail": "shots/end.jpg"}
+    manifest = write_manifest(folder / "m.jsonl", [line])
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    [create] = posts(kling)
+    sent = json.loads(create.content)["image_tail"]
+    assert base64.b64decode(sent) == (folder / "shots" / "end.jpg").read_bytes()
+
+
 def test_text_to_video_lines_have_no_image(cli: Cli, kling: FakeKling, tmp_path: Path) -> None:
     """A line without "image" is text-to-video."""
     manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "t", "prompt": "a red kite"}])

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -64,16 +64,21 @@ class ManifestLine(BaseModel):
     seed: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
-    def request(self, base: Path) -> VideoRequest:
-        image = self.image
-        if image and not image.startswith(("http://", "https://")):
-            path = Path(image).expanduser()
-            image = str(path if path.is_absolute() else base / path)  # relative to the manifest
-        options = dict(self.options)
-        tail = options.get("image_tail")
-        if isinstance(tail, str) and not tail.startswith(("http://", "https://")):
-            path = Path(tail).expanduser()
-            options["image_tail"] = str(path if path.is_absolute() else base / path)
+    def request(self, base: Path, path_options: Collection[str] = ()) -> VideoRequest:
+        """The line's request, local files (the image, and the options the route's providers
+        declare as paths) resolved against the manifest's folder ``base``."""
+
+        def resolve(value: str) -> str:
+            if value.startswith(("http://", "https://")):
+                return value
+            path = Path(value).expanduser()
+            return str(path if path.is_absolute() else base / path)
+
+        image = resolve(self.image) if self.image else self.image
+        options = {
+            k: resolve(v) if k in path_options and isinstance(v, str) and v else v
+            for k, v in self.options.items()
+        }
         return VideoRequest(
             image=image,
             prompt=self.prompt,
@@ -182,10 +187,11 @@ def load(
             problems.append(f"line {number} ({line.id}): options.{clash[0]} differs from the flag")
             continue
         try:
-            request = line.request(base)
+            route = router.resolve_route(engine, route=line.route, provider=line.provider)
+            paths = {o for name in route.providers for o in engine.provider(name).path_options()}
+            request = line.request(base, paths)
             if options:
                 request = request.model_copy(update={"options": {**request.options, **options}})
-            route = router.resolve_route(engine, route=line.route, provider=line.provider)
             limit = engine.max_cost(max_cost, route_limit=route.max_cost)
             candidates, _ = router.plan(engine, request, route, max_cost=limit)
         except ValidationError as exc:

@@ -234,8 +234,13 @@ class Engine:
             batch=batch,
             item=item,
         )
-        inputs = [request.image, *_paths_in(request.options)]
-        check_target(Path(job.meta.target or ""), inputs=[i for i in inputs if i], force=force)
+        paths = {o for c in candidates for o in c.provider.path_options()}
+        inputs = [request.image, *(v for k, v in request.options.items() if k in paths)]
+        check_target(
+            Path(job.meta.target or ""),
+            inputs=[i for i in inputs if isinstance(i, str) and i],
+            force=force,
+        )
         self.touched.setdefault(job.id, None)
         return self.store.add(job)
 
@@ -336,15 +341,6 @@ class Engine:
 
 def _kind(provider: str, request: VideoRequest) -> tuple[object, ...]:
     return (provider, request.model, request.mode, request.duration, request.image is None)
-
-
-def _paths_in(options: Mapping[str, Any]) -> list[str]:
-    """Local files named in provider options (an end frame): never an output either."""
-    return [
-        v
-        for v in options.values()
-        if isinstance(v, str) and "://" not in v and Path(v).expanduser().is_file()
-    ]
 
 
 async def agenerate(

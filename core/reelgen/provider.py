@@ -35,6 +35,19 @@ class ImageLimits(BaseModel):
     urls: bool = Field(default=True, description="http(s) URLs are passed through.")
 
 
+PATH_OPTION = "reelgen_path"
+"""Marks an option field that names a local file (``Field(json_schema_extra={PATH_OPTION:
+True})``, or :func:`path_option`): the core resolves it like the IMAGE argument (relative to a
+batch manifest's folder) and never lets an output overwrite it."""
+
+
+def path_option(description: str, **kwargs: Any) -> Any:
+    """A provider option that is a local file path (or an http(s) URL)."""
+    return Field(
+        default=None, description=description, json_schema_extra={PATH_OPTION: True}, **kwargs
+    )
+
+
 class ModelSpec(BaseModel):
     """One model: the durations and modes it offers and its published price per second."""
 
@@ -169,6 +182,18 @@ class VideoProvider(ABC):
         if self.settings.max_duration is not None:
             return self.settings.max_duration
         return self.default_max_duration
+
+    @classmethod
+    def path_options(cls) -> frozenset[str]:
+        """The option fields that name local files (see :data:`PATH_OPTION`)."""
+        if cls.options_model is None:
+            return frozenset()
+        return frozenset(
+            name
+            for name, field in cls.options_model.model_fields.items()
+            if isinstance(field.json_schema_extra, dict)
+            and field.json_schema_extra.get(PATH_OPTION)
+        )
 
     def parse_options(self, options: Mapping[str, Any]) -> BaseModel | None:
         """Validate provider options with ``options_model`` (unknown keys are refused)."""

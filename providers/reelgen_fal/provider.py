@@ -26,7 +26,7 @@ from reelgen.errors import (
 )
 from reelgen.http import make_client
 from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
-from reelgen.provider import ProviderSettings, VideoProvider
+from reelgen.provider import ProviderSettings, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
@@ -62,10 +62,9 @@ class FalKlingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_tail: str | None = Field(
-        default=None,
+    image_tail: str | None = path_option(
+        "End frame: a local JPEG/PNG or an http(s) URL (models with an end frame).",
         max_length=4096,
-        description="End frame: a local JPEG/PNG or an http(s) URL (models with an end frame).",
     )
 
 

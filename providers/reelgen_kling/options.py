@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from reelgen.provider import path_option
+
 CameraType = Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
 AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
 
@@ -49,9 +51,7 @@ class KlingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_tail: str | None = Field(
-        default=None, description="End frame: a local JPEG/PNG or an http(s) URL."
-    )
+    image_tail: str | None = path_option("End frame: a local JPEG/PNG or an http(s) URL.")
     camera_control: CameraControl | None = Field(
         default=None, description="Camera movement (not with image_tail)."
     )
