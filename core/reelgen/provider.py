@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from .errors import InvalidRequest, MissingCredentials, Unsupported
 from .models import CostEstimate, Job, JobStatus, VideoRequest, VideoResult
@@ -118,7 +119,11 @@ class ProviderSettings(BaseModel):
     )
 
 
-class VideoProvider(ABC):
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings, default=ProviderSettings, covariant=True)
+OptionsT = TypeVar("OptionsT", bound=BaseModel, default=BaseModel, covariant=True)
+
+
+class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
     """Base class of every provider. Subclasses set the class attributes and the async calls."""
 
     name: ClassVar[str]
@@ -145,7 +150,7 @@ class VideoProvider(ABC):
     capabilities: Capabilities
 
     def __init__(self) -> None:
-        self.settings: ProviderSettings = self.settings_model()
+        self.settings: SettingsT = cast(SettingsT, self.settings_model())
         self.credentials: dict[str, str] = {}
         self.clock: Callable[[], float] = time.time
         """Wall clock (e.g. for signing tokens): the engine's, so tests and benchmarks give
@@ -158,7 +163,7 @@ class VideoProvider(ABC):
 
     def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
         """Called by the core with resolved settings and credentials before any request."""
-        self.settings = settings
+        self.settings = cast(SettingsT, settings)
         self.credentials = dict(credentials)
 
     def missing_credentials(self) -> str | None:
@@ -195,7 +200,14 @@ class VideoProvider(ABC):
             and field.json_schema_extra.get(PATH_OPTION)
         )
 
-    def parse_options(self, options: Mapping[str, Any]) -> BaseModel | None:
+    def options_for(self, request: VideoRequest) -> OptionsT:
+        """The request's options as this provider's ``options_model`` (defaults filled in)."""
+        parsed = self.parse_options(request.options)
+        if parsed is None:
+            raise TypeError(f"{self.name} declares no options_model")
+        return parsed
+
+    def parse_options(self, options: Mapping[str, Any]) -> OptionsT | None:
         """Validate provider options with ``options_model`` (unknown keys are refused)."""
         if self.options_model is None:
             if options:
@@ -207,7 +219,7 @@ class VideoProvider(ABC):
         from pydantic import ValidationError
 
         try:
-            return self.options_model.model_validate(dict(options))
+            return cast(OptionsT, self.options_model.model_validate(dict(options)))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "options"
@@ -308,5 +320,5 @@ class VideoProvider(ABC):
         """Cancel the job, where the provider supports it."""
         raise NotImplementedError(f"{self.name} cannot cancel jobs")
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    async def aclose(self) -> None:
         """Release connections; called by the core when a run ends."""

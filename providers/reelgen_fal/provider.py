@@ -82,7 +82,7 @@ def _kind(request: VideoRequest) -> Kind:
     return I2V if request.image is not None else T2V
 
 
-class FalKlingProvider(VideoProvider):
+class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     name = NAME
     description = "Kling image-to-video and text-to-video hosted by fal (queue.fal.run)"
     settings_model = FalSettings
@@ -100,11 +100,6 @@ class FalKlingProvider(VideoProvider):
         super().__init__()
         self._client: httpx.AsyncClient | None = None
         self._finished: dict[str, dict[str, Any]] = {}  # request_id -> successful result
-
-    @property
-    def fal_settings(self) -> FalSettings:
-        assert isinstance(self.settings, FalSettings)
-        return self.settings
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -157,7 +152,6 @@ class FalKlingProvider(VideoProvider):
                 "fal's Kling endpoints need a prompt; pass -p PROMPT", provider=self.name
             )
         options = self.parse_options(request.options)
-        assert isinstance(options, FalKlingOptions) or options is None
         if options is not None and options.image_tail:
             if request.image is None:
                 raise InvalidRequest("image_tail needs a start image", provider=self.name)
@@ -200,9 +194,9 @@ class FalKlingProvider(VideoProvider):
 
     def _check_url(self, url: object, what: str) -> str:
         """A URL fal returned: only ever on the queue's own host, which gets our key."""
-        queue = _origin(self.fal_settings.queue_url)
+        queue = _origin(self.settings.queue_url)
         if not isinstance(url, str) or _origin(url) != queue:
-            host = httpx.URL(self.fal_settings.queue_url).host
+            host = httpx.URL(self.settings.queue_url).host
             raise ProviderUnavailable(
                 f"fal gave a {what} that is not on {host} ({str(url)[:80]!r}); "
                 "not sending FAL_KEY there",
@@ -268,7 +262,7 @@ class FalKlingProvider(VideoProvider):
     async def submit(self, job: Job) -> Job:
         endpoint = self.endpoint(job.request)
         body = self.build_input(job.request)
-        url = f"{self.fal_settings.queue_url}/{endpoint.model_id}"
+        url = f"{self.settings.queue_url}/{endpoint.model_id}"
         response = await self._request("POST", url, body=body, submit=True)
         reply = check(response, submit=True)
         request_id = reply.get("request_id") if isinstance(reply, dict) else None

@@ -46,7 +46,7 @@ class KlingSettings(ProviderSettings):
         return value
 
 
-class KlingProvider(VideoProvider):
+class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
     name = "kling"
     description = "Kling AI image-to-video and text-to-video (api-singapore.klingai.com)"
     settings_model = KlingSettings
@@ -71,11 +71,6 @@ class KlingProvider(VideoProvider):
         self._auth: KlingAuth | None = None
         self._finished: dict[str, dict[str, Any]] = {}  # task_id -> last final task seen
 
-    @property
-    def kling_settings(self) -> KlingSettings:
-        assert isinstance(self.settings, KlingSettings)
-        return self.settings
-
     # -- configuration ----------------------------------------------------------------------
 
     def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
@@ -97,7 +92,6 @@ class KlingProvider(VideoProvider):
     def validate(self, request: VideoRequest) -> VideoRequest:
         request = super().validate(request)
         options = self.parse_options(request.options)
-        assert isinstance(options, KlingOptions) or options is None
         if request.seed is not None:
             raise Unsupported("kling does not take a seed; drop --seed", provider=self.name)
         if options is not None:
@@ -115,7 +109,7 @@ class KlingProvider(VideoProvider):
         return request
 
     def expected_seconds(self, request: VideoRequest) -> float:
-        base = self.kling_settings.expected_seconds or self.capabilities.expected_seconds
+        base = self.settings.expected_seconds or self.capabilities.expected_seconds
         duration = request.duration or self.capabilities.default_duration
         factor = max(1.0, duration / self.capabilities.default_duration)
         if request.mode == "pro":
@@ -136,7 +130,7 @@ class KlingProvider(VideoProvider):
                 clock=self.clock,
             )
             self._client = make_client(
-                base_url=self.kling_settings.base_url.rstrip("/"), transport=self.transport
+                base_url=self.settings.base_url.rstrip("/"), transport=self.transport
             )
             self._client.auth = self._auth
         return self._client

@@ -68,7 +68,7 @@ class LocalSettings(ProviderSettings):
     )
 
 
-class LocalProvider(VideoProvider):
+class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
     name = "local"
     description = "Offline camera motion over the still (zoom/pan), H.264 mp4; free, no keys"
     options_model = LocalOptions
@@ -108,8 +108,7 @@ class LocalProvider(VideoProvider):
                 provider=self.name,
             )
         request = super().validate(request)
-        options = self.parse_options(request.options)
-        assert isinstance(options, LocalOptions)
+        options = self.options_for(request)
         if (request.duration or 0) * options.fps < 1:
             raise InvalidRequest(
                 f"--duration {request.duration:g} s is shorter than one frame at {options.fps} "
@@ -119,17 +118,14 @@ class LocalProvider(VideoProvider):
         return request
 
     def _height(self, request: VideoRequest) -> int:
-        settings = self.settings
-        assert isinstance(settings, LocalSettings)
-        return settings.height or HEIGHTS[request.mode or "std"]
+        return self.settings.height or HEIGHTS[request.mode or "std"]
 
     def _path(self, job: Job) -> Path:
         return (self._output_dir or data_dir() / "local") / f"{job.id}.mp4"
 
     async def submit(self, job: Job) -> Job:
         request = job.request
-        options = self.parse_options(request.options)
-        assert isinstance(options, LocalOptions)
+        options = self.options_for(request)
         assert request.image is not None
         out = self._path(job)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reelgen import Job, JobStatus, Video, VideoProvider, VideoResult
 from reelgen.errors import InvalidRequest
 from reelgen.paths import data_dir
-from reelgen.provider import Capabilities, ModelSpec
+from reelgen.provider import Capabilities, ModelSpec, ProviderSettings
 
 COLOURS = {
     "black": (0, 0, 0),
@@ -60,7 +60,7 @@ def render(out: Path, rgb: tuple[int, int, int], *, seconds: float, size: int, f
     tmp.replace(out)
 
 
-class SolidProvider(VideoProvider):
+class SolidProvider(VideoProvider[ProviderSettings, SolidOptions]):
     name = "solid"
     description = "Example plugin: a fade from black to the colour named in the prompt"
     options_model = SolidOptions
@@ -82,8 +82,7 @@ class SolidProvider(VideoProvider):
         return data_dir() / "solid" / f"{job.id}.mp4"
 
     async def submit(self, job: Job) -> Job:
-        options = self.parse_options(job.request.options)
-        assert isinstance(options, SolidOptions)
+        options = self.options_for(job.request)  # a SolidOptions, defaults filled in
         out = self._path(job)
         out.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(
