@@ -165,9 +165,10 @@ def engine(timer: FakeTimer) -> Iterator[Engine]:
 def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Run the reelgen CLI in-process on the fake clock: cli("generate", ...)."""
     from reelgen import cli as cli_module
+    from reelgen.cli import boundary
 
     monkeypatch.setattr(
-        cli_module,
+        boundary,
         "make_engine",
         lambda: Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall),
     )

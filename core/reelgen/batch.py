@@ -27,13 +27,14 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .concurrency import ProviderSlots
-from .errors import InvalidRequest, ManifestInvalid, ReelgenError, UsageError
+from .errors import BudgetExceeded, InvalidRequest, ManifestInvalid, ReelgenError, UsageError
 from .lifecycle import saved_intact
 from .models import JOB_FINAL_STATES, Job, VideoRequest
 from .store import DamagedRow
 
 if TYPE_CHECKING:
-    from .engine import Engine, Prepared
+    from .engine import Engine
+    from .router import Prepared
 
 MANIFEST_FIELDS = (
     "id, image, prompt, duration, provider, route, model, mode, negative_prompt, cfg_scale, "
@@ -271,6 +272,53 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
             f"{len(problems)} bad line{'s' if len(problems) > 1 else ''} against what this "
             "batch already did, nothing was submitted:\n  " + "\n  ".join(problems)
         )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run of classified items will do, and the most it may cost."""
+
+    todo: list[Item]
+    """Lines to submit: new, or failed earlier and run again."""
+    resuming: list[Item]
+    """Lines whose job is picked up where it is, not submitted anew."""
+    done: list[Item]
+    """Lines whose verified video is already there."""
+    maybe_paid: list[Item]
+    """Resumed jobs whose submission never got a task id: they may still be submitted (and
+    paid) now."""
+    total: float
+    """The estimate for everything that may be paid for (``todo`` and ``maybe_paid``), USD."""
+    summary: str
+    """One line saying all of the above."""
+
+    @property
+    def may_spend(self) -> bool:
+        """Whether the run may pay for anything."""
+        return bool(self.todo or self.maybe_paid) and self.total > 0
+
+
+def plan_run(items: list[Item], *, max_cost: float | None) -> RunPlan:
+    """Count what a run of ``items`` (after :func:`classify`) will do and what it may cost.
+
+    Raises BudgetExceeded, before anything is paid, when that is above ``max_cost`` (the whole
+    batch's budget; the per-job budget is applied in :func:`load`).
+    """
+    todo = [i for i in items if i.state in ("new", "retry")]
+    resuming = [i for i in items if i.state == "resume"]
+    done = [i for i in items if i.state == "done"]
+    # a job whose submission never got a task id may still be submitted (and paid) now
+    maybe_paid = [i for i in resuming if i.existing is not None and i.existing.task_id is None]
+    total = sum(i.prepared.estimate.amount for i in [*todo, *maybe_paid])
+    summary = (
+        f"{len(items)} jobs: {len(todo)} to submit, {len(resuming)} to pick up, "
+        f"{len(done)} already done; estimate up to ${total:.2f}"
+    )
+    if max_cost is not None and total > max_cost + 1e-9:
+        raise BudgetExceeded(
+            f"{summary}: above --max-cost ${max_cost:.2f}; raise it or trim the manifest"
+        )
+    return RunPlan(todo, resuming, done, maybe_paid, total, summary)
 
 
 def _check_output(item: Item, force: bool, problems: list[str]) -> None:

@@ -14,37 +14,28 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
 
-from . import credentials, lifecycle
+from . import credentials, lifecycle, router
 from .config import Config, load_config
 from .errors import BudgetExceeded, ConfigError, InvalidRequest
 from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
-from .models import Attempt, CostEstimate, Job, JobMeta, VideoRequest, VideoResult
+from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
 from .outputs import check_target, resolve_target
 from .plugins import make_provider
 from .provider import VideoProvider
+from .router import Prepared
 from .store import JobStore, Learned
 from .waiting import Waiter
 
 if TYPE_CHECKING:
-    from .receiver import Hints
+    from .receiver import Hints, Receiver
 
 DEFAULT_PROVIDER = "local"
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A request that passed every local check, with its provider and estimate."""
-
-    provider: VideoProvider
-    request: VideoRequest
-    estimate: CostEstimate
 
 
 def new_job_id() -> str:
@@ -217,8 +208,6 @@ class Engine:
         """Check everything that can be checked without paying — the request on each of the
         route's providers, the budget, keys and where the video goes — and record the job
         (state ``planned``). Nothing is sent."""
-        from . import router
-
         chosen = router.resolve_route(self, route=route, provider=provider)
         limit = self.max_cost(max_cost, route_limit=chosen.max_cost)
         candidates, skipped = router.plan(self, request, chosen, max_cost=limit)
@@ -337,6 +326,12 @@ class Engine:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def listen(self, receiver: Receiver, callback_url: str | None) -> None:
+        """Wake this engine's jobs that asked for callbacks at ``callback_url`` (None: at any
+        URL) when ``receiver`` gets one (``--listen``); until then they are polled only slowly."""
+        self.hints = receiver.hints
+        self.callback_url = callback_url
 
 
 def _kind(provider: str, request: VideoRequest) -> tuple[object, ...]:

@@ -20,8 +20,9 @@ Every attempt is recorded on the job that made the video (``job.meta.attempts``)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import (
     BudgetExceeded,
@@ -35,8 +36,40 @@ from .models import Attempt
 from .plugins import get_providers
 
 if TYPE_CHECKING:
-    from .engine import Engine, Prepared
-    from .models import VideoRequest
+    from .config import Config
+    from .models import CostEstimate, VideoRequest
+    from .provider import VideoProvider
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request that passed every local check, with its provider and estimate."""
+
+    provider: VideoProvider
+    request: VideoRequest
+    estimate: CostEstimate
+
+
+class Engine(Protocol):
+    """What planning needs of an engine (the router never imports the engine)."""
+
+    environ: Mapping[str, str]
+    config: Config
+
+    def default_provider_name(self) -> str: ...
+
+    def max_cost(
+        self, explicit: float | None, *, route_limit: float | None = None
+    ) -> float | None: ...
+
+    def prepare(
+        self,
+        request: VideoRequest,
+        provider: str | None = None,
+        *,
+        max_cost: float | None = None,
+        need_credentials: bool = True,
+    ) -> Prepared: ...
 
 
 @dataclass(frozen=True)

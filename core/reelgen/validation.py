@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidRequest, Unsupported
 from .models import VideoRequest
 
 if TYPE_CHECKING:
-    from .provider import ImageLimits, VideoProvider
+    from .capabilities import Capabilities, ImageLimits
+
+
+class Checked(Protocol):
+    """What validation reads of a provider (it never imports the provider contract)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def settings(self) -> ProviderDefaults: ...
+
+    @property
+    def max_duration(self) -> float | None: ...
+
+    def parse_options(self, options: Mapping[str, Any]) -> object: ...
+
+
+class ProviderDefaults(Protocol):
+    """The settings validation falls back on."""
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def mode(self) -> str | None: ...
 
 
 def is_url(value: str) -> bool:
@@ -94,7 +123,7 @@ def _fmt_durations(durations: tuple[float, ...]) -> str:
     return ", ".join(f"{d:g}" for d in durations)
 
 
-def validate_request(provider: VideoProvider, request: VideoRequest) -> VideoRequest:
+def validate_request(provider: Checked, request: VideoRequest) -> VideoRequest:
     """Return ``request`` with defaults filled in, or raise InvalidRequest saying what to fix."""
     caps = provider.capabilities
     name = provider.name

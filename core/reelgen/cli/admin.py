@@ -1,0 +1,128 @@
+"""Setting up: ``providers``, ``plugins``, ``config path|show``, ``keys set|list``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .boundary import guarded, open_engine
+
+
+@click.command("providers")
+@click.option("--options", "show_options", is_flag=True, help="Show each provider's options.")
+@guarded
+def cli_providers(show_options: bool) -> None:
+    """List the installed providers, what they offer and whether their keys are set."""
+    engine = open_engine()
+    from ..plugins import get_providers
+
+    for name in sorted(get_providers()):
+        provider = engine.provider(name)
+        caps = provider.capabilities
+        problem = provider.missing_credentials()
+        ready = "ready" if problem is None else "keys missing"
+        click.echo(f"{name}: {provider.description} [{ready}]")
+        limit = provider.max_duration
+        inputs = "image" + ("+text" if caps.text_to_video else "")
+        click.echo(
+            f"  input: {inputs}; max duration: {f'{limit:g} s' if limit else 'none'}; "
+            f"default model: {provider.settings.model or caps.default_model}"
+        )
+        for model, spec in caps.models.items():
+            durations = ", ".join(f"{d:g}" for d in spec.durations) or "any"
+            click.echo(f"  - {model}: modes {'/'.join(spec.modes)}; durations {durations} s")
+        if show_options and provider.options_model is not None:
+            click.echo("  options (--option KEY=VALUE):")
+            for key, field in provider.options_model.model_fields.items():
+                click.echo(f"    {key}: {field.description or ''}")
+
+
+@click.command("plugins")
+@guarded
+def cli_plugins() -> None:
+    """List plugins with their distribution, version and providers."""
+    from ..plugins import list_plugins
+
+    for info in list_plugins():
+        origin = f"{info.distribution} {info.version}" if info.distribution else "(registered)"
+        line = f"{info.name}: {origin}; providers: {', '.join(info.providers) or '-'}"
+        if info.error:
+            line += f"; FAILED TO LOAD: {info.error}"
+        click.echo(line)
+
+
+@click.group("config")
+def cli_config() -> None:
+    """Where the config file is, and what it says."""
+
+
+@cli_config.command("path")
+@guarded
+def cli_config_path() -> None:
+    """Print the config file in use (it may not exist yet)."""
+    from ..paths import config_file
+
+    click.echo(str(config_file()))
+
+
+@cli_config.command("show")
+@guarded
+def cli_config_show() -> None:
+    """Print the config in effect as JSON, secrets masked."""
+    from ..config import load_config, masked
+
+    config = load_config()
+    payload = {"path": str(config.path), **masked(config.model_dump(exclude_none=True))}
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+@click.group("keys")
+def cli_keys() -> None:
+    """Store provider keys (file mode 0600; values are never printed)."""
+
+
+@cli_keys.command("set")
+@click.argument("provider")
+@click.argument("names", nargs=-1)
+@guarded
+def cli_keys_set(provider: str, names: tuple[str, ...]) -> None:
+    """Ask for PROVIDER's keys (or just NAMES) and store them."""
+    from ..credentials import save_keys
+    from ..errors import InvalidRequest
+    from ..plugins import get_provider
+
+    chosen = get_provider(provider)
+    known = chosen.credential_names
+    # asked for by name only: the API-key alternative and the webhook secret are optional
+    keys = tuple(n for n in known if n != chosen.webhook_secret_name)
+    wanted = names or tuple(n for n in keys if not n.endswith("_API_KEY")) or keys
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise InvalidRequest(
+            f"{provider} does not use {', '.join(unknown)}; it uses {', '.join(known)}"
+        )
+    values = {n: click.prompt(n, hide_input=True).strip() for n in wanted}
+    path = save_keys(provider, values)
+    click.echo(f"saved {', '.join(values)} for {provider} in {path}")
+
+
+@cli_keys.command("list")
+@guarded
+def cli_keys_list() -> None:
+    """Show which keys are set, and where; never their values."""
+    import os
+
+    from ..credentials import load_keys
+    from ..plugins import get_providers
+
+    stored = load_keys()
+    for name, provider in sorted(get_providers().items()):
+        for var in provider.credential_names:
+            if stored.get(name, {}).get(var):
+                where = "keys file"
+            elif os.environ.get(var):
+                where = "environment"
+            else:
+                where = "not set"
+            click.echo(f"{name}  {var}  {where}")

@@ -1,0 +1,67 @@
+"""The ``reelgen`` command group, its commands, plugin commands and :func:`main`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import click
+
+from . import admin, batch, generate, jobs
+from .boundary import State
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelgen")
+@click.option("--debug", is_flag=True, help="Show tracebacks and HTTP traffic (keys redacted).")
+def cli(debug: bool) -> None:
+    """reelgen: turn still images into short videos with any provider.
+
+    \b
+    Try it offline (no keys):   reelgen generate photo.jpg -p "slow zoom in" -o clip.mp4
+    With Kling:                 export KLING_ACCESS_KEY=... KLING_SECRET_KEY=...
+                                reelgen generate photo.jpg -p "waves roll in" -P kling -o clip.mp4
+    """
+    State.debug = debug
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        logging.getLogger("httpcore").setLevel(logging.INFO)
+
+
+for _command in (
+    generate.cli_generate,
+    generate.cli_estimate,
+    jobs.cli_status,
+    jobs.cli_wait,
+    jobs.cli_download,
+    jobs.cli_jobs,
+    jobs.cli_resume,
+    jobs.cli_forget,
+    batch.cli_batch,
+    admin.cli_providers,
+    admin.cli_plugins,
+    admin.cli_config,
+    admin.cli_keys,
+):
+    cli.add_command(_command)
+
+
+def register_plugin_commands() -> None:
+    """Let plugins add commands (register_commands hook). Failures never break the CLI."""
+    try:
+        from ..plugins import get_plugin_manager
+
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except Exception as exc:  # a broken plugin must not take the CLI down
+        logging.getLogger("reelgen.plugins").warning("plugin commands not loaded: %s", exc)
+
+
+def main() -> None:
+    import signal
+
+    # SIGTERM (a service manager, `kill`) is handled like Ctrl-C: the job log stays true and
+    # the message says how to pick up what was in flight
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    register_plugin_commands()
+    cli(prog_name="reelgen")

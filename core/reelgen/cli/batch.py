@@ -1,0 +1,144 @@
+"""``reelgen batch``: a manifest of jobs, priced up front, run with bounded concurrency."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from .boundary import EXIT_FAILED, Interrupted, closing, guarded, open_engine, run_async
+from .callbacks import callback_options, check_signatures, start_listening
+from .options import FINITE_NON_NEGATIVE, FINITE_POSITIVE
+from .render import BatchTicker
+
+if TYPE_CHECKING:
+    from ..receiver import Receiver
+
+
+@click.command("batch")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for the videos: OUT_DIR/<id>.mp4.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Jobs in flight at once (a provider's configured concurrency caps its own jobs; "
+    "an account that refuses more lowers it while the batch runs).",
+)
+@click.option(
+    "--max-cost",
+    type=FINITE_NON_NEGATIVE,
+    help="Refuse if the batch's total estimate is above this (USD).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before spending (a TTY asks otherwise).")
+@click.option("--force", is_flag=True, help="Overwrite output files this batch did not write.")
+@click.option(
+    "--timeout",
+    type=FINITE_POSITIVE,
+    default=3600,
+    show_default=True,
+    help="Seconds to wait for each job.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per finished job.")
+@callback_options
+@guarded
+def cli_batch(
+    manifest: Path,
+    out_dir: Path,
+    concurrency: int,
+    max_cost: float | None,
+    yes: bool,
+    force: bool,
+    timeout: float,
+    as_json: bool,
+    callback_url: str | None,
+    listen: tuple[str, int] | None,
+) -> None:
+    """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash."""
+    from .. import batch
+    from ..outputs import check_target
+
+    engine = open_engine()
+    out_dir = out_dir.expanduser().resolve()
+    check_target(out_dir / ".reelgen-probe.mp4")
+    click.get_current_context().with_resource(batch.locked(out_dir))
+    receiver: Receiver | None = None
+    if listen is not None:
+        receiver, callback_url = start_listening(listen, callback_url)
+    options = {"callback_url": callback_url} if callback_url else None
+    items = batch.load(engine, manifest, out_dir, max_cost=None, options=options)
+    if receiver is not None:
+        providers = {i.prepared.provider.name: i.prepared.provider for i in items}
+        check_signatures(receiver, list(providers.values()))
+        engine.listen(receiver, callback_url)
+    key = str(out_dir)
+    batch.classify(engine, items, key, force=force)
+    plan = batch.plan_run(items, max_cost=max_cost)
+    click.echo(plan.summary, err=True)
+    asks = plan.may_spend and not yes and sys.stdin.isatty()
+    if asks and not click.confirm(f"spend up to ${plan.total:.2f}?", err=True):
+        click.echo("not started: nothing was submitted", err=True)
+        sys.exit(EXIT_FAILED)
+    import shlex
+
+    rerun = shlex.join(
+        [
+            "reelgen",
+            "batch",
+            str(manifest.resolve()),
+            "--out-dir",
+            str(out_dir),
+            "--concurrency",
+            str(concurrency),
+        ]
+    )
+    Interrupted.hint = f"rerun `{rerun}` to finish: nothing is paid twice"
+    progress = batch.Progress(total=len(items))
+    ticker = BatchTicker(progress, enabled=not as_json and sys.stderr.isatty())
+
+    def finished(outcome: batch.Outcome) -> None:
+        if as_json:
+            click.echo(json.dumps(outcome.as_dict()))
+        elif outcome.state == "failed":
+            ticker.clear()
+            click.echo(f"failed: {outcome.id}: {outcome.message}", err=True)
+
+    async def work() -> list[batch.Outcome]:
+        ticker.start()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if receiver is not None:
+                    await stack.enter_async_context(receiver)
+                return await batch.run(
+                    engine,
+                    items,
+                    batch=key,
+                    concurrency=concurrency,
+                    timeout=timeout,
+                    on_finished=finished,
+                    progress=progress,
+                )
+        finally:
+            ticker.stop()
+
+    outcomes = run_async(lambda: closing(engine, work()))
+    failed = [o for o in outcomes if o.state == "failed"]
+    ok = len(outcomes) - len(failed)
+    click.echo(
+        f"{ok} of {len(outcomes)} jobs done in {out_dir}"
+        + (f"; {len(failed)} failed (rerun `{rerun}` to retry them)" if failed else ""),
+        err=True,
+    )
+    if failed:
+        sys.exit(EXIT_FAILED)
