@@ -69,11 +69,11 @@ async def resume(
             try:
                 return Resumed(await engine.advance(job, timeout=timeout, slots=slots))
             except JobBusy as err:  # another live process is finishing it: not a failure
-                return Resumed(job, note=f"left to another process: {err}")
+                return Resumed(job, note=f"left to another process ({err})")
             except ReelgenError as err:
                 now = engine.store.get(job.id)
                 if job.state == "superseded" and now.state == "canceled":
-                    return Resumed(now, note=str(err))  # settled: nothing was paid for it
+                    return Resumed(now, note=f"closed: {err}")  # settled: nothing paid for it
                 return Resumed(job, str(err))
             except Exception as exc:  # one job's bug must not stop the others
                 return Resumed(job, f"{exc.__class__.__name__}: {exc}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 
 import click
 
 from . import admin, batch, generate, jobs
-from .boundary import State
+from .boundary import EXIT_INTERRUPTED, State
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,5 +64,9 @@ def main() -> None:
     # the message says how to pick up what was in flight
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    register_plugin_commands()
-    cli(prog_name="reelgen")
+    try:
+        register_plugin_commands()
+        cli(prog_name="reelgen")
+    except KeyboardInterrupt:  # before a command's own boundary took over: nothing was sent
+        click.echo("interrupted; nothing was submitted", err=True)
+        sys.exit(EXIT_INTERRUPTED)

@@ -165,7 +165,7 @@ def cli_resume(timeout: float, concurrency: int, as_json: bool) -> None:
         elif done.error:
             click.echo(f"failed: {done.job.id}: {done.error}", err=True)
         elif done.note:
-            click.echo(f"closed {done.job.id}: {done.note}", err=True)
+            click.echo(f"{done.job.id}: {done.note}", err=True)
         else:
             click.echo(f"saved {done.job.output} ({done.job.id})")
     if any(done.error for done in results):
