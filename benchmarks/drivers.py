@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from reelgen import batch
+from reelgen import batch, plugins
 from reelgen.config import Config
 from reelgen.engine import Engine
 from reelgen.errors import ReelgenError
@@ -187,7 +187,7 @@ def _engine(
     if not workload.callbacks:
         return Engine(store=store, waiter=waiter, config=config, environ=environ, clock=clock.wall)
     try:
-        from reelgen.receiver import STILL_RUNNING, Hints, task_ids
+        from reelgen.receiver import STILL_RUNNING, Hints
     except ImportError as exc:
         raise CallbacksUnsupported(str(exc)) from exc
     hints = Hints(clock=clock.monotonic)
@@ -197,12 +197,14 @@ def _engine(
     except TypeError as exc:
         raise CallbacksUnsupported(str(exc)) from exc
 
+    kling = plugins.get_provider("kling")
+
     def deliver(task: dict[str, Any]) -> None:
-        task_id, external, status = task_ids(task)
-        if status and status.lower() in STILL_RUNNING:
+        said = kling.parse_callback(task)  # as the receiver reads it
+        if said is None or said.state in STILL_RUNNING:
             return  # the receiver wakes no one for these (nothing to confirm)
         loop = asyncio.get_running_loop()
-        loop.call_later(workload.callback_delay, hints.notify, task_id, external)
+        loop.call_later(workload.callback_delay, hints.notify, *said.keys)
 
     harness.on_callback = deliver
     return engine
@@ -255,8 +257,8 @@ async def _reelgen_single(
             if status.state == "succeeded" and not seen:
                 seen.append(clock.now)
 
-        options = {"callback_url": CALLBACK_URL} if workload.callbacks else {}
-        request = VideoRequest(image=str(image), prompt=f"shot {index}", options=options)
+        callback = CALLBACK_URL if workload.callbacks else None
+        request = VideoRequest(image=str(image), prompt=f"shot {index}", callback_url=callback)
         try:
             job, _ = await engine.run(
                 request, "kling", output=folder / f"out-{index}.mp4", on_status=on_status

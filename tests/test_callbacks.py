@@ -378,9 +378,7 @@ def run_with_callbacks(
                 hints=receiver.hints,
                 clock=timer.wall,
             )
-            request = VideoRequest(
-                image=str(image), prompt="waves", options={"callback_url": receiver.url}
-            )
+            request = VideoRequest(image=str(image), prompt="waves", callback_url=receiver.url)
 
             def on_status(job: Any, status: JobStatus, elapsed: float) -> None:
                 seen.append((timer.now(), status.state))
@@ -506,7 +504,7 @@ def test_a_provider_without_callbacks_refuses_before_anything_is_done(
     out = tmp_path / "o.mp4"
     result = cli("generate", str(make_image()), "-p", "x", "-P", "local", "-o", str(out), *flags)
     assert result.exit_code == 2, result.output
-    assert "callback_url" in result.stderr
+    assert "local does not take callbacks" in result.stderr
     assert jobs_in_log() == 0
     assert not out.exists()
 

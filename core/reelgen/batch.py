@@ -136,12 +136,12 @@ def load(
     out_dir: Path,
     *,
     max_cost: float | None,
-    options: dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> list[Item]:
     """Parse and check every line (no network); ManifestInvalid lists every bad line.
 
-    ``options`` are added to every line's provider options (``--callback-url``); a line that
-    sets one of them to another value is a bad line."""
+    ``callback_url`` is asked of every line's provider (a provider that takes no callbacks
+    makes that line a bad one, before anything is paid)."""
     from . import router
 
     try:
@@ -183,16 +183,12 @@ def load(
         if output.exists() and not output.is_file():
             problems.append(f"line {number} ({line.id}): {output} exists and is not a file")
             continue
-        clash = [k for k, v in (options or {}).items() if line.options.get(k, v) != v]
-        if clash:
-            problems.append(f"line {number} ({line.id}): options.{clash[0]} differs from the flag")
-            continue
         try:
             route = router.resolve_route(engine, route=line.route, provider=line.provider)
             paths = {o for name in route.providers for o in engine.provider(name).path_options()}
             request = line.request(base, paths)
-            if options:
-                request = request.model_copy(update={"options": {**request.options, **options}})
+            if callback_url:
+                request = request.model_copy(update={"callback_url": callback_url})
             limit = engine.max_cost(max_cost, route_limit=route.max_cost)
             candidates, _ = router.plan(engine, request, route, max_cost=limit)
         except ValidationError as exc:

@@ -48,6 +48,10 @@ class Capabilities(BaseModel):
     expected_seconds: float = Field(
         default=60, description="Typical processing time of a default job, in seconds."
     )
+    callbacks: bool = Field(
+        default=False,
+        description="The provider can POST status changes to a request's callback_url.",
+    )
 
     @property
     def image_to_video(self) -> bool:

@@ -490,7 +490,7 @@ async def _wait(
 
     expected, samples = expectation()
     watch: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    wanted = job.request.options.get("callback_url")
+    wanted = job.request.callback_url
     reachable = engine.callback_url is None or wanted == engine.callback_url
     if engine.hints is not None and wanted and reachable:
         # only callbacks sent to this run's receiver can arrive: a job resumed from a run

@@ -46,6 +46,12 @@ class VideoRequest(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific options, validated by the provider."
     )
+    callback_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Where the provider should POST each status change (providers that take "
+        "callbacks; refused by the others before anything is paid).",
+    )
 
 
 class CostEstimate(BaseModel):
@@ -91,6 +97,14 @@ class JobStatus(BaseModel):
     @property
     def done(self) -> bool:
         return self.state in FINAL_STATES
+
+
+class Callback(BaseModel):
+    """What a provider's callback says: which job (any of its keys: task id, our idempotency
+    key) and the state it reports (None: not one the core knows)."""
+
+    keys: tuple[str, ...]
+    state: TaskState | None = None
 
 
 class Attempt(BaseModel):

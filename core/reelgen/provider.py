@@ -24,7 +24,7 @@ from .capabilities import Capabilities as Capabilities
 from .capabilities import ImageLimits as ImageLimits
 from .capabilities import ModelSpec as ModelSpec
 from .errors import InvalidRequest, MissingCredentials, Unsupported
-from .models import CostEstimate, Job, JobStatus, VideoRequest, VideoResult
+from .models import Callback, CostEstimate, Job, JobStatus, VideoRequest, VideoResult
 from .validation import validate_request
 
 PATH_OPTION = "reelgen_path"
@@ -267,6 +267,13 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
     @abstractmethod
     async def result(self, job: Job) -> VideoResult:
         """The finished job's videos (URLs to download)."""
+
+    @classmethod
+    def parse_callback(cls, payload: Mapping[str, Any]) -> Callback | None:
+        """What a callback body POSTed by this provider says (None: not one of this provider's).
+        Providers with ``capabilities.callbacks`` implement it; the receiver wakes the job's
+        waiter, which confirms with a query of its own (callbacks are hints, never the truth)."""
+        return None
 
     async def cancel(self, job: Job) -> None:
         """Cancel the job, where the provider supports it."""

@@ -12,8 +12,8 @@ callback costs only latency (the waiter keeps a slow fallback poll, see
 - :class:`Receiver` is a tiny HTTP/1.1 server (``asyncio.start_server``, one request per
   connection): ``POST`` with a JSON body of at most 1 MiB (413 beyond, 411 without
   ``Content-Length``), the Standard Webhooks signature checked when a secret is set (401), the
-  task object parsed (Kling's bare task, or the ``{code, data: {...}}`` envelope; 400 when it is
-  not JSON or names no task), then ``200 {"ok": true}`` at once.
+  body read by the providers' own :meth:`VideoProvider.parse_callback` (400 when it is not JSON
+  or no provider recognises it), then ``200 {"ok": true}`` at once.
 """
 
 from __future__ import annotations
@@ -28,20 +28,24 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError, WebhookInvalid
 from .webhooks import decode_secret, verify
+
+if TYPE_CHECKING:
+    from .models import Callback
+    from .provider import VideoProvider
 
 log = logging.getLogger("reelgen.receiver")
 
 MAX_BODY = 1024 * 1024
 MAX_HEADERS = 100
-STILL_RUNNING = frozenset(
-    {"submitted", "processing", "queued", "running", "pending", "in_queue", "in_progress"}
-)
-"""States a callback may announce that change nothing the waiter acts on: they wake no one.
-A final state, or one we do not know, wakes the waiter for one confirming query."""
+STILL_RUNNING = frozenset({"queued", "running"})
+"""Reported states that change nothing the waiter acts on: they wake no one. A final state, or
+one the provider could not name, wakes the waiter for one confirming query."""
+
+Parser = Callable[[Mapping[str, Any]], "Callback | None"]
 
 
 class Hints:
@@ -115,22 +119,6 @@ class Hints:
         return len(self._early)
 
 
-def task_ids(payload: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """``(task_id, external_task_id, task_status)`` of a callback body: Kling's bare task
-    object, or the same inside the ``{code, message, data}`` envelope."""
-    task: Any = payload
-    if "task_id" not in payload and isinstance(payload.get("data"), Mapping):
-        task = payload["data"]
-    info = task.get("task_info")
-    external = info.get("external_task_id") if isinstance(info, Mapping) else None
-    status = task.get("task_status")
-
-    def text(value: Any) -> str | None:
-        return value if isinstance(value, str) and value else None
-
-    return text(task.get("task_id")), text(external), text(status)
-
-
 DISCARD_LIMIT = 16 * MAX_BODY
 """An oversized body up to this is read and dropped after the 413, so the sender sees the
 reply rather than a reset connection; beyond it the connection is just closed."""
@@ -159,6 +147,7 @@ class Receiver:
         *,
         hints: Hints | None = None,
         secrets: Sequence[str] = (),
+        parsers: Sequence[Parser] | None = None,
         clock: Callable[[], float] = time.time,
         max_body: int = MAX_BODY,
         read_timeout: float = 10.0,
@@ -168,6 +157,8 @@ class Receiver:
         self.hints = hints if hints is not None else Hints()
         self.secrets: tuple[str, ...] = ()
         self.use_secrets(secrets)
+        self.parsers: tuple[Parser, ...] | None = tuple(parsers) if parsers is not None else None
+        """How callback bodies are read (None: every installed provider that takes callbacks)."""
         self.clock = clock
         self.max_body = max_body
         self.read_timeout = read_timeout
@@ -184,6 +175,32 @@ class Receiver:
         for secret in secrets:
             decode_secret(secret)  # a malformed secret is a ConfigError now, not 401s later
         self.secrets = tuple(secrets)
+
+    def serve_for(self, providers: Sequence[VideoProvider]) -> None:
+        """Read callbacks the way these providers write them, and require the webhook secrets
+        they have configured (none configured: unsigned callbacks are accepted as hints)."""
+        secrets: list[str] = []
+        for provider in providers:
+            name = provider.webhook_secret_name
+            secret = provider.credentials.get(name) if name else None
+            if secret and secret not in secrets:
+                secrets.append(secret)
+        self.use_secrets(secrets)
+        self.parsers = tuple(p.parse_callback for p in providers if p.capabilities.callbacks)
+
+    def _parse(self, payload: Mapping[str, Any]) -> Callback | None:
+        parsers = self.parsers
+        if parsers is None:
+            from .plugins import get_providers
+
+            parsers = tuple(
+                cls.parse_callback for cls in get_providers().values() if cls.capabilities.callbacks
+            )
+        for parse in parsers:
+            found = parse(payload)
+            if found is not None:
+                return found
+        return None
 
     @property
     def url(self) -> str:
@@ -317,14 +334,14 @@ class Receiver:
             raise _Reply(400, "the body is not JSON") from None
         if not isinstance(payload, dict):
             raise _Reply(400, "the body is not a JSON object")
-        task_id, external, state = task_ids(payload)
-        if task_id is None and external is None:
-            raise _Reply(400, "the body names no task_id or task_info.external_task_id")
-        if state in STILL_RUNNING:
-            log.debug("callback: task %s is %s (no action)", task_id or external, state)
+        callback = self._parse(payload)
+        if callback is None:
+            raise _Reply(400, "the body names no task a provider here knows")
+        if callback.state in STILL_RUNNING:
+            log.debug("callback: task %s is %s (no action)", callback.keys[0], callback.state)
         else:
-            woken = self.hints.notify(task_id, external)
-            log.debug("callback: task %s is %s; woke %d", task_id or external, state, woken)
+            woken = self.hints.notify(*callback.keys)
+            log.debug("callback: task %s is %s; woke %d", callback.keys[0], callback.state, woken)
         return 200, "ok"
 
     async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, dict[str, str]]:

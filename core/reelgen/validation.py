@@ -129,6 +129,12 @@ def validate_request(provider: Checked, request: VideoRequest) -> VideoRequest:
     name = provider.name
     settings = provider.settings
     key = f"providers.{name}"
+    if request.callback_url and not caps.callbacks:
+        raise Unsupported(
+            f"{name} does not take callbacks; drop the callback URL (or choose a provider "
+            "that posts status changes)",
+            provider=name,
+        )
 
     def bad(message: str) -> InvalidRequest:
         return InvalidRequest(message, provider=name)

@@ -57,4 +57,5 @@ CAPABILITIES = Capabilities(
     aspect_ratios=("16:9", "9:16", "1:1"),
     cfg_scale_range=(0.0, 1.0),
     expected_seconds=120,
+    callbacks=True,  # callback_url in the create body (kling-api.md)
 )

@@ -59,14 +59,9 @@ class KlingOptions(BaseModel):
     sound: Literal["on", "off"] | None = Field(
         default=None, description="Generate sound (kling-v2-6 and later)."
     )
-    callback_url: str | None = Field(
-        default=None, description="Kling POSTs every status change of the task here."
-    )
 
     @model_validator(mode="after")
     def _exclusive(self) -> KlingOptions:
         if self.image_tail and self.camera_control:
             raise ValueError("image_tail and camera_control cannot be used together")
-        if self.callback_url and not self.callback_url.startswith(("http://", "https://")):
-            raise ValueError("callback_url must be an http(s) URL")
         return self

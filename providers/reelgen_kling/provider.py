@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
-from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
+from reelgen.models import Callback, Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, VideoProvider
 from reelgen.validation import check_image, is_url
 
@@ -202,9 +202,27 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
                 body["watermark_info"] = {"enabled": options.watermark}
             if options.sound:
                 body["sound"] = options.sound
-            if options.callback_url:
-                body["callback_url"] = options.callback_url
+        if request.callback_url:
+            body["callback_url"] = request.callback_url
         return body
+
+    @classmethod
+    def parse_callback(cls, payload: Mapping[str, Any]) -> Callback | None:
+        """Kling POSTs the task object (kling-api.md), bare or in the ``{code, data}``
+        envelope: its ``task_id``, our ``task_info.external_task_id`` and ``task_status``."""
+        task: Any = payload
+        if "task_id" not in payload and isinstance(payload.get("data"), Mapping):
+            task = payload["data"]
+        info = task.get("task_info")
+        keys = [
+            task.get("task_id"),
+            info.get("external_task_id") if isinstance(info, Mapping) else None,
+        ]
+        named = tuple(k for k in keys if isinstance(k, str) and k)
+        if not named:
+            return None
+        status = task.get("task_status")
+        return Callback(keys=named, state=STATES.get(status) if isinstance(status, str) else None)
 
     def _state(self, task: dict[str, Any]) -> TaskState:
         raw_state = str(task.get("task_status"))

@@ -76,8 +76,7 @@ def cli_batch(
     receiver: Receiver | None = None
     if listen is not None:
         receiver, callback_url = start_listening(listen, callback_url)
-    options = {"callback_url": callback_url} if callback_url else None
-    items = batch.load(engine, manifest, out_dir, max_cost=None, options=options)
+    items = batch.load(engine, manifest, out_dir, max_cost=None, callback_url=callback_url)
     if receiver is not None:
         providers = {i.prepared.provider.name: i.prepared.provider for i in items}
         check_signatures(receiver, list(providers.values()))

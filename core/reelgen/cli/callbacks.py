@@ -34,8 +34,8 @@ def callback_options(fn: F) -> F:
         click.option(
             "--callback-url",
             metavar="URL",
-            help="Ask the provider to POST every status change of the job to URL (Kling; a "
-            "provider without callbacks refuses it before anything is paid).",
+            help="Ask the provider to POST every status change of the job to URL (providers "
+            "that take callbacks; the others refuse it before anything is paid).",
         ),
         click.option(
             "--listen",
@@ -44,25 +44,13 @@ def callback_options(fn: F) -> F:
             help="Receive those callbacks here while waiting: a job is picked up as soon as its "
             "callback says it is done, and otherwise polled only every few minutes. Without "
             "--callback-url the provider is given http://HOST:PORT/, which it must be able to "
-            "reach. Signatures are checked when KLING_WEBHOOK_SECRET is set (env or `reelgen "
-            "keys set kling KLING_WEBHOOK_SECRET`).",
+            "reach. Signatures are checked when the provider's webhook secret is set (see "
+            "`reelgen keys list`).",
         ),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
-
-
-def with_callback_url(options: dict[str, Any], url: str | None) -> dict[str, Any]:
-    """``options`` with ``callback_url`` set from ``--callback-url`` (or ``--listen``)."""
-    from ..errors import UsageError
-
-    if url is None:
-        return options
-    given = options.get("callback_url")
-    if given is not None and given != url:
-        raise UsageError(f"--option callback_url={given} and the callback URL {url} differ")
-    return {**options, "callback_url": url}
 
 
 def start_listening(listen: tuple[str, int], callback_url: str | None) -> tuple[Receiver, str]:
@@ -86,11 +74,5 @@ def start_listening(listen: tuple[str, int], callback_url: str | None) -> tuple[
 
 
 def check_signatures(receiver: Receiver, providers: list[VideoProvider]) -> None:
-    """Make ``receiver`` require the webhook secrets these providers have configured."""
-    secrets: list[str] = []
-    for provider in providers:
-        name = provider.webhook_secret_name
-        secret = provider.credentials.get(name) if name else None
-        if secret and secret not in secrets:
-            secrets.append(secret)
-    receiver.use_secrets(secrets)
+    """Make ``receiver`` read these providers' callbacks and require their webhook secrets."""
+    receiver.serve_for(providers)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .boundary import closing, guarded, open_engine, run_async
-from .callbacks import callback_options, check_signatures, start_listening, with_callback_url
+from .callbacks import callback_options, check_signatures, start_listening
 from .options import FINITE_POSITIVE, build_request, confirm_overwrite, request_options
 from .render import make_status_line, print_plan, report_job
 
@@ -55,7 +55,6 @@ def cli_generate(
     receiver: Receiver | None = None
     if listen is not None and no_wait:
         raise UsageError("--listen receives callbacks while waiting; drop --no-wait or --listen")
-    callback_url = callback_url or request.options.get("callback_url")
     if listen is not None and dry_run:
         callback_url = callback_url or f"http://{listen[0]}:{listen[1]}/"
     elif listen is not None:
@@ -65,9 +64,7 @@ def cli_generate(
         route = router.resolve_route(engine, route=params["route"], provider=params["provider"])
         check_signatures(receiver, [engine.provider(name) for name in route.providers])
         engine.listen(receiver, callback_url)
-    request = request.model_copy(
-        update={"options": with_callback_url(request.options, callback_url)}
-    )
+    request = request.model_copy(update={"callback_url": callback_url})
     if dry_run:
         print_plan(engine, request, params, max_cost=max_cost, as_json=as_json, dry_run=True)
         return
