@@ -179,3 +179,18 @@ def test_each_engine_builds_its_own_provider_instances(timer) -> None:
     assert mine is not theirs
     assert type(mine) is type(theirs) is plugins.get_provider("kling")
     assert mine.clock == timer.wall and theirs.clock != timer.wall
+
+
+def test_keys_follow_what_the_provider_declares() -> None:
+    """A provider needing ACME_ID and ACME_API_KEY is asked for both (no guessing from names);
+    Kling's declared alternatives are an access-key pair or one API key."""
+    from reelgen.provider import VideoProvider
+
+    class Acme(VideoProvider):
+        name = "acme"
+        credential_names = ("ACME_ID", "ACME_API_KEY")
+
+    assert Acme.required_credentials() == (("ACME_ID", "ACME_API_KEY"),)
+    kling = plugins.get_provider("kling")
+    assert kling.required_credentials()[0] == ("KLING_ACCESS_KEY", "KLING_SECRET_KEY")
+    assert ("KLING_API_KEY",) in kling.required_credentials()

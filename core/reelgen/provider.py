@@ -85,6 +85,10 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
     options_model: ClassVar[type[BaseModel] | None] = None
     credential_names: ClassVar[tuple[str, ...]] = ()
+    credential_sets: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    """Sets of ``credential_names`` that are each enough to call the service, most usual first
+    (e.g. an access-key pair, or one API key); ``reelgen keys set`` asks for the first. Empty:
+    every credential but the webhook secret is needed."""
     """Every credential the provider may use, as environment-variable names."""
     webhook_secret_name: ClassVar[str | None] = None
     """The optional credential (one of ``credential_names``) holding the Standard Webhooks
@@ -120,16 +124,23 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
         self.settings = cast(SettingsT, settings)
         self.credentials = dict(credentials)
 
+    @classmethod
+    def required_credentials(cls) -> tuple[tuple[str, ...], ...]:
+        """The credential sets of which one must be complete (see ``credential_sets``)."""
+        if cls.credential_sets:
+            return cls.credential_sets
+        return (tuple(n for n in cls.credential_names if n != cls.webhook_secret_name),)
+
     def missing_credentials(self) -> str | None:
         """Describe what is missing (and how to fix it), or None when ready to call out."""
-        required = (n for n in self.credential_names if n != self.webhook_secret_name)
-        missing = [n for n in required if not self.credentials.get(n)]
-        if missing:
-            return (
-                f"{self.name}: missing {', '.join(missing)}; export them or run "
-                f"`reelgen keys set {self.name}`"
-            )
-        return None
+        sets = self.required_credentials()
+        if any(all(self.credentials.get(n) for n in names) for names in sets):
+            return None
+        missing = [n for n in sets[0] if not self.credentials.get(n)]
+        return (
+            f"{self.name}: missing {' and '.join(missing)}; export them or run "
+            f"`reelgen keys set {self.name}`"
+        )
 
     def check_credentials(self) -> None:
         problem = self.missing_credentials()

@@ -57,6 +57,7 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         "KLING_API_KEY",
         "KLING_WEBHOOK_SECRET",
     )
+    credential_sets = (("KLING_ACCESS_KEY", "KLING_SECRET_KEY"), ("KLING_API_KEY",))
     webhook_secret_name = "KLING_WEBHOOK_SECRET"  # optional: only --listen checks it
     env_settings: ClassVar[dict[str, str]] = {"base_url": "KLING_BASE_URL"}
     can_lookup = True
@@ -79,15 +80,6 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         self._client = None
         self._auth = None
         self._finished = {}
-
-    def missing_credentials(self) -> str | None:
-        c = self.credentials
-        if c.get("KLING_API_KEY") or (c.get("KLING_ACCESS_KEY") and c.get("KLING_SECRET_KEY")):
-            return None
-        missing = [n for n in ("KLING_ACCESS_KEY", "KLING_SECRET_KEY") if not c.get(n)]
-        return (
-            f"kling: missing {' and '.join(missing)}; export them or run `reelgen keys set kling`"
-        )
 
     def validate(self, request: VideoRequest) -> VideoRequest:
         request = super().validate(request)

@@ -94,9 +94,8 @@ def cli_keys_set(provider: str, names: tuple[str, ...]) -> None:
 
     chosen = get_provider(provider)
     known = chosen.credential_names
-    # asked for by name only: the API-key alternative and the webhook secret are optional
-    keys = tuple(n for n in known if n != chosen.webhook_secret_name)
-    wanted = names or tuple(n for n in keys if not n.endswith("_API_KEY")) or keys
+    # the provider's usual set; alternatives and the webhook secret are asked for by name
+    wanted = names or chosen.required_credentials()[0]
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise InvalidRequest(
