@@ -189,3 +189,29 @@ def test_unwritable_output_refused_before_paying(
     out = blocker / "clip.mp4"
     result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "-o", str(out))
     refused(result, fake_kling, "cannot save into")
+
+
+def test_errors_name_the_flag_on_the_command_line_and_the_field_elsewhere(
+    cli: Cli, fake_kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """`generate` says --duration; a batch line says its manifest field `duration` (batch has
+    no --duration); the library says `duration`."""
+    import asyncio
+
+    import pytest
+
+    from reelgen.engine import Engine
+    from reelgen.errors import InvalidRequest
+    from reelgen.models import VideoRequest
+
+    image = make_image()
+    said = cli("generate", str(image), "-p", "x", "-P", "kling", "--duration", "10")
+    assert said.exit_code == 2 and "--duration 5 or less" in said.stderr
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"id": "a", "image": "{image}", "provider": "kling", "duration": 10}}\n')
+    lined = cli("batch", str(manifest), "--out-dir", str(tmp_path / "out"))
+    assert lined.exit_code == 2 and "`duration` 5 or less" in lined.stderr
+    assert "--duration" not in lined.stderr
+    with pytest.raises(InvalidRequest, match="`duration` 5 or less"):
+        asyncio.run(Engine().run(VideoRequest(image=str(image), duration=10), "kling"))
+    assert fake_kling.requests == []

@@ -234,11 +234,11 @@ def test_end_frame_where_fal_has_none_is_refused_before_paying(
     ("fields", "says"),
     [
         ({"model": "kling-v2-1"}, "image-to-video only"),
-        ({"model": "kling-v2-5-turbo", "mode": "std"}, "pass --mode pro"),
+        ({"model": "kling-v2-5-turbo", "mode": "std"}, "pass `mode` pro"),
         ({"model": "kling-v2-1-master", "mode": "std"}, "choose pro"),
         ({"model": "kling-v3"}, "unknown model"),
         ({"seed": 7}, "seed"),
-        ({"cfg_scale": 0.7}, "ignores --cfg-scale"),
+        ({"cfg_scale": 0.7}, "ignores `cfg_scale`"),
     ],
 )
 def test_what_fal_does_not_host_is_refused_before_paying(

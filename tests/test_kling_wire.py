@@ -128,7 +128,7 @@ def test_cfg_scale_on_a_model_that_ignores_it_is_refused(
 ) -> None:
     """cfg_scale with a v2 model (Kling honours it on v1.x only) is refused, not silently lost."""
     request = VideoRequest(image=str(make_image()), model="kling-v2-5-turbo", cfg_scale=0.7)
-    with pytest.raises(InvalidRequest, match="cfg-scale") as caught:
+    with pytest.raises(InvalidRequest, match="`cfg_scale`") as caught:
         run(engine, request, tmp_path / "clip.mp4")
     assert "kling-v1-6" in str(caught.value)  # names a model that takes it
     assert fake_kling.requests == []

@@ -312,7 +312,7 @@ def plan_run(items: list[Item], *, max_cost: float | None) -> RunPlan:
     )
     if max_cost is not None and total > max_cost + 1e-9:
         raise BudgetExceeded(
-            f"{summary}: above --max-cost ${max_cost:.2f}; raise it or trim the manifest"
+            f"{summary}: above `max_cost` ${max_cost:.2f}; raise it or trim the manifest"
         )
     return RunPlan(todo, resuming, done, maybe_paid, total, summary)
 

@@ -118,7 +118,7 @@ class Engine:
         """The per-job budget: flag > REELGEN_MAX_COST > the route's max_cost."""
         if explicit is not None:
             if not math.isfinite(explicit) or explicit < 0:
-                raise InvalidRequest(f"--max-cost must be a number of USD >= 0, not {explicit}")
+                raise InvalidRequest(f"`max_cost` must be a number of USD >= 0, not {explicit}")
             return explicit
         value = self.environ.get("REELGEN_MAX_COST")
         if value:
@@ -148,7 +148,7 @@ class Engine:
             raise BudgetExceeded(
                 f"estimated cost ${estimate.amount:.2f} ({estimate.duration:g} s at "
                 f"${estimate.price_per_second:g}/s) is above the limit of ${limit:.2f}; raise "
-                "--max-cost or ask for a shorter --duration",
+                "`max_cost` or ask for a shorter `duration`",
                 provider=chosen.name,
             )
         if need_credentials:

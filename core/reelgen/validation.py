@@ -156,10 +156,10 @@ def validate_request(provider: Checked, request: VideoRequest) -> VideoRequest:
 
     if request.image is not None:
         if not spec.image_to_video:
-            raise unsupported(f"{name} {model} cannot animate an image; choose another --model")
+            raise unsupported(f"{name} {model} cannot animate an image; choose another `model`")
         if request.aspect_ratio is not None:
             raise bad(
-                "--aspect-ratio applies to text-to-video only; with an image the clip keeps "
+                "`aspect_ratio` applies to text-to-video only; with an image the clip keeps "
                 "the image's framing"
             )
     else:
@@ -182,7 +182,7 @@ def validate_request(provider: Checked, request: VideoRequest) -> VideoRequest:
     if limit is not None and duration > limit:
         raise unsupported(
             f"duration {duration:g} s is above {name}'s limit of {limit:g} s; pass "
-            f"--duration {limit:g} or less, or raise {key}.max_duration in the config file"
+            f"`duration` {limit:g} or less, or raise {key}.max_duration in the config file"
         )
     if spec.durations and not any(abs(duration - d) < 1e-9 for d in spec.durations):
         raise unsupported(
@@ -206,13 +206,13 @@ def validate_request(provider: Checked, request: VideoRequest) -> VideoRequest:
         low, high = caps.cfg_scale_range
         if not low <= request.cfg_scale <= high:
             raise bad(
-                f"--cfg-scale must be between {low:g} and {high:g} (got {request.cfg_scale:g})"
+                f"`cfg_scale` must be between {low:g} and {high:g} (got {request.cfg_scale:g})"
             )
         if not spec.cfg_scale:
             # refused, not silently ignored by the provider (e.g. Kling honours it on v1.x only)
             takers = [m for m, s in caps.models.items() if s.cfg_scale]
             raise unsupported(
-                f"{name} {model} ignores --cfg-scale; drop it"
+                f"{name} {model} ignores `cfg_scale`; drop it"
                 + (f" or choose {', '.join(takers)}" if takers else "")
             )
 

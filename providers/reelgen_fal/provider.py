@@ -123,9 +123,9 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         if modes:
             return (
                 f"fal hosts {model} {kind} in {' or '.join(modes)} mode only, not {mode}; "
-                f"pass --mode {modes[0]}"
+                f"pass `mode` {modes[0]}"
             )
-        return f"fal does not host {model} {kind}; choose another --model"
+        return f"fal does not host {model} {kind}; choose another `model`"
 
     def _default_mode(self, request: VideoRequest) -> VideoRequest:
         """With no mode asked for, std where fal hosts it, else the one mode it has.
@@ -144,7 +144,7 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     def validate(self, request: VideoRequest) -> VideoRequest:
         request = super().validate(self._default_mode(request))
         if request.seed is not None:
-            raise Unsupported("fal-kling does not take a seed; drop --seed", provider=self.name)
+            raise Unsupported("fal-kling does not take a seed; drop `seed`", provider=self.name)
         endpoint = self.endpoint(request)
         if not request.prompt.strip():
             # providers.md: "prompt (required on most)"; a request without one fails at fal

@@ -85,7 +85,7 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         request = super().validate(request)
         options = self.parse_options(request.options)
         if request.seed is not None:
-            raise Unsupported("kling does not take a seed; drop --seed", provider=self.name)
+            raise Unsupported("kling does not take a seed; drop `seed`", provider=self.name)
         if options is not None:
             if options.sound and request.model not in SOUND_MODELS:
                 raise Unsupported(

@@ -111,7 +111,7 @@ class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
         options = self.options_for(request)
         if (request.duration or 0) * options.fps < 1:
             raise InvalidRequest(
-                f"--duration {request.duration:g} s is shorter than one frame at {options.fps} "
+                f"`duration` {request.duration:g} s is shorter than one frame at {options.fps} "
                 "fps; ask for a longer clip",
                 provider=self.name,
             )

@@ -54,6 +54,7 @@ def fail(err: BaseException, *, as_json: bool) -> None:
     from ..errors import ReelgenError
 
     message = str(err) if isinstance(err, ReelgenError) else f"{err.__class__.__name__}: {err}"
+    message = as_flags(message)
     if as_json:
         payload: dict[str, Any] = {"error": message, "type": err.__class__.__name__}
         job_id = getattr(err, "job_id", None)
@@ -66,6 +67,21 @@ def fail(err: BaseException, *, as_json: bool) -> None:
     if not isinstance(err, ReelgenError):
         click.echo("(this is a bug in reelgen; rerun with --debug for the traceback)", err=True)
     sys.exit(_exit_code(err))
+
+
+def as_flags(message: str) -> str:
+    """The library names request fields (`cfg_scale`); at the command line, a field this
+    command has a flag for is named by that flag (--cfg-scale). Others (a batch manifest's
+    fields) keep their names."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return message
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and param.name:
+            flag = next((o for o in param.opts if o.startswith("--")), None)
+            if flag is not None:
+                message = message.replace(f"`{param.name}`", flag)
+    return message
 
 
 def guarded(fn: F) -> F:
