@@ -54,6 +54,7 @@ from PIL import Image, UnidentifiedImageError
 if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests import fake_http
 from tests.fake_http import (
     CutStream,
     Server,
@@ -170,18 +171,13 @@ MODELS: dict[str, ModelSpec] = _build_models()
 
 
 @dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour; build with the static constructors, queue with ``inject``."""
+class Fault(fake_http.Fault):
+    """A shared fault (``raw``, timeouts, drops, cut downloads) or a fal error reply."""
 
     kind: FaultKind
-    http_status: int = 0
     detail: str | list[dict[str, Any]] = ""
     retryable: bool | None = None
-    retry_after: float | None = None
     error_type: str | None = None
-    body: bytes = b""
-    content_type: str = ""
-    after_bytes: int = 0
 
     @staticmethod
     def http(
@@ -205,37 +201,6 @@ class Fault:
             retry_after=retry_after,
             error_type=error_type,
         )
-
-    @staticmethod
-    def raw(
-        status: int,
-        body: bytes = b"<html>bad gateway</html>",
-        content_type: str = "text/html",
-    ) -> Fault:
-        """Reply with a non-JSON body, as a gateway or load balancer would."""
-        return Fault("raw", http_status=status, body=body, content_type=content_type)
-
-    @staticmethod
-    def timeout_before_accept() -> Fault:
-        """Raise ``httpx.ConnectTimeout``; the server never sees the request (nothing created)."""
-        return Fault("timeout_before_accept")
-
-    @staticmethod
-    def timeout_after_accept() -> Fault:
-        """Process the request (a submit queues one), then raise ``httpx.ReadTimeout``."""
-        return Fault("timeout_after_accept")
-
-    @staticmethod
-    def drop_after_accept() -> Fault:
-        """Process the request, then raise ``httpx.RemoteProtocolError`` (connection dropped)."""
-        return Fault("drop_after_accept")
-
-    @staticmethod
-    def cut_download(after_bytes: int) -> Fault:
-        """Send status and full ``Content-Length``, then raise ``httpx.ReadError`` mid-body."""
-        if after_bytes < 0:
-            raise ValueError("after_bytes must be >= 0")
-        return Fault("cut_download", after_bytes=after_bytes)
 
 
 def _error_item(loc: list[str | int], msg: str, type_: str, **extra: Any) -> dict[str, Any]:

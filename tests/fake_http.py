@@ -10,10 +10,59 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 import httpx
+from typing_extensions import Self
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour a fake can serve (FakeKling and FakeFal add their own error
+    replies); build with the class-method constructors, queue with the fake's ``inject``."""
+
+    kind: str
+    http_status: int = 0
+    retry_after: float | None = None
+    body: bytes = b""
+    content_type: str = ""
+    after_bytes: int = 0
+
+    @classmethod
+    def raw(
+        cls,
+        http_status: int,
+        body: bytes = b"<html>bad gateway</html>",
+        content_type: str = "text/html",
+    ) -> Self:
+        """Reply with a body the provider's API never sends, as a gateway or load balancer
+        would."""
+        return cls("raw", http_status=http_status, body=body, content_type=content_type)
+
+    @classmethod
+    def timeout_before_accept(cls) -> Self:
+        """Raise ``httpx.ConnectTimeout``; the server never sees the request (nothing created)."""
+        return cls("timeout_before_accept")
+
+    @classmethod
+    def timeout_after_accept(cls) -> Self:
+        """Process the request (a create or submit makes a paid job), then raise
+        ``httpx.ReadTimeout``."""
+        return cls("timeout_after_accept")
+
+    @classmethod
+    def drop_after_accept(cls) -> Self:
+        """Process the request, then raise ``httpx.RemoteProtocolError`` (connection dropped)."""
+        return cls("drop_after_accept")
+
+    @classmethod
+    def cut_download(cls, after_bytes: int) -> Self:
+        """Send status and full ``Content-Length``, then raise ``httpx.ReadError`` mid-body."""
+        if after_bytes < 0:
+            raise ValueError("after_bytes must be >= 0")
+        return cls("cut_download", after_bytes=after_bytes)
 
 
 class CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):

@@ -49,6 +49,7 @@ from PIL import Image, UnidentifiedImageError
 if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests import fake_http
 from tests.fake_http import (
     CutStream,
     Server,
@@ -183,17 +184,12 @@ def tiny_mp4() -> bytes:
 
 
 @dataclass(frozen=True)
-class Fault:
-    """One scripted misbehaviour; build with the static constructors, queue with ``inject``."""
+class Fault(fake_http.Fault):
+    """A shared fault (``raw``, timeouts, drops, cut downloads) or a Kling error envelope."""
 
     kind: FaultKind
-    http_status: int = 0
     code: int = 0
     message: str = ""
-    retry_after: float | None = None
-    body: bytes = b""
-    content_type: str = ""
-    after_bytes: int = 0
 
     @staticmethod
     def business(
@@ -207,37 +203,6 @@ class Fault:
             message=message or f"fake error {code}",
             retry_after=retry_after,
         )
-
-    @staticmethod
-    def raw(
-        http_status: int,
-        body: bytes = b"<html>bad gateway</html>",
-        content_type: str = "text/html",
-    ) -> Fault:
-        """Reply with a non-envelope body, as a gateway or load balancer would."""
-        return Fault("raw", http_status=http_status, body=body, content_type=content_type)
-
-    @staticmethod
-    def timeout_before_accept() -> Fault:
-        """Raise ``httpx.ConnectTimeout``; the server never sees the request (nothing created)."""
-        return Fault("timeout_before_accept")
-
-    @staticmethod
-    def timeout_after_accept() -> Fault:
-        """Process the request (a create makes a task), then raise ``httpx.ReadTimeout``."""
-        return Fault("timeout_after_accept")
-
-    @staticmethod
-    def drop_after_accept() -> Fault:
-        """Process the request, then raise ``httpx.RemoteProtocolError`` (connection dropped)."""
-        return Fault("drop_after_accept")
-
-    @staticmethod
-    def cut_download(after_bytes: int) -> Fault:
-        """Send status and full ``Content-Length``, then raise ``httpx.ReadError`` mid-body."""
-        if after_bytes < 0:
-            raise ValueError("after_bytes must be >= 0")
-        return Fault("cut_download", after_bytes=after_bytes)
 
 
 class _ApiError(Exception):
