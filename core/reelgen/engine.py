@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from . import credentials, lifecycle, router
+from . import credentials, job_actions, lifecycle, router
 from .config import Config, load_config
 from .errors import BudgetExceeded, ConfigError, InvalidRequest
 from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
@@ -286,7 +286,7 @@ class Engine:
             on_status=on_status,
             on_accepted=on_submitted,
         )
-        return done, lifecycle.result_of(done) if wait else None
+        return done, job_actions.result_of(done) if wait else None
 
     def job_lock(self, job_id: str) -> asyncio.Lock:
         """Steps on one job take turns within this engine (two callers advancing one job)."""

@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from .claims import claim_is_live, new_claim
 from .download import download as download_to
 from .download import part_path, sha256_of
 from .errors import (
     BudgetExceeded,
     ContentPolicyError,
-    DamagedJob,
     DownloadError,
     InvalidRequest,
     JobBusy,
@@ -56,12 +54,9 @@ from .errors import (
 from .http import make_client
 from .models import (
     IN_FLIGHT_STATES,
-    JOB_FINAL_STATES,
     Attempt,
     Job,
     JobStatus,
-    Video,
-    VideoResult,
     utcnow,
 )
 from .outputs import resolve_target
@@ -78,8 +73,6 @@ RETRIES_BEFORE_FAILOVER = 3
 """Tries of one provider's submission before moving on when another candidate remains."""
 UNBOUNDED = 1_000_000
 """As many tries as the deadline allows."""
-FOREIGN_CLAIM_SECONDS = 600.0
-"""A claim by a process on another host counts as live for this long after its last write."""
 
 Until = Literal["accepted", "finished", "saved"]
 StatusCallback = Callable[[Job, JobStatus, float], None]
@@ -89,46 +82,6 @@ class Slots(Protocol):
     """Concurrency limits: a job holds its provider's slot while it is in flight there."""
 
     def hold(self, provider: str) -> AbstractAsyncContextManager[None]: ...
-
-
-def new_claim() -> str:
-    """A claim on a job for one step: ``host:pid:started:token`` (``started``: when the process
-    began, so a pid reused after a reboot or crash is not taken for the claimant)."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_started(pid) or '-'}:{uuid.uuid4().hex[:8]}"
-
-
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), where known."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def claim_is_live(job: Job) -> bool:
-    """Whether another live process is submitting or saving ``job`` right now. (Within this
-    process, steps on one job take turns under the engine's lock, so a claim left by this
-    process is stale.)"""
-    owner = job.meta.owner
-    if not owner:
-        return False
-    host, pid, started = ([*owner.split(":"), "", ""])[:3]
-    if host != socket.gethostname():
-        age = (utcnow() - job.updated_at).total_seconds()
-        return age < FOREIGN_CLAIM_SECONDS
-    if pid == str(os.getpid()):
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass
-    now = _started(int(pid))
-    return started in ("", "-") or now is None or now == started
 
 
 async def advance(
@@ -587,100 +540,6 @@ def _raise_if_over(job: Job, provider: VideoProvider, status: JobStatus) -> None
     )
 
 
-async def download(engine: Engine, job: Job, output: Path | None, *, force: bool = False) -> Job:
-    """Save a finished job's video (again), asking the provider once if it is still running;
-    never submits and never waits (``reelgen download``)."""
-    current = await refresh(engine, job)
-    while current.state == "failed" and current.superseded_by:  # the request moved on
-        current = engine.store.get(current.superseded_by)
-    if current.state in ("planned", "submitting", "uncertain"):
-        known = "has not been sent" if current.state == "planned" else "may have been accepted"
-        raise JobFailed(
-            f"job {current.id} {known} ({current.state}); `reelgen wait {current.id}` looks it "
-            "up (or submits it, if it never was), then saves the video",
-            job_id=current.id,
-        )
-    if current.state in ("queued", "running"):
-        raise JobFailed(
-            f"job {current.id} is {current.state}: nothing to download yet, "
-            f"`reelgen wait {current.id}` waits for it",
-            job_id=current.id,
-        )
-    if current.state in ("failed", "canceled", "superseded"):
-        raise JobFailed(
-            f"job {current.id} {current.state}, there is no video: "
-            f"{current.message or 'no reason given'}",
-            job_id=current.id,
-        )
-    return await advance(engine, current, output=output, force=force)
-
-
-FORGETTABLE = frozenset({"planned", "submitting", "uncertain", "superseded"})
-
-
-def forget(engine: Engine, job_id: str) -> str:
-    """Stop trying to finish a job that has no task at its provider (``reelgen forget``): it
-    is never submitted again, and a batch rerun runs its line anew. A job with a task runs
-    (and is charged) whatever reelgen does, so it is not forgotten; a damaged row is."""
-    try:
-        job = engine.store.get(job_id)
-    except DamagedJob:
-        engine.store.drop(job_id)  # unreadable: nothing can finish it, nothing else needs it
-        return f"dropped {job_id}'s damaged row from the job log"
-    if job.state in JOB_FINAL_STATES and not (job.state == "superseded" and not job.task_id):
-        return f"{job.id} is already {job.state}; nothing to forget"
-    if job.task_id is not None:
-        raise JobBusy(
-            f"job {job.id} is {job.state} at {job.provider} (task {job.task_id}) and is charged "
-            f"whatever reelgen does: `reelgen wait {job.id}` saves its video",
-            job_id=job.id,
-        )
-    if claim_is_live(job):
-        raise JobBusy(
-            f"job {job.id} is being submitted by another reelgen process ({job.meta.owner})",
-            job_id=job.id,
-        )
-    done = engine.store.transition(
-        job.id,
-        from_=FORGETTABLE,  # nothing else: a job with a task runs (and is paid) regardless
-        unsubmitted=True,
-        owned_by=job.meta.owner or "",
-        to="canceled",
-        message="forgotten by the user",
-    )
-    if done is None:
-        raise JobBusy(f"job {job.id} changed meanwhile; look again with `reelgen status`")
-    return f"forgot {job.id}: it will not be resumed"
-
-
-def describe_interrupted(engine: Engine) -> str:
-    """What an interrupt leaves behind, from the job log: how to pick each job up."""
-    lines: list[str] = []
-    for job_id in reversed(list(engine.touched)):
-        try:
-            job = engine.store.get(job_id)
-        except ReelgenError:
-            continue
-        if job.state in ("submitting", "uncertain"):
-            lines.append(
-                f"job {job.id} may have been accepted by {job.provider} (its create was on its "
-                f"way): `reelgen wait {job.id}` looks it up before anything is sent again"
-            )
-        elif job.state in ("queued", "running"):
-            lines.append(
-                f"job {job.id} keeps running at {job.provider}: `reelgen wait {job.id}` saves "
-                "it without paying again"
-            )
-        elif job.state in ("result", "downloading"):
-            lines.append(
-                f"job {job.id} is done at {job.provider} but not saved yet: `reelgen wait "
-                f"{job.id}` saves it without paying again"
-            )
-        elif job.state == "planned":
-            lines.append(f"nothing was submitted for job {job.id}")
-    return "; ".join(lines[:3]) + (f" (and {len(lines) - 3} more)" if len(lines) > 3 else "")
-
-
 def _needs_saving(job: Job, output: Path | None) -> bool:
     """A succeeded job is saved again when asked for elsewhere, or when its file is gone or
     no longer the video that was saved."""
@@ -870,27 +729,3 @@ def _add_history(err: ReelgenError, job: Job) -> None:
     err.attempts = [a.model_dump() for a in tried]
     err.message = f"{err} (tried before: {summary(tried)})"
     err.args = (err.message,)
-
-
-def result_of(job: Job) -> VideoResult:
-    """A saved job's video, as the library returns it."""
-    video = Video(
-        url=job.meta.url or "",
-        duration=job.meta.seconds,
-        path=job.output,
-        size=job.meta.size,
-        sha256=job.meta.sha256,
-    )
-    return VideoResult(
-        job_id=job.id, provider=job.provider, videos=[video], charged=job.meta.charged
-    )
-
-
-def expires_soon(job: Job, *, days: float = 3) -> datetime | None:
-    """When a finished job's result expires at the provider, if that is within ``days``."""
-    expires = job.meta.expires_at
-    if expires is None:
-        return None
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
-    return expires if utcnow() + timedelta(days=days) > expires else None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import batch
 from .concurrency import ProviderSlots
 from .errors import JobBusy, ReelgenError, UsageError
-from .lifecycle import expires_soon
+from .job_actions import expires_soon
 from .models import Job
 
 if TYPE_CHECKING:

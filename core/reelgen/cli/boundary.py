@@ -109,7 +109,7 @@ def guarded(fn: F) -> F:
 
 def interrupted_message() -> str:
     """What an interrupt left behind, read from the job log."""
-    from ..lifecycle import describe_interrupted
+    from ..job_actions import describe_interrupted
 
     if Interrupted.hint:
         return f"jobs in flight keep running: {Interrupted.hint}"

@@ -102,7 +102,7 @@ def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_js
 @guarded
 def cli_download(job_id: str, output: str | None, force: bool, as_json: bool) -> None:
     """Save a finished job's video (again); a job still running is asked about once."""
-    from ..lifecycle import download
+    from ..job_actions import download
 
     engine = open_engine()
     job = engine.store.get(job_id)
@@ -186,7 +186,7 @@ def cli_forget(job_id: str) -> None:
     For a job whose submission may or may not have reached a provider that cannot look it up:
     check the provider's console first, or you may pay twice.
     """
-    from ..lifecycle import forget
+    from ..job_actions import forget
 
     click.echo(forget(open_engine(), job_id), err=True)
 
