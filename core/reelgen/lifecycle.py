@@ -3,13 +3,14 @@
 ::
 
     planned ──> submitting ──> queued/running ──> result ──> downloading ──> succeeded
-       │            │  │             │                            │
-       │            │  └─> uncertain ┘ (a lookup finds it)        └─> result (save failed)
-       │            │        │
-       │            └────────┴──> failed ──> (failover) a new planned job for the next
-       │                              candidate; this one records it in superseded_by
-       └─> failed                 uncertain ──> superseded (another job took over: never
-                                                submitted again, only looked up)
+                    │  │             │                            │
+                    │  └─> uncertain ┘ (a lookup finds it)        └─> result (save failed)
+                    │        │
+                    └────────┴──> failed ──> (failover) a new planned job for the next
+                                      candidate; this one records it in superseded_by
+                              uncertain ──> superseded (another job took over: never
+                                            submitted again, only looked up; canceled when
+                                            its provider has no task with its key)
 
 Every entry point drives this and nothing else: the library's ``generate``, the CLI's
 ``generate``, ``batch``, ``resume``, ``wait``, ``download`` and ``status``. Each step is a
