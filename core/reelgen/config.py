@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,11 +74,13 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Read the config file (an absent file is an empty config)."""
-    path = path or config_file()
+def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (an absent file is an empty config); ``environ`` (default the
+    process's) says where it is (REELGEN_CONFIG, REELGEN_HOME)."""
+    environ = os.environ if environ is None else environ
+    path = path or config_file(environ)
     if not path.is_file():
-        if os.environ.get("REELGEN_CONFIG"):
+        if environ.get("REELGEN_CONFIG"):
             raise ConfigError(f"REELGEN_CONFIG names {path}, which does not exist")
         return Config(path=path)
     try:

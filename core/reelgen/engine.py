@@ -8,8 +8,6 @@ validate -> estimate -> plan (the job row, before anything is paid) -> :func:`li
 from __future__ import annotations
 
 import asyncio
-import math
-import os
 import statistics
 import time
 import uuid
@@ -20,22 +18,21 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from . import credentials, job_actions, lifecycle, router
-from .config import Config, load_config
-from .errors import BudgetExceeded, ConfigError, InvalidRequest
+from . import job_actions, lifecycle, router
+from .config import Config
+from .errors import BudgetExceeded, ConfigError
 from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
 from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
 from .outputs import check_target, resolve_target
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
+from .settings import resolve_settings
 from .store import JobStore, Learned
 from .waiting import Waiter
 
 if TYPE_CHECKING:
     from .receiver import Hints, Receiver
-
-DEFAULT_PROVIDER = "local"
 
 
 def new_job_id() -> str:
@@ -56,8 +53,8 @@ class Engine:
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.environ = os.environ if environ is None else environ
-        self.config = config if config is not None else load_config()
+        self.settings = resolve_settings(environ, config)
+        """Flags aside, everything this engine is told: environment, config file, keys."""
         self._store = store
         self.waiter = waiter or Waiter()
         self.clock = clock
@@ -83,8 +80,16 @@ class Engine:
 
     # -- providers --------------------------------------------------------------------------
 
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return self.settings.environ
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
+
     def default_provider_name(self) -> str:
-        return self.environ.get("REELGEN_PROVIDER") or DEFAULT_PROVIDER
+        return self.settings.default_provider
 
     def provider(self, name: str | None = None) -> VideoProvider:
         """The named provider, configured from config file + environment, with credentials."""
@@ -94,10 +99,7 @@ class Engine:
         provider = make_provider(name)  # this engine's own: settings, keys, clients
         provider.clock = self.clock
         provider.transport = self.transport
-        raw: dict[str, Any] = dict(self.config.providers.get(name, {}))
-        for field_name, var in getattr(provider, "env_settings", {}).items():
-            if self.environ.get(var):
-                raw[field_name] = self.environ[var]
+        raw = self.settings.provider_table(name, provider.env_settings)
         try:
             settings = provider.settings_model.model_validate(raw)
         except ValidationError as exc:
@@ -107,7 +109,7 @@ class Engine:
             raise ConfigError(
                 f"{origin}: providers.{name}.{where}: {first['msg']}", provider=name
             ) from None
-        creds = credentials.resolve(name, provider.credential_names, environ=self.environ)
+        creds = self.settings.credentials(name, provider.credential_names)
         provider.configure(settings, creds)
         self._used[name] = provider
         return provider
@@ -116,20 +118,7 @@ class Engine:
 
     def max_cost(self, explicit: float | None, *, route_limit: float | None = None) -> float | None:
         """The per-job budget: flag > REELGEN_MAX_COST > the route's max_cost."""
-        if explicit is not None:
-            if not math.isfinite(explicit) or explicit < 0:
-                raise InvalidRequest(f"`max_cost` must be a number of USD >= 0, not {explicit}")
-            return explicit
-        value = self.environ.get("REELGEN_MAX_COST")
-        if value:
-            try:
-                parsed = float(value)
-            except ValueError:
-                parsed = math.nan
-            if not math.isfinite(parsed) or parsed < 0:
-                raise ConfigError(f"REELGEN_MAX_COST={value!r} is not a number of USD >= 0")
-            return parsed
-        return route_limit
+        return self.settings.max_cost(explicit, route_limit=route_limit)
 
     def prepare(
         self,

@@ -20,7 +20,6 @@ Every attempt is recorded on the job that made the video (``job.meta.attempts``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .models import CostEstimate, VideoRequest
     from .provider import VideoProvider
+    from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,11 @@ class Prepared:
 class Engine(Protocol):
     """What planning needs of an engine (the router never imports the engine)."""
 
-    environ: Mapping[str, str]
-    config: Config
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def config(self) -> Config: ...
 
     def default_provider_name(self) -> str: ...
 
@@ -90,9 +93,7 @@ class Route:
 def check_provider_tables(engine: Engine) -> None:
     """A ``[providers.NAME]`` table for no installed provider is a typo that would silently
     drop its settings (limits, prices): an error, unless plugins are switched off by hand."""
-    if engine.environ.get("REELGEN_DISABLE_PLUGINS") is not None:
-        return
-    if engine.environ.get("REELGEN_LOAD_PLUGINS") is not None:
+    if engine.settings.plugins_filtered:
         return
     installed = get_providers()
     for name in engine.config.providers:
@@ -110,9 +111,7 @@ def resolve_route(engine: Engine, *, route: str | None, provider: str | None) ->
         raise UsageError("give -P PROVIDER or --route NAME, not both")
     if provider:
         return Route((provider,))
-    env_provider = engine.environ.get("REELGEN_PROVIDER")
-    name = route or (None if env_provider else engine.environ.get("REELGEN_ROUTE"))
-    name = name or (None if env_provider else engine.config.route)
+    name = engine.settings.route(flag=route)
     if not name:
         return Route((engine.default_provider_name(),))
     config = engine.config
