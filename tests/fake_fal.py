@@ -29,40 +29,26 @@ Behaviour in brief:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import copy
 import datetime as dt
-import hashlib
-import io
 import json
-import random
 import re
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import fake_http
-from tests.fake_http import (
-    CutStream,
-    Server,
-    parse_range,
-    read_body,
-    text_reply,
-)
-from tests.fake_kling import tiny_mp4
+from tests.fake_http import FakeBase, Server, path_under, same_origin, text_reply
 
 __all__ = [
     "APP_ID",
@@ -218,8 +204,11 @@ _REQUEST_PATH = re.compile(
 _WORDS = ("rabbit", "tiger", "zebra", "koala", "panda", "lion", "elephant", "monkey")
 
 
-class FakeFal:
+class FakeFal(FakeBase[Fault]):
     """An in-memory fal queue API with the Kling models; ``handler`` serves ``httpx.Request``."""
+
+    name = "fake-fal"
+    routes = ROUTES
 
     def __init__(
         self,
@@ -261,36 +250,23 @@ class FakeFal:
             raise ValueError("concurrency_limit must be >= 1")
         if retry_header not in RETRY_HEADERS:
             raise ValueError(f"retry_header must be one of {RETRY_HEADERS}")
+        self._init_base(clock, video, cdn_url, seed, max_recorded)
         self.key = key
-        self.clock = clock
         self.polls_to_finish = polls_to_finish
         self.seconds_to_finish = seconds_to_finish
         self.concurrency_limit = concurrency_limit
-        self.video = video if video is not None else tiny_mp4()
         self.queue_url = queue_url.rstrip("/")
-        self.cdn_url = cdn_url.rstrip("/")
         self.validation = validation
         self.accept_data_uri = accept_data_uri
         self.retry_header = retry_header
         self.honour_cancel_in_progress = honour_cancel_in_progress
         self.models: dict[str, ModelSpec] = dict(models if models is not None else MODELS)
-        self.max_recorded = max_recorded
 
         self._queue = httpx.URL(self.queue_url)
-        self._cdn = httpx.URL(self.cdn_url)
-        self._rng = random.Random(seed)
-        self._lock = threading.RLock()
-        self._faults: list[tuple[Route, Fault]] = []
         self._fail_next: list[dict[str, Any]] = []
-        self._seq = 0
         self._files: dict[str, str] = {}
-        self._etag = '"' + hashlib.sha256(self.video).hexdigest()[:32] + '"'
 
-        # Observations for tests.
-        self.requests: list[httpx.Request] = []
-        """Snapshots (method, url, headers, content) of every request received, in order."""
-        self.log: list[str] = []
-        """One line per request: ``METHOD path -> outcome``."""
+        # Observations for tests (and ``requests``, ``log``, ``downloads`` from FakeBase).
         self.submits_accepted = 0
         """Submits that queued a request."""
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -299,25 +275,10 @@ class FakeFal:
         ``status_polls``, ``result_fetches``, ``webhook_url``, ``video_url``, times..."""
         self.in_progress_max = 0
         """Peak number of requests queued and not yet COMPLETED (IN_QUEUE or IN_PROGRESS)."""
-        self.downloads = 0
-        """CDN requests answered with video bytes (200 or 206)."""
         self.webhooks: list[tuple[str, dict[str, Any]]] = []
         """(fal_webhook URL, payload) fal would POST when a request with a webhook completes."""
 
     # ------------------------------------------------------------------ public controls
-
-    def inject(self, route: Route, fault: Fault, times: int = 1) -> None:
-        """Queue ``fault`` for the next ``times`` requests matching ``route`` (FIFO)."""
-        if route not in ROUTES:
-            raise ValueError(f"unknown route {route!r}")
-        with self._lock:
-            self._faults.extend([(route, fault)] * times)
-
-    @property
-    def pending_faults(self) -> list[tuple[Route, Fault]]:
-        """Faults queued and not yet consumed."""
-        with self._lock:
-            return list(self._faults)
 
     def fail_next(
         self,
@@ -363,74 +324,9 @@ class FakeFal:
         with self._lock:
             return self._urls(request_id)
 
-    # ------------------------------------------------------------------ the handler
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        """Serve one request (``httpx.MockTransport(fake.handler)``, sync or async clients)."""
-        read_body(request)
-        after: Fault | None = None
-        with self._lock:
-            self.requests.append(
-                httpx.Request(
-                    request.method,
-                    request.url,
-                    headers=request.headers.copy(),
-                    content=request.content,
-                )
-            )
-            route = self._classify(request)
-            fault = self._take_fault(route)
-            where = f"{request.method} {request.url.raw_path.decode('ascii', 'replace')}"
-            if fault is not None and fault.kind == "timeout_before_accept":
-                self._log(f"{where} -> ConnectTimeout (fault)")
-                raise httpx.ConnectTimeout("fake-fal: connect timed out", request=request)
-            if fault is not None and fault.kind == "http":
-                response = self._fault_http(fault)
-                self._log(f"{where} -> {fault.http_status} (fault)")
-                return response
-            if fault is not None and fault.kind == "raw":
-                self._log(f"{where} -> {fault.http_status} raw (fault)")
-                return httpx.Response(
-                    fault.http_status,
-                    headers={"Content-Type": fault.content_type},
-                    content=fault.body,
-                )
-            response, note = self._dispatch(request, route)
-            after = fault
-            outcome = f"{response.status_code}{note}"
-            if after is not None:
-                outcome += f" then {after.kind} (fault)"
-            self._log(f"{where} -> {outcome}")
-        if after is not None and after.kind == "timeout_after_accept":
-            raise httpx.ReadTimeout("fake-fal: read timed out", request=request)
-        if after is not None and after.kind == "drop_after_accept":
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
-            )
-        if after is not None and after.kind == "cut_download":
-            return httpx.Response(
-                response.status_code,
-                headers=response.headers,
-                stream=CutStream(response.content, after.after_bytes, request, "fake-fal"),
-            )
-        return response
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _log(self, line: str) -> None:
-        self.log.append(line)
-        if self.max_recorded is not None:
-            del self.log[: -self.max_recorded]
-            del self.requests[: -self.max_recorded]
-
-    def _take_fault(self, route: str) -> Fault | None:
-        for i, (fault_route, fault) in enumerate(self._faults):
-            if fault_route in ("any", route):
-                del self._faults[i]
-                return fault
-        return None
-
-    def _fault_http(self, fault: Fault) -> httpx.Response:
+    def _error_reply(self, fault: Fault) -> tuple[httpx.Response, str] | None:
+        if fault.kind != "http":
+            return None
         payload: dict[str, Any] = {"detail": fault.detail}
         headers: dict[str, str] = {}
         if fault.error_type is not None:
@@ -440,27 +336,15 @@ class FakeFal:
             headers[self.retry_header] = "true" if fault.retryable else "false"
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
-        return httpx.Response(fault.http_status, json=payload, headers=headers)
-
-    def _same_origin(self, url: httpx.URL, base: httpx.URL) -> bool:
-        return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
-
-    def _is_cdn(self, url: httpx.URL) -> bool:
-        if not self._same_origin(url, self._cdn):
-            return False
-        prefix = self._cdn.path.rstrip("/")
-        return url.path == prefix or url.path.startswith(prefix + "/")
-
-    def _queue_path(self, url: httpx.URL) -> str:
-        prefix = self._queue.path.rstrip("/")
-        return url.path[len(prefix) :] if prefix and url.path.startswith(prefix) else url.path
+        response = httpx.Response(fault.http_status, json=payload, headers=headers)
+        return response, f"{fault.http_status}"
 
     def _classify(self, request: httpx.Request) -> str:
         url = request.url
         if self._is_cdn(url):
             return "download"
-        if self._same_origin(url, self._queue):
-            match = _REQUEST_PATH.fullmatch(self._queue_path(url))
+        if same_origin(url, self._queue):
+            match = _REQUEST_PATH.fullmatch(path_under(url, self._queue))
             if match is not None:
                 tail = match.group("tail") or ""
                 if tail == "/cancel":
@@ -473,15 +357,12 @@ class FakeFal:
     def _dispatch(self, request: httpx.Request, route: str) -> tuple[httpx.Response, str]:
         if route == "download":
             return self._download(request), ""
-        if not self._same_origin(request.url, self._queue):
-            raise httpx.ConnectError(
-                f"fake-fal: [Errno -2] Name or service not known ({request.url.host})",
-                request=request,
-            )
+        if not same_origin(request.url, self._queue):
+            raise self._no_such_host(request)
         denied = self._check_auth(request)
         if denied is not None:
             return _json(401, {"detail": denied}), ""
-        path = self._queue_path(request.url)
+        path = path_under(request.url, self._queue)
         match = _REQUEST_PATH.fullmatch(path)
         if match is None:
             if request.method != "POST":
@@ -564,7 +445,7 @@ class FakeFal:
             return _json(422, {"detail": errors}, {self.retry_header: "false"}), ""
 
         self._seq += 1
-        rid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        rid = self._random_uuid()
         now = self.clock()
         failure: dict[str, Any] | None = None
         if errors:
@@ -780,37 +661,10 @@ class FakeFal:
 
     # ------------------------------------------------------------------ CDN
 
-    def _download(self, request: httpx.Request) -> httpx.Response:
-        if request.method not in ("GET", "HEAD"):
-            return text_reply(405, "Method Not Allowed")
-        prefix = self._cdn.path.rstrip("/")
-        path = request.url.path[len(prefix) :]
-        if path not in self._files:
+    def _refuse_video(self, request: httpx.Request) -> httpx.Response | None:
+        if self._cdn_path(request.url) not in self._files:
             return text_reply(404, "File not found")
-        data = self.video
-        size = len(data)
-        headers = {"Content-Type": "video/mp4", "Accept-Ranges": "bytes", "ETag": self._etag}
-        range_header = request.headers.get("range")
-        if_range = request.headers.get("if-range")
-        if range_header is not None and (if_range is None or if_range == self._etag):
-            span = parse_range(range_header, size)
-            if span is None:
-                headers["Content-Range"] = f"bytes */{size}"
-                headers["Content-Length"] = "0"
-                return httpx.Response(416, headers=headers)
-            start, end = span
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return self._video_reply(request, 206, headers, data[start : end + 1])
-        return self._video_reply(request, 200, headers, data)
-
-    def _video_reply(
-        self, request: httpx.Request, status: int, headers: dict[str, str], body: bytes
-    ) -> httpx.Response:
-        headers["Content-Length"] = str(len(body))
-        if request.method == "HEAD":
-            return httpx.Response(status, headers=headers)
-        self.downloads += 1
-        return httpx.Response(status, headers=headers, content=body)
+        return None
 
 
 # ---------------------------------------------------------------------- input validation
@@ -909,10 +763,7 @@ def check_image_url(value: object, *, accept_data_uri: bool = True) -> tuple[str
             raw = base64.b64decode(match.group("data"), validate=True)
         except (binascii.Error, ValueError):
             return "image_load_error", "The data URI is not valid base64"
-        try:
-            with Image.open(io.BytesIO(raw)) as img:
-                img.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError):
+        if fake_http.read_image(raw, verify=True) is None:
             return "image_load_error", "The data URI does not hold a readable image"
         return None
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value):
@@ -942,121 +793,60 @@ def parse_fault_spec(spec: str) -> list[tuple[Route, Fault, int]]:
     ``timeout_before``, ``timeout_after``, ``drop_after``, ``cut:BYTES``. Example:
     ``submit:http:429:true:2*3,download:cut:1000,status:raw:502``.
     """
-    items: list[tuple[Route, Fault, int]] = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        text, _, times_raw = item.partition("*")
-        times = int(times_raw) if times_raw else 1
-        route, kind, *args = text.split(":")
-        if route not in ROUTES:
-            raise ValueError(f"bad fault route {route!r} in {item!r}")
-        if kind == "http" and 1 <= len(args) <= 3:
-            flags = {"true": True, "false": False, "-": None}
-            if len(args) >= 2 and args[1] not in flags:
-                raise ValueError(f"bad RETRYABLE in {item!r}")
-            retryable = flags[args[1]] if len(args) >= 2 else None
-            retry = float(args[2]) if len(args) == 3 else None
-            fault = Fault.http(int(args[0]), retryable=retryable, retry_after=retry)
-        elif kind == "raw" and len(args) == 1:
-            fault = Fault.raw(int(args[0]))
-        elif kind == "timeout_before" and not args:
-            fault = Fault.timeout_before_accept()
-        elif kind == "timeout_after" and not args:
-            fault = Fault.timeout_after_accept()
-        elif kind == "drop_after" and not args:
-            fault = Fault.drop_after_accept()
-        elif kind == "cut" and len(args) == 1:
-            fault = Fault.cut_download(int(args[0]))
-        else:
-            raise ValueError(f"bad fault spec item {item!r}")
-        items.append((route, fault, times))
-    return items
+
+    def http(kind: str, args: list[str], item: str) -> Fault | None:
+        if kind != "http" or not 1 <= len(args) <= 3:
+            return None
+        flags = {"true": True, "false": False, "-": None}
+        if len(args) >= 2 and args[1] not in flags:
+            raise ValueError(f"bad RETRYABLE in {item!r}")
+        retryable = flags[args[1]] if len(args) >= 2 else None
+        retry = float(args[2]) if len(args) == 3 else None
+        return Fault.http(int(args[0]), retryable=retryable, retry_after=retry)
+
+    items = fake_http.parse_fault_items(spec, ROUTES, Fault, http)
+    return [(cast(Route, route), fault, times) for route, fault, times in items]
 
 
 # ---------------------------------------------------------------------- real server mode
 
 
-def serve(
-    port: int = 8766,
-    *,
-    fake_kwargs: dict[str, Any] | None = None,
-    faults: list[tuple[Route, Fault, int]] | None = None,
-    hang_seconds: float = 30.0,
-    quiet: bool = False,
-) -> Server:
+def serve(port: int = 8766, **options: Any) -> Server:
     """Bind a ThreadingHTTPServer on 127.0.0.1 (port 0 = any) serving a fresh FakeFal.
 
-    The queue is the server's own origin and result videos live under ``/cdn`` on it, unless
-    ``fake_kwargs`` says otherwise. Call ``serve_forever()`` on the result (and
-    ``shutdown()``/``server_close()`` to stop).
+    ``options`` as for :func:`tests.fake_http.serve_fake` (``fake_kwargs``, ``faults``,
+    ``hang_seconds``, ``quiet``). The queue is the server's own origin and result videos live
+    under ``/cdn`` on it, unless ``fake_kwargs`` says otherwise. Call ``serve_forever()`` on
+    the result (and ``shutdown()``/``server_close()`` to stop).
     """
-    kwargs = dict(fake_kwargs or {})
-
-    def factory(origin: str) -> FakeFal:
-        kwargs.setdefault("queue_url", origin)
-        kwargs.setdefault("cdn_url", origin + "/cdn")
-        kwargs.setdefault("max_recorded", 1000)
-        fake = FakeFal(**kwargs)
-        for route, fault, times in faults or []:
-            fake.inject(route, fault, times)
-        return fake
-
-    server = Server(("127.0.0.1", port), factory)
-    server.hang_seconds = hang_seconds
-    server.quiet = quiet
-    return server
+    return fake_http.serve_fake(port, FakeFal, ("queue_url", "cdn_url"), **options)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: run the fake as a local HTTP server until Ctrl-C."""
-    parser = argparse.ArgumentParser(description="Fake fal queue API (Kling models) server.")
-    parser.add_argument("--port", type=int, default=8766, help="port on 127.0.0.1 (0 = any)")
-    parser.add_argument("--polls", type=int, default=2, help="status polls until COMPLETED")
-    parser.add_argument("--seconds", type=float, default=None, help="complete after N seconds")
-    parser.add_argument("--concurrency", type=int, default=None, help="requests in progress")
+    parser = fake_http.server_parser(
+        "Fake fal queue API (Kling models) server.", 8766, None, parse_fault_spec.__doc__ or ""
+    )
     parser.add_argument("--key", default=DEFAULT_KEY, help="the accepted FAL_KEY")
     parser.add_argument("--validation", choices=("result", "submit"), default="result")
     parser.add_argument("--retry-header", choices=RETRY_HEADERS, default=RETRY_HEADERS[0])
     parser.add_argument("--no-data-uri", action="store_true", help="reject data: image URIs")
-    parser.add_argument("--video", default=None, help="mp4 file to serve as every result")
-    parser.add_argument("--fault-spec", default="", help=parse_fault_spec.__doc__)
-    parser.add_argument("--hang-seconds", type=float, default=30.0, help="timeout faults hang")
-    parser.add_argument("--seed", type=int, default=None, help="deterministic ids")
-    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     args = parser.parse_args(argv)
 
-    video = None
-    if args.video:
-        with open(args.video, "rb") as fh:
-            video = fh.read()
-    server = serve(
-        args.port,
-        fake_kwargs={
-            "key": args.key,
-            "polls_to_finish": args.polls,
-            "seconds_to_finish": args.seconds,
-            "concurrency_limit": args.concurrency,
-            "validation": args.validation,
-            "retry_header": args.retry_header,
-            "accept_data_uri": not args.no_data_uri,
-            "video": video,
-            "seed": args.seed,
-        },
-        faults=parse_fault_spec(args.fault_spec),
-        hang_seconds=args.hang_seconds,
-        quiet=args.quiet,
+    options = fake_http.server_options(
+        args,
+        parse_fault_spec,
+        key=args.key,
+        validation=args.validation,
+        retry_header=args.retry_header,
+        accept_data_uri=not args.no_data_uri,
     )
+    server = serve(args.port, **options)
     print(f"fake fal queue API on {server.origin} (videos under {server.fake.cdn_url})")
     print(f"  queue URL: {server.fake.queue_url}")
     print(f"  FAL_KEY={args.key}")
     print(f"  e.g. POST {server.fake.queue_url}/{APP_ID}/v2.1/standard/image-to-video")
-    print("Ctrl-C to stop.", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nstopping", file=sys.stderr)
-    finally:
-        server.server_close()
-    return 0
+    return fake_http.run_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -23,18 +23,14 @@ Behaviour in brief:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import copy
 import hashlib
 import hmac
-import io
 import json
-import random
 import re
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,21 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeGuard, cast
 
-import av
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import fake_http
-from tests.fake_http import (
-    CutStream,
-    Server,
-    parse_range,
-    read_body,
-    text_reply,
-)
+from tests.fake_http import FakeBase, Server, path_under, same_origin, text_reply, tiny_mp4
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -155,33 +143,6 @@ TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 _RUNNING = ("submitted", "processing")
 _TERMINAL = ("succeed", "failed")
 
-_video_lock = threading.Lock()
-_video_cache: bytes | None = None
-
-
-def tiny_mp4() -> bytes:
-    """Return a tiny valid mp4 (64x64, 5 frames, about 2 KB), built once with PyAV and cached."""
-    global _video_cache
-    with _video_lock:
-        if _video_cache is None:
-            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-            buf = io.BytesIO()
-            with av.open(buf, mode="w", format="mp4") as container:
-                stream = container.add_stream(codec, rate=5)
-                stream.width = 64
-                stream.height = 64
-                stream.pix_fmt = "yuv420p"
-                for i in range(5):
-                    img = Image.new("RGB", (64, 64), (40 * i, 120, 200 - 30 * i))
-                    # PyAV ships this classmethod without annotations.
-                    frame = av.VideoFrame.from_image(img)  # type: ignore[no-untyped-call]
-                    for packet in stream.encode(frame):
-                        container.mux(packet)
-                for packet in stream.encode():
-                    container.mux(packet)
-            _video_cache = buf.getvalue()
-        return _video_cache
-
 
 @dataclass(frozen=True)
 class Fault(fake_http.Fault):
@@ -264,8 +225,12 @@ def units_for(model: str, mode: str, duration: str, sound: bool = False) -> str:
     return _format_units(per_second * float(duration) / UNIT_USD)
 
 
-class FakeKling:
+class FakeKling(FakeBase[Fault]):
     """An in-memory Kling API; ``handler`` serves ``httpx.Request`` objects."""
+
+    name = "fake-kling"
+    routes = ("create", "query", "download", "any")
+    cdn_method_text = "method not allowed"
 
     def __init__(
         self,
@@ -300,37 +265,24 @@ class FakeKling:
             raise ValueError("polls_to_finish must be >= 1")
         if concurrency_limit < 1:
             raise ValueError("concurrency_limit must be >= 1")
+        self._init_base(clock, video, cdn_url, seed, max_recorded)
         self.access_key = access_key
         self.secret_key = secret_key
         self.api_key = api_key
-        self.clock = clock
         self.polls_to_finish = polls_to_finish
         self.seconds_to_finish = seconds_to_finish
         self.concurrency_limit = concurrency_limit
         self.token_ttl = token_ttl
-        self.video = video if video is not None else tiny_mp4()
         self.base_url = base_url.rstrip("/")
-        self.cdn_url = cdn_url.rstrip("/")
         self.pending_result = pending_result
         self.external_lookup = external_lookup
         self.report_units = report_units
-        self.max_recorded = max_recorded
 
         self._base = httpx.URL(self.base_url)
-        self._cdn = httpx.URL(self.cdn_url)
-        self._rng = random.Random(seed)
-        self._lock = threading.RLock()
-        self._faults: list[tuple[Route, Fault]] = []
         self._fail_next: list[str] = []
-        self._seq = 0
         self._cdn_secret = self._rng.getrandbits(128).to_bytes(16, "big")
-        self._etag = '"' + hashlib.sha256(self.video).hexdigest()[:32] + '"'
 
-        # Observations for tests.
-        self.requests: list[httpx.Request] = []
-        """Every request received, body read, in order (including faulted ones)."""
-        self.log: list[str] = []
-        """One line per request: ``METHOD path -> outcome``."""
+        # Observations for tests (and ``requests``, ``log``, ``downloads`` from FakeBase).
         self.creates_accepted = 0
         """Creates that produced a task."""
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -339,25 +291,10 @@ class FakeKling:
         """task_id -> what the fake knows about the task (effective model, raw body...)."""
         self.max_running_seen = 0
         """Peak number of tasks submitted or processing at once."""
-        self.downloads = 0
-        """CDN requests answered with video bytes (200 or 206)."""
         self.callbacks: list[tuple[str, dict[str, Any]]] = []
         """(callback_url, task object) Kling would POST on each status change."""
 
     # ------------------------------------------------------------------ public controls
-
-    def inject(self, route: Route, fault: Fault, times: int = 1) -> None:
-        """Queue ``fault`` for the next ``times`` requests matching ``route`` (FIFO)."""
-        if route not in ("create", "query", "download", "any"):
-            raise ValueError(f"unknown route {route!r}")
-        with self._lock:
-            self._faults.extend([(route, fault)] * times)
-
-    @property
-    def pending_faults(self) -> list[tuple[Route, Fault]]:
-        """Faults queued and not yet consumed."""
-        with self._lock:
-            return list(self._faults)
 
     def fail_task(self, task_id_or_external: str, msg: str) -> None:
         """Make a running task end ``failed`` with ``msg`` when it would otherwise succeed."""
@@ -385,97 +322,15 @@ class FakeKling:
             rec = self._find(external_task_id)
             return None if rec is None else copy.deepcopy(self.tasks[rec.task_id])
 
-    # ------------------------------------------------------------------ the handler
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        """Serve one request (``httpx.MockTransport(fake.handler)``, sync or async clients)."""
-        read_body(request)
-        after: Fault | None = None
-        with self._lock:
-            # a snapshot: httpx re-sends the same Request object (e.g. re-signed after 1004)
-            self.requests.append(
-                httpx.Request(
-                    request.method,
-                    request.url,
-                    headers=request.headers.copy(),
-                    content=request.content,
-                )
-            )
-            route = self._classify(request)
-            fault = self._take_fault(route)
-            where = f"{request.method} {request.url.raw_path.decode('ascii', 'replace')}"
-            if fault is not None and fault.kind == "timeout_before_accept":
-                self._log(f"{where} -> ConnectTimeout (fault)")
-                raise httpx.ConnectTimeout("fake-kling: connect timed out", request=request)
-            if fault is not None and fault.kind == "business":
-                response = self._fault_envelope(fault)
-                self._log(f"{where} -> {response.status_code} code={fault.code} (fault)")
-                return response
-            if fault is not None and fault.kind == "raw":
-                self._log(f"{where} -> {fault.http_status} raw (fault)")
-                return httpx.Response(
-                    fault.http_status,
-                    headers={"Content-Type": fault.content_type},
-                    content=fault.body,
-                )
-            response = self._dispatch(request, route)
-            after = fault
-            outcome = f"{response.status_code}"
-            if after is not None:
-                outcome += f" then {after.kind} (fault)"
-            self._log(f"{where} -> {outcome}")
-        if after is not None and after.kind == "timeout_after_accept":
-            raise httpx.ReadTimeout("fake-kling: read timed out", request=request)
-        if after is not None and after.kind == "drop_after_accept":
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
-            )
-        if after is not None and after.kind == "cut_download":
-            return httpx.Response(
-                response.status_code,
-                headers=response.headers,
-                stream=CutStream(response.content, after.after_bytes, request, "fake-kling"),
-            )
-        return response
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _log(self, line: str) -> None:
-        self.log.append(line)
-        if self.max_recorded is not None:
-            del self.log[: -self.max_recorded]
-            del self.requests[: -self.max_recorded]
-
-    def _take_fault(self, route: str) -> Fault | None:
-        for i, (fault_route, fault) in enumerate(self._faults):
-            if fault_route in ("any", route):
-                del self._faults[i]
-                return fault
-        return None
-
-    def _is_cdn(self, url: httpx.URL) -> bool:
-        if (url.scheme, url.host, url.port) != (self._cdn.scheme, self._cdn.host, self._cdn.port):
-            return False
-        prefix = self._cdn.path.rstrip("/")
-        return url.path == prefix or url.path.startswith(prefix + "/")
-
     def _is_api(self, url: httpx.URL) -> bool:
-        return (url.scheme, url.host, url.port) == (
-            self._base.scheme,
-            self._base.host,
-            self._base.port,
-        )
-
-    def _api_path(self, url: httpx.URL) -> str:
-        prefix = self._base.path.rstrip("/")
-        return url.path[len(prefix) :] if prefix and url.path.startswith(prefix) else url.path
+        return same_origin(url, self._base)
 
     def _classify(self, request: httpx.Request) -> str:
         url = request.url
         if self._is_cdn(url):
             return "download"
         if self._is_api(url):
-            path = self._api_path(url)
+            path = path_under(url, self._base)
             if request.method == "POST" and path in (
                 "/v1/videos/image2video",
                 "/v1/videos/text2video",
@@ -486,7 +341,7 @@ class FakeKling:
         return "other"
 
     def _request_id(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return self._random_uuid()
 
     def _envelope(
         self,
@@ -502,28 +357,28 @@ class FakeKling:
     def _ok(self, data: Any) -> httpx.Response:
         return self._envelope(200, 0, "SUCCEED", data)
 
-    def _fault_envelope(self, fault: Fault) -> httpx.Response:
+    def _error_reply(self, fault: Fault) -> tuple[httpx.Response, str] | None:
+        if fault.kind != "business":
+            return None
         headers: dict[str, str] = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
-        return self._envelope(fault.http_status, fault.code, fault.message, None, headers)
+        response = self._envelope(fault.http_status, fault.code, fault.message, None, headers)
+        return response, f"{response.status_code} code={fault.code}"
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _dispatch(self, request: httpx.Request, route: str) -> httpx.Response:
+    def _dispatch(self, request: httpx.Request, route: str) -> tuple[httpx.Response, str]:
         if route == "download":
-            return self._download(request)
+            return self._download(request), ""
         if not self._is_api(request.url):
-            raise httpx.ConnectError(
-                f"fake-kling: [Errno -2] Name or service not known ({request.url.host})",
-                request=request,
-            )
+            raise self._no_such_host(request)
         try:
             self._check_auth(request)
-            return self._api(request)
+            return self._api(request), ""
         except _ApiError as err:
-            return self._envelope(err.http_status, err.code, err.message)
+            return self._envelope(err.http_status, err.code, err.message), ""
 
     # ------------------------------------------------------------------ auth
 
@@ -575,7 +430,7 @@ class FakeKling:
     # ------------------------------------------------------------------ API routes
 
     def _api(self, request: httpx.Request) -> httpx.Response:
-        path = self._api_path(request.url)
+        path = path_under(request.url, self._base)
         match = re.fullmatch(r"/v1/videos/([^/]+)(?:/([^/]+))?", path)
         if match is None or match.group(1) not in KINDS:
             raise _ApiError(404, 1203, f"resource not found: {path}")
@@ -769,11 +624,8 @@ class FakeKling:
 
     # ------------------------------------------------------------------ CDN
 
-    def _download(self, request: httpx.Request) -> httpx.Response:
-        if request.method not in ("GET", "HEAD"):
-            return text_reply(405, "method not allowed")
-        prefix = self._cdn.path.rstrip("/")
-        path = request.url.path[len(prefix) :]
+    def _refuse_video(self, request: httpx.Request) -> httpx.Response | None:
+        path = self._cdn_path(request.url)
         owner = next((r for r in self.records.values() if path in r.video_paths), None)
         if owner is None:
             return text_reply(404, "NoSuchKey")
@@ -785,35 +637,7 @@ class FakeKling:
             return text_reply(403, "AccessDenied: bad signature")
         if self.clock() >= int(expires_raw):
             return text_reply(403, "AccessDenied: Request has expired")
-        data = self.video
-        size = len(data)
-        headers = {
-            "Content-Type": "video/mp4",
-            "Accept-Ranges": "bytes",
-            "ETag": self._etag,
-        }
-        range_header = request.headers.get("range")
-        if_range = request.headers.get("if-range")
-        if range_header is not None and (if_range is None or if_range == self._etag):
-            span = parse_range(range_header, size)
-            if span is None:
-                headers["Content-Range"] = f"bytes */{size}"
-                headers["Content-Length"] = "0"
-                return httpx.Response(416, headers=headers)
-            start, end = span
-            part = data[start : end + 1]
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return self._video_reply(request, 206, headers, part)
-        return self._video_reply(request, 200, headers, data)
-
-    def _video_reply(
-        self, request: httpx.Request, status: int, headers: dict[str, str], body: bytes
-    ) -> httpx.Response:
-        headers["Content-Length"] = str(len(body))
-        if request.method == "HEAD":
-            return httpx.Response(status, headers=headers)
-        self.downloads += 1
-        return httpx.Response(status, headers=headers, content=body)
+        return None
 
 
 # ---------------------------------------------------------------------- validation helpers
@@ -952,11 +776,10 @@ def _check_image(name: str, value: object) -> None:
         raise _param_error(f"{name} is neither an http(s) URL nor valid base64") from None
     if len(raw) > MAX_IMAGE_BYTES:
         raise _param_error(f"{name} is larger than 10 MB")
-    try:
-        with Image.open(io.BytesIO(raw)) as img:
-            fmt, (width, height) = img.format, img.size
-    except (UnidentifiedImageError, OSError):
-        raise _param_error(f"{name} is not a readable jpg/png image") from None
+    image = fake_http.read_image(raw)
+    if image is None:
+        raise _param_error(f"{name} is not a readable jpg/png image")
+    fmt, (width, height) = image
     if fmt not in ("JPEG", "PNG"):
         raise _param_error(f"{name} must be jpg/jpeg/png, got {fmt}")
     if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
@@ -1004,118 +827,58 @@ def parse_fault_spec(spec: str) -> list[tuple[Route, Fault, int]]:
     ``timeout_after``, ``drop_after``, ``cut:BYTES``. Example:
     ``create:business:1303:429:2*3,download:cut:1000,query:raw:502``.
     """
-    items: list[tuple[Route, Fault, int]] = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        text, _, times_raw = item.partition("*")
-        times = int(times_raw) if times_raw else 1
-        route, kind, *args = text.split(":")
-        if route not in ("create", "query", "download", "any"):
-            raise ValueError(f"bad fault route {route!r} in {item!r}")
-        if kind == "business" and len(args) in (2, 3):
-            retry = float(args[2]) if len(args) == 3 else None
-            fault = Fault.business(int(args[0]), int(args[1]), retry_after=retry)
-        elif kind == "raw" and len(args) == 1:
-            fault = Fault.raw(int(args[0]))
-        elif kind == "timeout_before" and not args:
-            fault = Fault.timeout_before_accept()
-        elif kind == "timeout_after" and not args:
-            fault = Fault.timeout_after_accept()
-        elif kind == "drop_after" and not args:
-            fault = Fault.drop_after_accept()
-        elif kind == "cut" and len(args) == 1:
-            fault = Fault.cut_download(int(args[0]))
-        else:
-            raise ValueError(f"bad fault spec item {item!r}")
-        items.append((cast(Route, route), fault, times))
-    return items
+
+    def business(kind: str, args: list[str], item: str) -> Fault | None:
+        if kind != "business" or len(args) not in (2, 3):
+            return None
+        retry = float(args[2]) if len(args) == 3 else None
+        return Fault.business(int(args[0]), int(args[1]), retry_after=retry)
+
+    items = fake_http.parse_fault_items(spec, FakeKling.routes, Fault, business)
+    return [(cast(Route, route), fault, times) for route, fault, times in items]
 
 
 # ---------------------------------------------------------------------- real server mode
 
 
-def serve(
-    port: int = 8765,
-    *,
-    fake_kwargs: dict[str, Any] | None = None,
-    faults: list[tuple[Route, Fault, int]] | None = None,
-    hang_seconds: float = 30.0,
-    quiet: bool = False,
-) -> Server:
+def serve(port: int = 8765, **options: Any) -> Server:
     """Bind a ThreadingHTTPServer on 127.0.0.1 (port 0 = any) serving a fresh FakeKling.
 
-    Result URLs point at ``http://127.0.0.1:PORT/cdn`` so they download from the same server.
-    Call ``serve_forever()`` on the result (and ``shutdown()``/``server_close()`` to stop).
+    ``options``: ``fake_kwargs`` (FakeKling's arguments), ``faults`` (``(route, fault, times)``
+    to inject), ``hang_seconds`` (how long timeout faults hang), ``quiet``. Result URLs point at
+    ``http://127.0.0.1:PORT/cdn`` so they download from the same server. Call
+    ``serve_forever()`` on the result (and ``shutdown()``/``server_close()`` to stop).
     """
-    kwargs = dict(fake_kwargs or {})
-
-    def factory(origin: str) -> FakeKling:
-        kwargs.setdefault("base_url", origin)
-        kwargs.setdefault("cdn_url", origin + "/cdn")
-        kwargs.setdefault("max_recorded", 1000)
-        fake = FakeKling(**kwargs)
-        for route, fault, times in faults or []:
-            fake.inject(route, fault, times)
-        return fake
-
-    server = Server(("127.0.0.1", port), factory)
-    server.hang_seconds = hang_seconds
-    server.quiet = quiet
-    return server
+    return fake_http.serve_fake(port, FakeKling, ("base_url", "cdn_url"), **options)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: run the fake as a local HTTP server until Ctrl-C."""
-    parser = argparse.ArgumentParser(description="Fake Kling AI API server (kling-api.md).")
-    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any)")
-    parser.add_argument("--polls", type=int, default=2, help="queries until a task succeeds")
-    parser.add_argument("--seconds", type=float, default=None, help="finish after N seconds")
-    parser.add_argument("--concurrency", type=int, default=5, help="running-task limit (1303)")
+    parser = fake_http.server_parser(
+        "Fake Kling AI API server (kling-api.md).", 8765, 5, parse_fault_spec.__doc__ or ""
+    )
     parser.add_argument("--token-ttl", type=float, default=None, help="reject older tokens")
     parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
     parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
     parser.add_argument("--api-key", default=None, help="also accept 'Bearer <api key>'")
-    parser.add_argument("--video", default=None, help="mp4 file to serve as every result")
-    parser.add_argument("--fault-spec", default="", help=parse_fault_spec.__doc__)
-    parser.add_argument("--hang-seconds", type=float, default=30.0, help="timeout faults hang")
-    parser.add_argument("--seed", type=int, default=None, help="deterministic ids")
-    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     args = parser.parse_args(argv)
 
-    video = None
-    if args.video:
-        with open(args.video, "rb") as fh:
-            video = fh.read()
-    server = serve(
-        args.port,
-        fake_kwargs={
-            "access_key": args.access_key,
-            "secret_key": args.secret_key,
-            "api_key": args.api_key,
-            "polls_to_finish": args.polls,
-            "seconds_to_finish": args.seconds,
-            "concurrency_limit": args.concurrency,
-            "token_ttl": args.token_ttl,
-            "video": video,
-            "seed": args.seed,
-        },
-        faults=parse_fault_spec(args.fault_spec),
-        hang_seconds=args.hang_seconds,
-        quiet=args.quiet,
+    options = fake_http.server_options(
+        args,
+        parse_fault_spec,
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        api_key=args.api_key,
+        token_ttl=args.token_ttl,
     )
+    server = serve(args.port, **options)
     print(f"fake Kling API on {server.origin} (videos under {server.fake.cdn_url})")
     print(f"  KLING_BASE_URL={server.origin}")
     print(f"  access key:  {args.access_key}")
     print(f"  secret key:  {args.secret_key}")
     if args.api_key:
         print(f"  API key:     {args.api_key}")
-    print("Ctrl-C to stop.", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nstopping", file=sys.stderr)
-    finally:
-        server.server_close()
-    return 0
+    return fake_http.run_until_interrupted(server)
 
 
 if __name__ == "__main__":

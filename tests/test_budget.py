@@ -4,37 +4,21 @@ below the vendor's published price, so --max-cost cannot be slipped past by a se
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from pydantic import ValidationError
 
 from reelgen import Job, JobStatus, VideoProvider, VideoRequest, VideoResult
 from reelgen.provider import Capabilities, ModelSpec, ProviderSettings
+from tests.cli_helpers import Cli, refused
 from tests.fake_kling import FakeKling
-
-Cli = Callable[..., Result]
 
 BAD_PRICES = [
     ("price_per_second = {v}", "providers.kling.price_per_second"),
     ('prices = {{ "kling-v2-5-turbo" = {v} }}', "providers.kling.prices.kling-v2-5-turbo"),
     ('prices = {{ "kling-v2-5-turbo/std" = {v} }}', "providers.kling.prices.kling-v2-5-turbo/std"),
 ]
-
-
-def refused(result: Result, fake: FakeKling, *needles: str) -> None:
-    """Exit 2, one 'error:' line naming the problem, and nothing on the wire."""
-    assert result.exit_code == 2, result.output + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in result.output + result.stderr
-    assert fake.requests == []
-    assert fake.creates_accepted == 0
 
 
 def estimate_json(cli: Cli, image: Path, *args: str) -> dict[str, object]:

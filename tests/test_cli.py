@@ -122,17 +122,9 @@ def test_no_wait_then_status_wait_download(
 ) -> None:
     """--no-wait prints the job id; status, wait and download pick the job up by id."""
     out = tmp_path / "later.mp4"
+    image = str(make_image())
     submitted = cli(
-        "generate",
-        str(make_image()),
-        "-p",
-        "x",
-        "-P",
-        "kling",
-        "-o",
-        str(out),
-        "--no-wait",
-        "--json",
+        "generate", image, "-p", "x", "-P", "kling", "-o", str(out), "--no-wait", "--json"
     )
     assert submitted.exit_code == 0, submitted.stderr
     job_id = json.loads(submitted.stdout)["job_id"]

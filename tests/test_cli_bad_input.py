@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from PIL import Image
 
+from tests.cli_helpers import Cli, refused
 from tests.fake_kling import FakeKling
-
-Cli = Callable[..., Result]
-
-
-def refused(result: Result, fake: FakeKling, *needles: str) -> None:
-    """Exit 2, one 'error:' line naming the problem, and nothing on the wire."""
-    assert result.exit_code == 2, result.output + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in result.output + result.stderr
-    assert fake.requests == []
-    assert fake.creates_accepted == 0
 
 
 def test_missing_image_file(cli: Cli, fake_kling: FakeKling) -> None:

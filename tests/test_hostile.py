@@ -31,17 +31,8 @@ def test_reelgens_own_files_are_never_an_output(
     anything is sent: the job log and every paid job in it survive."""
     earlier = submitted(cli, make_image())
     asked = len(fake_kling.requests)
-    result = cli(
-        "generate",
-        str(make_image()),
-        "-p",
-        "x",
-        "-P",
-        "kling",
-        "-o",
-        str(isolated / own),
-        "--force",
-    )
+    image, target = str(make_image()), str(isolated / own)
+    result = cli("generate", image, "-p", "x", "-P", "kling", "-o", target, "--force")
     assert result.exit_code == 2
     assert "reelgen's" in result.stderr
     assert len(fake_kling.requests) == asked

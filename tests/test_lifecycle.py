@@ -24,7 +24,7 @@ from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
 from reelgen_kling.provider import KlingProvider
-from tests.cli_helpers import ROUTE, Cli, json_lines, write_manifest
+from tests.cli_helpers import ROUTE, Cli, json_lines, stored, write_manifest
 from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK, FakeTimer
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
@@ -42,14 +42,6 @@ def status(cli: Cli, job_id: str) -> dict[str, Any]:
     assert result.exit_code == 0, result.output
     payload: dict[str, Any] = json.loads(result.stdout)
     return payload
-
-
-def stored(job_id: str) -> Job:
-    store = JobStore()
-    try:
-        return store.get(job_id)
-    finally:
-        store.close()
 
 
 # -- 1. a batch line fails over along its route ------------------------------------------------

@@ -21,7 +21,7 @@ from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
-from tests.cli_helpers import Cli, json_lines, write_manifest
+from tests.cli_helpers import Cli, json_lines, stored, write_manifest
 from tests.conftest import FakeTimer
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
@@ -42,14 +42,6 @@ def one_line(result: Result) -> str:
     assert "this is a bug" not in text, text
     assert len(text.splitlines()) == 1, text
     return text
-
-
-def stored(job_id: str) -> Job:
-    store = JobStore()
-    try:
-        return store.get(job_id)
-    finally:
-        store.close()
 
 
 def states_seen(job_id: str) -> list[str]:

@@ -174,18 +174,8 @@ def test_estimate_never_below_published_price(cli: Cli, make_image) -> None:
         "estimate", str(make_image()), "-p", "x", "-P", "kling", "--model", "kling-v2-master"
     )
     assert "$1.40" in result.output
-    refused = cli(
-        "generate",
-        str(make_image()),
-        "-p",
-        "x",
-        "-P",
-        "kling",
-        "--model",
-        "kling-v2-master",
-        "--max-cost",
-        "0.5",
-    )
+    model, cap = ("--model", "kling-v2-master"), ("--max-cost", "0.5")
+    refused = cli("generate", str(make_image()), "-p", "x", "-P", "kling", *model, *cap)
     assert refused.exit_code == 2
     assert "$1.40" in refused.stderr
 
