@@ -40,3 +40,13 @@ def test_route_and_budget_precedence(tmp_path: Path) -> None:
         Engine(environ={**base, "REELGEN_MAX_COST": "lots"}).settings.max_cost(None)
     with pytest.raises(InvalidRequest, match="`max_cost`"):
         budget.max_cost(float("inf"))
+
+
+def test_an_engines_environment_picks_its_job_log(tmp_path: Path) -> None:
+    """Engine(environ={"REELGEN_HOME": ...}) keeps its job log there, not in the process's
+    home: two engines with two homes never share a log."""
+    engine = Engine(environ={"REELGEN_HOME": str(tmp_path / "elsewhere")})
+    try:
+        assert engine.store.path == tmp_path / "elsewhere" / "jobs.sqlite3"
+    finally:
+        engine.close()

@@ -24,6 +24,7 @@ from .errors import BudgetExceeded, ConfigError
 from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
 from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
 from .outputs import check_target, resolve_target
+from .paths import job_log
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
@@ -75,7 +76,7 @@ class Engine:
     @property
     def store(self) -> JobStore:
         if self._store is None:
-            self._store = JobStore()
+            self._store = JobStore(job_log(self.environ))
         return self._store
 
     # -- providers --------------------------------------------------------------------------

@@ -23,8 +23,8 @@ def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_config_dir(APP))
 
 
-def data_dir() -> Path:
-    root = home()
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    root = home(environ)
     if root is not None:
         return root
     import platformdirs
@@ -47,5 +47,5 @@ def keys_file() -> Path:
     return config_dir() / "keys.json"
 
 
-def job_log() -> Path:
-    return data_dir() / "jobs.sqlite3"
+def job_log(environ: Mapping[str, str] | None = None) -> Path:
+    return data_dir(environ) / "jobs.sqlite3"
