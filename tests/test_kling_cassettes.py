@@ -16,50 +16,34 @@ described in ``cassettes/README.md``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
-import io
 import json
 import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import av
 import httpx
 import pytest
-import vcr as vcrpy
-import yaml
-from PIL import Image
 from vcr.cassette import Cassette
-from vcr.errors import CannotOverwriteExistingCassetteException
 
-import reelgen.engine
 from reelgen.engine import Engine
 from reelgen.errors import JobFailed
-from reelgen.http import use_transport
-from reelgen.models import Job, VideoRequest, VideoResult
-from reelgen.waiting import Waiter
+from reelgen.models import VideoRequest
+from tests import cassette_helpers as cas
 from tests.fake_kling import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_BASE_URL,
     DEFAULT_SECRET_KEY,
     DOCUMENTED_FIELDS,
     FakeKling,
-    tiny_mp4,
 )
 
-CASSETTE_ROOT = Path(__file__).resolve().parents[1] / "cassettes"
-CASSETTE_DIR = CASSETTE_ROOT / "kling"
-MAX_CASSETTE_BYTES = 100_000
+CASSETTE_DIR = cas.CASSETTE_ROOT / "kling"
 
 # Read at import: the autouse ``isolated`` fixture clears KLING_* before every test.
-RECORD_REAL = os.environ.get("REELGEN_RECORD_REAL") == "1"
 KEY_VARS = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_API_KEY")
 REAL_ENV = {name: os.environ.get(name, "") for name in KEY_VARS}
 # A public jpg/png (>= 300 px) that real Kling can fetch; the fake never fetches it.
@@ -71,96 +55,28 @@ JWT_HEADER_RE = re.compile(rb"eyJhbGciOi|eyJ0eXAiOi")  # base64url of '{"alg":' 
 SECRET_QUERY_RE = re.compile(
     r"(?<=[?&])(access_key|secret_key|api_key|token|jwt)=[^&#]*", re.IGNORECASE
 )
-REAL_VIDEO_LIMIT = 64 * 1024
+SECRETS = tuple(
+    v.encode() for v in (DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, *REAL_ENV.values()) if v
+)
 
 
-def _secrets() -> list[bytes]:
-    values = [DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, *REAL_ENV.values()]
-    return [v.encode() for v in values if v]
+def _redact_query(uri: str) -> str:
+    return SECRET_QUERY_RE.sub(r"\1=REDACTED", uri)
 
 
-# ---------------------------------------------------------------------- scrubbing
+SCRUBBER = cas.Scrubber(SECRETS, (JWT_RE,), _redact_query)
+Wire = cas.Wire[FakeKling]
 
-
-def _scrub(data: bytes) -> bytes:
-    data = JWT_RE.sub(b"REDACTED", data)
-    for secret in _secrets():
-        data = data.replace(secret, b"REDACTED")
-    return data
-
-
-def scrub_request(request: Any) -> Any:
-    """vcrpy ``before_record_request``: no token or key in the URI or body."""
-    uri = SECRET_QUERY_RE.sub(r"\1=REDACTED", request.uri)
-    uri = _scrub(uri.encode()).decode()
-    if uri != request.uri:
-        request.uri = uri
-    if isinstance(request.body, bytes) and request.body:
-        request.body = _scrub(request.body)
-    return request
-
-
-def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    """vcrpy ``before_record_response``: no cookies or keys; a real clip becomes a tiny one."""
-    headers = response["headers"]
-    for name in list(headers):
-        if name.lower() in ("set-cookie", "set-cookie2"):
-            del headers[name]
-    body = response["body"]["string"]
-    if isinstance(body, str):
-        body = body.encode()
-    if not isinstance(body, bytes):
-        return response
-    content_type = next(
-        (v for k, vs in headers.items() if k.lower() == "content-type" for v in vs), ""
-    )
-    if RECORD_REAL and content_type.startswith("video/") and len(body) > REAL_VIDEO_LIMIT:
-        # A real 5 s clip would be megabytes of escaped YAML: keep the shape, not the pixels.
-        body = tiny_mp4()
-        for name in list(headers):
-            if name.lower() == "content-length":
-                headers[name] = [str(len(body))]
-    else:
-        body = _scrub(body)
-    response["body"]["string"] = body
-    return response
-
-
-def vcr_settings() -> dict[str, Any]:
-    return {
-        "filter_headers": [("authorization", "REDACTED"), ("cookie", None), ("x-api-key", None)],
-        "before_record_request": scrub_request,
-        "before_record_response": scrub_response,
-        "decode_compressed_response": True,
-    }
-
-
-# pytest-recording's fixtures, overridden for this module.
-
-
-@pytest.fixture(scope="module")
-def vcr_config() -> dict[str, Any]:
-    return vcr_settings()
-
-
-@pytest.fixture(scope="module")
-def vcr_cassette_dir() -> str:
-    return str(CASSETTE_DIR)
-
-
-@pytest.fixture
-def default_cassette_name(scenario: Scenario) -> str:
-    return scenario.name
+vcr_config, vcr_cassette_dir, default_cassette_name = cas.vcr_fixtures(CASSETTE_DIR, SCRUBBER)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _real_keys_or_stop(request: pytest.FixtureRequest) -> None:
     """Runs before pytest-recording's ``rewrite`` deletes any cassette."""
-    recording = request.config.getoption("--record-mode") not in (None, "none")
     has_keys = REAL_ENV["KLING_API_KEY"] or (
         REAL_ENV["KLING_ACCESS_KEY"] and REAL_ENV["KLING_SECRET_KEY"]
     )
-    if RECORD_REAL and recording and not has_keys:
+    if cas.RECORD_REAL and cas.recording(request) and not has_keys:
         pytest.fail(
             "REELGEN_RECORD_REAL=1 needs KLING_ACCESS_KEY and KLING_SECRET_KEY (or "
             "KLING_API_KEY) in the environment",
@@ -169,14 +85,6 @@ def _real_keys_or_stop(request: pytest.FixtureRequest) -> None:
 
 
 # ---------------------------------------------------------------------- scenarios
-
-
-def write_image(path: Path, fmt: str) -> Path:
-    """A 320x320 picture with little detail, so its base64 in the cassette stays small."""
-    img = Image.new("RGB", (320, 320), (40, 90, 160))
-    img.paste((250, 200, 10), (0, 220, 320, 320))
-    img.save(path, fmt)
-    return path
 
 
 @dataclass(frozen=True)
@@ -191,19 +99,7 @@ class Scenario:
     aspect_ratio: str | None = None
 
     def request(self, where: Path) -> VideoRequest:
-        image: str | None = None
-        if self.image == "url":
-            image = IMAGE_URL
-        elif self.image is not None:
-            suffix = ".png" if self.image == "PNG" else ".jpg"
-            image = str(write_image(where / f"start{suffix}", self.image))
-        return VideoRequest(
-            image=image,
-            prompt=self.prompt,
-            mode=self.mode,
-            duration=self.duration,
-            aspect_ratio=self.aspect_ratio,
-        )
+        return cas.video_request(self, where, IMAGE_URL)
 
 
 I2V_JPG = Scenario(
@@ -215,7 +111,7 @@ HAPPY = [
     pytest.param(
         Scenario("i2v_image_url", "image2video", "url", "the flags flutter in the wind"),
         marks=pytest.mark.skipif(
-            RECORD_REAL and not os.environ.get("REELGEN_RECORD_IMAGE_URL"),
+            cas.RECORD_REAL and not os.environ.get("REELGEN_RECORD_IMAGE_URL"),
             reason="set REELGEN_RECORD_IMAGE_URL to a public jpg/png to record this one for real",
         ),
     ),
@@ -228,128 +124,35 @@ ALL_NAMES = ["i2v_jpg_std_5s", "i2v_png_pro", "i2v_image_url", "t2v_9x16", "i2v_
 # ---------------------------------------------------------------------- the wire
 
 
-class WireTap(httpx.AsyncBaseTransport):
-    """Sees every request reelgen sends, then hands it on to ``inner`` (where vcrpy sits)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport | None) -> None:
-        self.inner = inner
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        assert self.inner is not None
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Shared by every client of a run; the test closes ``inner`` itself."""
+def _fake(timer: Any) -> FakeKling:
+    return FakeKling(seed=0, clock=timer.wall)
 
 
-class NoServer:
-    """The server behind the cassette on replay: reaching it fails the test."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(f"{request.method} {request.url}")
-        raise AssertionError(f"replay reached the server: {request.method} {request.url}")
-
-
-@dataclass
-class Wire:
-    """One scenario's cassette and the engine that runs against it."""
-
-    mode: Literal["replay", "fake", "real"]
-    cassette: Cassette
-    tap: WireTap
-    engine: Engine
-    job_id: str
-    timer: Any
-    fake: FakeKling | None = None
-    no_server: NoServer | None = None
-
-    def run(self, request: VideoRequest, output: Path) -> tuple[Job, VideoResult]:
-        async def go() -> tuple[Job, VideoResult]:
-            if self.mode == "real":  # sockets belong to this event loop: open and close here
-                self.tap.inner = httpx.AsyncHTTPTransport()
-            try:
-                return await self.engine.run(request, "kling", output=output)
-            finally:
-                await self.engine.aclose()
-                if self.tap.inner is not None:
-                    await self.tap.inner.aclose()
-
-        return asyncio.run(go())
-
-
-@pytest.fixture
-def wire(
-    vcr: Cassette | None,
-    scenario: Scenario,
-    timer: Any,
-    engine: Engine,
-    kling_keys: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Wire]:
-    if vcr is None:
-        pytest.skip("recording is disabled (--disable-recording)")
-    cassette = vcr
-    mode: Literal["replay", "fake", "real"]
-    if cassette.write_protected:
-        mode = "replay"
-        job_id = create_body(cassette)["external_task_id"]
-    elif RECORD_REAL:
-        mode = "real"
-        job_id = f"rg-cassette-{scenario.name}-{int(time.time())}"  # unique per Kling account
-    else:
-        mode = "fake"
-        job_id = f"rg-cassette-{scenario.name}"
-    monkeypatch.setattr(reelgen.engine, "new_job_id", lambda: job_id)
-
-    fake = no_server = None
+def _job_id(mode: cas.Mode, cassette: Cassette, scenario: Scenario) -> str:
+    """On replay the recorded create's id, so the replayed create body equals the recorded one."""
+    if mode == "replay":
+        return str(create_body(cassette)["external_task_id"])
     if mode == "real":
-        for name, value in REAL_ENV.items():
-            if value:
-                monkeypatch.setenv(name, value)
-            else:
-                monkeypatch.delenv(name, raising=False)
-        engine = Engine(waiter=Waiter())  # real clock, real sleeps
-        inner = None  # Wire.run opens a real transport
-    else:
-        if mode == "fake":
-            fake = FakeKling(seed=0, clock=timer.wall)
-            inner = httpx.MockTransport(fake.handler)
+        return f"rg-cassette-{scenario.name}-{int(time.time())}"  # unique per Kling account
+    return f"rg-cassette-{scenario.name}"
+
+
+def _use_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REAL_ENV.items():
+        if value:
+            monkeypatch.setenv(name, value)
         else:
-            no_server = NoServer()
-            inner = httpx.MockTransport(no_server)
-    tap = WireTap(inner)
-    with use_transport(tap):
-        yield Wire(mode, cassette, tap, engine, job_id, timer, fake, no_server)
-    if mode == "real":
-        engine.close()
-    if no_server is not None:
-        assert no_server.calls == [], "replay must not reach any server"
+            monkeypatch.delenv(name, raising=False)
+
+
+wire = cas.wire_fixture("kling", "kling_keys", _fake, _job_id, _use_real_keys)
 
 
 # ---------------------------------------------------------------------- reading a cassette
 
 
-def _bytes(body: Any) -> bytes:
-    if body is None:
-        return b""
-    return body if isinstance(body, bytes) else str(body).encode()
-
-
-def exchanges(cassette: Cassette) -> list[tuple[Any, dict[str, Any]]]:
-    return list(zip(cassette.requests, cassette.responses, strict=True))
-
-
 def create_body(cassette: Cassette) -> dict[str, Any]:
-    posts = [r for r in cassette.requests if r.method == "POST"]
-    assert posts, f"no create recorded in {cassette.path}; record it (cassettes/README.md)"
-    assert len(posts) == 1, f"expected exactly one create in {cassette.path}, got {len(posts)}"
-    body: dict[str, Any] = json.loads(_bytes(posts[0].body))
-    return body
+    return cas.only_post_body(cassette, "create")
 
 
 def is_api(uri: str) -> bool:
@@ -361,19 +164,10 @@ def is_api(uri: str) -> bool:
 def envelopes(cassette: Cassette) -> list[dict[str, Any]]:
     """The JSON envelopes of the API answers, in order."""
     return [
-        json.loads(_bytes(response["body"]["string"]))
-        for request, response in exchanges(cassette)
+        json.loads(cas.body_bytes(response["body"]["string"]))
+        for request, response in cas.exchanges(cassette)
         if is_api(request.uri)
     ]
-
-
-def header(headers: Any, name: str) -> list[str]:
-    """Values of one header, from vcrpy's in-memory headers (str) or a cassette file (lists)."""
-    found: list[str] = []
-    for key, value in headers.items():
-        if key.lower() == name:
-            found += [value] if isinstance(value, str) else list(value)
-    return found
 
 
 # ---------------------------------------------------------------------- shared checks
@@ -399,8 +193,7 @@ def check_create_body(body: dict[str, Any], scenario: Scenario, job_id: str) -> 
         return
     assert not image.startswith(("data:", "http")), image[:40]
     raw = base64.b64decode(image, validate=True)  # bare base64
-    with Image.open(io.BytesIO(raw)) as img:
-        assert (img.format, img.size) == (scenario.image, (320, 320))
+    cas.check_image(raw, scenario.image)
 
 
 def check_wire(wire: Wire, scenario: Scenario, request: VideoRequest) -> dict[str, Any]:
@@ -415,29 +208,21 @@ def check_wire(wire: Wire, scenario: Scenario, request: VideoRequest) -> dict[st
     task_id = envelopes(cassette)[0]["data"]["task_id"]
     for recorded_request in requests:
         if is_api(recorded_request.uri):
-            assert header(recorded_request.headers, "authorization") == ["REDACTED"]
+            assert cas.header(recorded_request.headers, "authorization") == ["REDACTED"]
             if recorded_request.method == "GET":
                 assert recorded_request.uri == f"{api}/v1/videos/{scenario.kind}/{task_id}"
     for envelope in envelopes(cassette):
         assert envelope["code"] == 0, envelope
 
-    if wire.mode == "replay":
-        assert cassette.all_played, "every recorded answer is used"
-        live = [(r.method, str(r.url)) for r in wire.tap.requests]
-        assert live == [(r.method, r.uri) for r in requests]
-        sent = json.loads(wire.tap.requests[0].content)
+    sent = wire.replayed_body()
+    if sent is not None:
         check_create_body(sent, scenario, wire.job_id)
         if scenario.image == "url":
             assert sent["image"] == request.image
         elif request.image is not None:
             assert base64.b64decode(sent["image"]) == Path(request.image).read_bytes()
-        assert {k: v for k, v in sent.items() if k != "image"} == {
-            k: v for k, v in recorded.items() if k != "image"
-        }
-    if wire.mode != "real":
-        assert wire.timer.sleeps, "polls wait on the fake clock"
-    if wire.fake is not None:
-        assert wire.fake.creates_accepted == 1
+        cas.assert_same_but(sent, recorded, "image")
+    cas.check_recording_side(wire, lambda fake: fake.creates_accepted)
     return recorded
 
 
@@ -448,14 +233,8 @@ def check_wire(wire: Wire, scenario: Scenario, request: VideoRequest) -> dict[st
 @pytest.mark.parametrize("scenario", HAPPY, ids=lambda s: s.name)
 def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     """Create, poll to succeed, download: the recorded clip on disk, the charge in the job."""
-    out = tmp_path / "clip.mp4"
-    request = scenario.request(tmp_path)
-    job, result = wire.run(request, out)
+    out, request, job, result = cas.run_to_success(wire, scenario, tmp_path)
     check_wire(wire, scenario, request)
-
-    assert job.id == wire.job_id
-    assert job.state == "succeeded"
-    assert wire.engine.store.get(job.id).state == "succeeded"
     statuses = [e["data"]["task_status"] for e in envelopes(wire.cassette)]
     assert statuses[0] == "submitted" and statuses[-1] == "succeed", statuses
 
@@ -467,32 +246,15 @@ def test_happy_path(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
 
     video = final["task_result"]["videos"][0]
     assert isinstance(video["duration"], str)
-    assert result.videos[0].url == video["url"] == job.meta.url
-    downloads = [(r, response) for r, response in exchanges(wire.cassette) if r.uri == video["url"]]
-    assert len(downloads) == 1
-    fetched, response = downloads[0]
-    assert header(fetched.headers, "authorization") == []  # signed CDN links need no auth
-    served = _bytes(response["body"]["string"])
-    saved = out.read_bytes()
-    assert job.output == str(out)
-    if wire.mode != "real":  # a real clip is swapped for a tiny one before it is recorded
-        assert saved == served
-        assert job.meta.sha256 == hashlib.sha256(served).hexdigest()
-    with av.open(io.BytesIO(served)) as container:  # the cassette holds a playable mp4
-        assert sum(1 for _ in container.decode(video=0)) > 0
+    cas.check_download(wire, job, result, video["url"], out)
 
 
 @pytest.mark.vcr
-@pytest.mark.skipif(RECORD_REAL, reason="real Kling cannot be made to fail a task on demand")
+@pytest.mark.skipif(cas.RECORD_REAL, reason="real Kling cannot be made to fail a task on demand")
 @pytest.mark.parametrize("scenario", [FAILED], ids=lambda s: s.name)
 def test_failed_task(wire: Wire, scenario: Scenario, tmp_path: Path) -> None:
     """A task that ends ``failed`` raises JobFailed with Kling's reason; nothing is saved."""
-    if wire.fake is not None:
-        wire.fake.fail_next(FAIL_MSG)
-    out = tmp_path / "clip.mp4"
-    request = scenario.request(tmp_path)
-    with pytest.raises(JobFailed) as info:
-        wire.run(request, out)
+    out, request, info = cas.run_to_failure(wire, scenario, tmp_path, JobFailed, FAIL_MSG)
     check_wire(wire, scenario, request)
 
     final = envelopes(wire.cassette)[-1]["data"]
@@ -514,73 +276,35 @@ def test_replay_fails_on_an_unrecorded_request(
 
     The recorded job replays; a second job's create (a second payment) has no recorded answer.
     """
-    cassette_path = tmp_path / "copy.yaml"
-    shutil.copyfile(CASSETTE_DIR / f"{I2V_JPG.name}.yaml", cassette_path)
-    before = cassette_path.read_bytes()
-    no_server = NoServer()
-    recorder = vcrpy.VCR(**vcr_settings())
-    request = I2V_JPG.request(tmp_path)
-
-    async def go(job_id: str) -> None:
-        monkeypatch.setattr(reelgen.engine, "new_job_id", lambda: job_id)
-        try:
-            await engine.run(request, "kling", output=tmp_path / f"{job_id}.mp4")
-        finally:
-            await engine.aclose()
-
-    with (
-        recorder.use_cassette(str(cassette_path), record_mode="none") as cassette,
-        use_transport(WireTap(httpx.MockTransport(no_server))),
-    ):
-        asyncio.run(go(create_body(cassette)["external_task_id"]))
-        assert cassette.all_played
-        with pytest.raises(CannotOverwriteExistingCassetteException):
-            asyncio.run(go("rg-cassette-unrecorded"))
-    assert no_server.calls == []
-    assert cassette_path.read_bytes() == before
+    cas.check_replay_refuses_unrecorded(
+        CASSETTE_DIR / f"{I2V_JPG.name}.yaml",
+        tmp_path,
+        engine,
+        monkeypatch,
+        SCRUBBER,
+        I2V_JPG.request(tmp_path),
+        "kling",
+        lambda cassette: create_body(cassette)["external_task_id"],
+        "rg-cassette-unrecorded",
+    )
 
 
 # ---------------------------------------------------------------------- the files themselves
 
 
-def _strings(node: Any) -> Iterator[bytes]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(key)
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _strings(item)
-    elif isinstance(node, (str, bytes)):
-        yield _bytes(node)
-
-
 def test_cassettes_hold_no_token_or_key() -> None:
     """No JWT and no key (the fake's, or real ones in the environment) in any cassette file."""
-    files = sorted(p for p in CASSETTE_ROOT.rglob("*") if p.is_file())
+    files = sorted(p for p in cas.CASSETTE_ROOT.rglob("*") if p.is_file())
     assert {p.name for p in files} >= {f"{name}.yaml" for name in ALL_NAMES}
     for path in files:
-        raw = path.read_bytes()
-        texts = [raw]
-        if path.suffix == ".yaml":
-            loaded = yaml.load(raw, Loader=yaml.SafeLoader)  # !!binary bodies come back decoded
-            texts += list(_strings(loaded))
+        texts = cas.file_texts(path)
         for text in texts:
             assert not JWT_RE.search(text), f"{path.name} holds a JWT"
             assert not JWT_HEADER_RE.search(text), f"{path.name} holds a JWT header"
-            for secret in _secrets():
-                assert secret not in text, f"{path.name} holds a key"
+        cas.assert_no_secrets(path, texts, SECRETS)
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_cassette_is_small_and_redacted(name: str) -> None:
     """Under 100 KB (tiny images, tiny clip) and the token replaced on every API request."""
-    path = CASSETTE_DIR / f"{name}.yaml"
-    assert path.stat().st_size < MAX_CASSETTE_BYTES, f"{path.name}: record tiny images and videos"
-    loaded = yaml.load(path.read_bytes(), Loader=yaml.SafeLoader)
-    for interaction in loaded["interactions"]:
-        request = interaction["request"]
-        if is_api(request["uri"]):
-            assert header(request["headers"], "authorization") == ["REDACTED"]
-        else:  # the CDN (the fake's, or real Kling's when recorded for real): no auth sent
-            assert header(request["headers"], "authorization") == []
+    cas.check_cassette_file(CASSETTE_DIR / f"{name}.yaml", is_api)
