@@ -452,18 +452,14 @@ async def run(
             )
         job = item.existing if item.state == "resume" else None
         if job is None:
-            job = engine.store.add(
-                engine.new_job(
-                    item.prepared,
-                    target=item.output,
-                    overwrite=True,  # checked when the batch was classified
-                    asked=item.request,
-                    route=item.route,
-                    candidates=item.route[1:],
-                    max_cost=item.max_cost,
-                    batch=batch,
-                    item=item.id,
-                )
+            job = engine.record(
+                item.request,
+                item.candidates,
+                output=item.output,
+                force=True,  # a file there was checked when the batch was classified
+                max_cost=item.max_cost,
+                batch=batch,
+                item=item.id,
             )
         accepted = False
 

@@ -201,6 +201,31 @@ class Engine:
         chosen = router.resolve_route(self, route=route, provider=provider)
         limit = self.max_cost(max_cost, route_limit=chosen.max_cost)
         candidates, skipped = router.plan(self, request, chosen, max_cost=limit)
+        return self.record(
+            request,
+            candidates,
+            skipped=skipped,
+            output=output,
+            force=force,
+            max_cost=limit,
+            batch=batch,
+            item=item,
+        )
+
+    def record(
+        self,
+        request: VideoRequest,
+        candidates: list[Prepared],
+        *,
+        skipped: list[Attempt] | None = None,
+        output: str | Path | None = None,
+        force: bool = False,
+        max_cost: float | None = None,
+        batch: str | None = None,
+        item: str | None = None,
+    ) -> Job:
+        """Record a planned job for ``request`` on its ``candidates`` (in order), after checking
+        where its video goes (``force``: an existing file may be replaced). Nothing is sent."""
         job = self.new_job(
             candidates[0],
             target=output,
@@ -208,7 +233,7 @@ class Engine:
             asked=request,
             route=[c.provider.name for c in candidates],
             candidates=[c.provider.name for c in candidates[1:]],
-            max_cost=limit,
+            max_cost=max_cost,
             attempts=skipped,
             batch=batch,
             item=item,
