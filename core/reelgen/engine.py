@@ -11,6 +11,7 @@ import asyncio
 import statistics
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,9 @@ class Engine:
         """Jobs this engine planned or advanced, in order (what an interrupt leaves behind)."""
         self._used: dict[str, VideoProvider] = {}
         self._learned: dict[tuple[object, ...], list[float]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )  # a lock lives while a step holds it: a long-running engine keeps no lock per job
 
     @property
     def store(self) -> JobStore:
@@ -305,7 +308,10 @@ class Engine:
 
     def job_lock(self, job_id: str) -> asyncio.Lock:
         """Steps on one job take turns within this engine (two callers advancing one job)."""
-        return self._locks.setdefault(job_id, asyncio.Lock())
+        lock = self._locks.get(job_id)
+        if lock is None:
+            lock = self._locks[job_id] = asyncio.Lock()
+        return lock
 
     # -- what was learned -------------------------------------------------------------------
 
