@@ -18,6 +18,7 @@ from PIL import Image
 from reelgen import plugins
 from reelgen.engine import Engine
 from reelgen.http import use_transport
+from reelgen.testing import FakeTimer
 from reelgen.waiting import Waiter
 from tests.fake_fal import DEFAULT_KEY as FAKE_FAL_KEY
 from tests.fake_fal import FakeFal
@@ -38,26 +39,6 @@ ENV_VARS = (
     "REELGEN_LOAD_PLUGINS",
     "REELGEN_DISABLE_PLUGINS",
 )
-
-
-class FakeTimer:
-    """Virtual time: sleeping advances the clock at once and is recorded."""
-
-    def __init__(self, start: float = 1_900_000_000.0) -> None:
-        self.start = start
-        self.elapsed = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.elapsed
-
-    def wall(self) -> float:
-        return self.start + self.elapsed
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.elapsed += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(autouse=True)

@@ -23,9 +23,9 @@ from reelgen.models import Job, JobStatus, VideoRequest
 from reelgen.receiver import Hints, Receiver
 from reelgen.schedule import callback_fallback_delay, next_poll_delay
 from reelgen.store import JobStore
+from reelgen.testing import FakeTimer
 from reelgen.waiting import Waiter
 from reelgen.webhooks import sign, verify
-from tests.conftest import FakeTimer
 from tests.fake_kling import FakeKling
 
 Cli = Callable[..., Result]

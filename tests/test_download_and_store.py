@@ -14,8 +14,8 @@ from reelgen.download import download, part_path
 from reelgen.errors import ConfigError, DownloadError
 from reelgen.models import Job, VideoRequest
 from reelgen.store import SCHEMA_VERSION, JobStore
+from reelgen.testing import FakeTimer
 from reelgen.waiting import RetryPolicy, Waiter
-from tests.conftest import FakeTimer
 
 BODY = bytes(range(256)) * 400  # 100 KiB
 URL = "https://cdn.example.test/v.mp4"

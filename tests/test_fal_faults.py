@@ -29,9 +29,9 @@ from reelgen.errors import (
     ReelgenError,
 )
 from reelgen.models import Job, VideoRequest, VideoResult
+from reelgen.testing import FakeTimer
 from reelgen_fal import wire_errors
 from reelgen_fal.wire_errors import STATUSES, error_for, request_failure
-from tests.conftest import FakeTimer
 from tests.fake_fal import FakeFal, Fault
 
 FLAGGED = "The content was flagged by a content checker."

@@ -32,9 +32,9 @@ from reelgen.errors import (
 )
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest, VideoResult
+from reelgen.testing import FakeTimer
 from reelgen_kling import wire_errors
 from reelgen_kling.wire_errors import CODES, RETRYABLE_CODES, TOKEN_CODES, unwrap
-from tests.conftest import FakeTimer
 from tests.fake_kling import FakeKling, Fault
 
 # kling-api.md, "Errors": every documented business code.

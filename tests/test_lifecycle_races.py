@@ -21,8 +21,8 @@ from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
+from reelgen.testing import FakeTimer
 from tests.cli_helpers import Cli, json_lines, stored, write_manifest
-from tests.conftest import FakeTimer
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
 

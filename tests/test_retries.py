@@ -13,8 +13,8 @@ from reelgen.engine import Engine
 from reelgen.errors import ProviderUnavailable, RateLimited
 from reelgen.http import use_transport
 from reelgen.models import VideoRequest
+from reelgen.testing import FakeTimer
 from reelgen.waiting import RetryPolicy, Waiter
-from tests.conftest import FakeTimer
 from tests.fake_kling import FakeKling, Fault
 
 

@@ -10,8 +10,8 @@ import pytest
 from reelgen.errors import InvalidRequest, ProviderUnavailable, RateLimited, WaitTimeout
 from reelgen.models import Job, JobStatus, VideoRequest
 from reelgen.schedule import next_poll_delay
+from reelgen.testing import FakeTimer
 from reelgen.waiting import RetryPolicy, Waiter
-from tests.conftest import FakeTimer
 
 
 def waiter(timer: FakeTimer, **policy: float) -> Waiter:

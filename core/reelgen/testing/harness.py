@@ -1,4 +1,4 @@
-"""What a provider's test fixture hands the shared contract tests (test_provider_contract.py).
+"""What a provider's test fixture hands the shared contract tests (reelgen.testing.contract).
 
 A harness names the provider, gives one valid request, and says how to see the provider's
 service from outside: how many paid submissions it took, how many requests reached it, what
