@@ -24,6 +24,7 @@ from .capabilities import Capabilities as Capabilities
 from .capabilities import ImageLimits as ImageLimits
 from .capabilities import ModelSpec as ModelSpec
 from .errors import InvalidRequest, MissingCredentials, Unsupported
+from .http import make_client
 from .models import Callback, CostEstimate, Job, JobStatus, VideoRequest, VideoResult
 from .validation import validate_request
 
@@ -116,6 +117,7 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
         self.transport: httpx.AsyncBaseTransport | None = None
         """HTTP transport for this provider's clients: the engine's (None: the default, or
         the one :func:`reelgen.http.use_transport` set for the context)."""
+        self._client: httpx.AsyncClient | None = None
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
         """Called by the core with resolved settings and credentials before any request."""
         self.settings = cast(SettingsT, settings)
         self.credentials = dict(credentials)
+        self._client = None  # new keys or host: never reuse a client made for other ones
 
     @classmethod
     def required_credentials(cls) -> tuple[tuple[str, ...], ...]:
@@ -146,6 +149,21 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
         problem = self.missing_credentials()
         if problem:
             raise MissingCredentials(problem, provider=self.name)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def http_client(self) -> httpx.AsyncClient:
+        """This instance's keep-alive HTTP client, made on first use by
+        :meth:`make_http_client` once the credentials are complete; ``configure`` drops it and
+        :meth:`aclose` closes it."""
+        if self._client is None:
+            self.check_credentials()
+            self._client = self.make_http_client()
+        return self._client
+
+    def make_http_client(self) -> httpx.AsyncClient:
+        """Override to set a base URL or auth; keep ``transport=self.transport``."""
+        return make_client(transport=self.transport)
 
     @property
     def max_duration(self) -> float | None:
@@ -292,3 +310,6 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
 
     async def aclose(self) -> None:
         """Release connections; called by the core when a run ends."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from reelgen.provider import Capabilities, ImageLimits, ModelSpec
+from reelgen.provider import ModelSpec
+from reelgen_kling.catalog import CAPABILITIES as KLING
 
 Kind = Literal["image-to-video", "text-to-video"]
 I2V: Kind = "image-to-video"
@@ -125,22 +126,6 @@ def _spec(model: str) -> ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {model: _spec(model) for model in PRICES}
 
-CAPABILITIES = Capabilities(
-    models=MODELS,
-    default_model="kling-v2-5-turbo",
-    default_mode="std",
-    default_duration=5,
-    # fal hands the frame to Kling, so Kling's limits apply (kling-api.md).
-    image=ImageLimits(
-        formats=("JPEG", "PNG"),
-        max_bytes=10 * 1024 * 1024,
-        min_side=300,
-        min_aspect=1 / 2.5,
-        max_aspect=2.5,
-        urls=True,
-    ),
-    max_prompt_chars=2500,
-    aspect_ratios=("16:9", "9:16", "1:1"),
-    cfg_scale_range=(0.0, 1.0),
-    expected_seconds=120,
-)
+# fal hands the frame and the prompt to Kling, so Kling's own limits apply (kling-api.md): only
+# the tiers, prices and callbacks (not wired for fal yet) are fal's.
+CAPABILITIES = KLING.model_copy(update={"models": MODELS, "callbacks": False})

@@ -20,11 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from reelgen.errors import (
     InvalidRequest,
     JobFailed,
-    MissingCredentials,
     ProviderUnavailable,
     Unsupported,
 )
-from reelgen.http import make_client
 from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
@@ -98,15 +96,12 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._client: httpx.AsyncClient | None = None
         self._finished: dict[str, dict[str, Any]] = {}  # request_id -> successful result
 
     # -- configuration ----------------------------------------------------------------------
 
     def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
         super().configure(settings, credentials)
-        # new key or host: never reuse a client made for other ones
-        self._client = None
         self._finished = {}
 
     def endpoint(self, request: VideoRequest) -> Endpoint:
@@ -181,14 +176,6 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            problem = self.missing_credentials()
-            if problem:
-                raise MissingCredentials(problem, provider=self.name)
-            self._client = make_client(transport=self.transport)
-        return self._client
-
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self.credentials['FAL_KEY']}"}
 
@@ -208,14 +195,9 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     async def _request(
         self, method: str, url: str, *, body: dict[str, Any] | None = None, submit: bool = False
     ) -> httpx.Response:
-        client = self._http()
+        client = self.http_client()
         with transport_errors(submit=submit):
             return await client.request(method, url, json=body, headers=self._headers())
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     # -- the request body -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, field_validator
 
-from reelgen.errors import InvalidRequest, MissingCredentials, ProviderUnavailable, Unsupported
+from reelgen.errors import InvalidRequest, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
 from reelgen.models import Callback, Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, VideoProvider
@@ -68,7 +68,6 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._client: httpx.AsyncClient | None = None
         self._auth: KlingAuth | None = None
         self._finished: dict[str, dict[str, Any]] = {}  # task_id -> last final task seen
 
@@ -76,9 +75,7 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
 
     def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
         super().configure(settings, credentials)
-        # new keys or host: never reuse a client (or token) made for other ones
-        self._client = None
-        self._auth = None
+        self._auth = None  # new keys: never reuse a token signed with other ones
         self._finished = {}
 
     def validate(self, request: VideoRequest) -> VideoRequest:
@@ -110,22 +107,17 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            c = self.credentials
-            if self.missing_credentials():
-                raise MissingCredentials(str(self.missing_credentials()), provider=self.name)
-            self._auth = KlingAuth(
-                access_key=c.get("KLING_ACCESS_KEY"),
-                secret_key=c.get("KLING_SECRET_KEY"),
-                api_key=c.get("KLING_API_KEY"),
-                clock=self.clock,
-            )
-            self._client = make_client(
-                base_url=self.settings.base_url.rstrip("/"), transport=self.transport
-            )
-            self._client.auth = self._auth
-        return self._client
+    def make_http_client(self) -> httpx.AsyncClient:
+        c = self.credentials
+        self._auth = KlingAuth(
+            access_key=c.get("KLING_ACCESS_KEY"),
+            secret_key=c.get("KLING_SECRET_KEY"),
+            api_key=c.get("KLING_API_KEY"),
+            clock=self.clock,
+        )
+        client = make_client(base_url=self.settings.base_url.rstrip("/"), transport=self.transport)
+        client.auth = self._auth
+        return client
 
     async def _request(
         self,
@@ -136,14 +128,9 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         params: dict[str, Any] | None = None,
         create: bool = False,
     ) -> httpx.Response:
-        client = self._http()
+        client = self.http_client()
         with transport_errors(create=create):
             return await client.request(method, path, json=body, params=params)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     # -- the contract -----------------------------------------------------------------------
 
