@@ -419,7 +419,7 @@ class Progress:
     running: int = 0
     spent: float = 0.0
     limits: str = ""
-    """The concurrency in effect, per provider (``kling 3/4``)."""
+    """The concurrency in effect, per provider (``NAME 3/4``)."""
 
 
 async def run(

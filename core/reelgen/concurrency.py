@@ -3,7 +3,7 @@
 A job holds its provider's slot while a task may be running there (from submission to the
 provider's final answer). The limit per provider is the provider's configured
 ``concurrency`` when the user set one, else the limit the user asked for; an account that
-says it runs too many jobs (``ConcurrencyLimited``, Kling 1303) lowers it by one, and each
+says it runs too many jobs (``ConcurrencyLimited``) lowers it by one, and each
 clean finish raises it again, up to where it started.
 """
 
@@ -89,7 +89,7 @@ class ProviderSlots:
         await limiter.raise_by_one()
 
     def describe(self) -> str:
-        """The limits in effect, e.g. ``kling 3/4`` (running / limit)."""
+        """The limits in effect, e.g. ``NAME 3/4`` (running / limit)."""
         return ", ".join(
             f"{name} {lim.active}/{lim.limit}" for name, lim in sorted(self.limiters.items())
         )

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from . import job_actions, lifecycle, router
 from .config import Config
 from .errors import BudgetExceeded, ConfigError
-from .lifecycle import DEFAULT_TIMEOUT, Slots, StatusCallback
+from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
 from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
 from .outputs import check_target, resolve_target
 from .paths import job_log
@@ -253,30 +253,8 @@ class Engine:
 
     # -- running ----------------------------------------------------------------------------
 
-    async def advance(
-        self,
-        job: Job,
-        *,
-        until: lifecycle.Until = "saved",
-        timeout: float = DEFAULT_TIMEOUT,
-        output: Path | None = None,
-        on_status: StatusCallback | None = None,
-        on_accepted: Callable[[Job, VideoProvider], None] | None = None,
-        slots: Slots | None = None,
-        force: bool = False,
-    ) -> Job:
-        """:func:`reelgen.lifecycle.advance` with this engine."""
-        return await lifecycle.advance(
-            self,
-            job,
-            until=until,
-            timeout=timeout,
-            output=output,
-            force=force,
-            on_status=on_status,
-            on_accepted=on_accepted,
-            slots=slots,
-        )
+    advance = lifecycle.advance
+    """:func:`reelgen.lifecycle.advance` with this engine: ``await engine.advance(job)``."""
 
     async def run(
         self,

@@ -64,7 +64,7 @@ class ProviderSettings(BaseModel):
     )
     prices: dict[str, Price] = Field(
         default_factory=dict,
-        description='Per model or model/mode estimate overrides, e.g. {"kling-v2-1/pro" = 0.098} '
+        description='Per model or model/mode estimate overrides, e.g. {"MODEL/pro" = 0.098} '
         "(never below the published price).",
     )
     concurrency: int | None = Field(

@@ -20,8 +20,9 @@ def cli(debug: bool) -> None:
 
     \b
     Try it offline (no keys):   reelgen generate photo.jpg -p "slow zoom in" -o clip.mp4
-    With Kling:                 export KLING_ACCESS_KEY=... KLING_SECRET_KEY=...
-                                reelgen generate photo.jpg -p "waves roll in" -P kling -o clip.mp4
+    With a cloud provider:      reelgen providers          (names, models, keys)
+                                reelgen keys set NAME      (or export its keys)
+                                reelgen generate photo.jpg -p "waves roll in" -P NAME
     """
     State.debug = debug
     if debug:

@@ -49,14 +49,18 @@ def request_options(fn: F) -> F:
     decorators = [
         click.argument("image", required=False),
         click.option("-p", "--prompt", default="", help="What should happen in the clip."),
-        click.option("-P", "--provider", help="One provider, no failover (e.g. kling, local)."),
+        click.option(
+            "-P", "--provider", help="One provider, no failover (see `reelgen providers`)."
+        ),
         click.option(
             "--route", help="A [routes.NAME] from the config file: its providers, with failover."
         ),
         click.option("--model", help="Model (see `reelgen providers`)."),
         click.option("--duration", type=float, help="Seconds of video."),
         click.option("--mode", help="std (cheaper) or pro (higher quality), where offered."),
-        click.option("--cfg-scale", type=float, help="Prompt adherence, 0..1 (Kling v1 models)."),
+        click.option(
+            "--cfg-scale", type=float, help="Prompt adherence, 0..1 (models that take it)."
+        ),
         click.option("--negative-prompt", help="What to avoid."),
         click.option("--aspect-ratio", help="Frame shape for text-to-video, e.g. 16:9."),
         click.option("--seed", type=int, help="Seed, where the provider takes one."),

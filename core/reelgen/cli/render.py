@@ -16,15 +16,8 @@ if TYPE_CHECKING:
 
 
 def describe_estimate(estimate: CostEstimate) -> dict[str, Any]:
-    return {
-        "amount": estimate.amount,
-        "currency": estimate.currency,
-        "duration": estimate.duration,
-        "price_per_second": estimate.price_per_second,
-        "model": estimate.model,
-        "mode": estimate.mode,
-        "basis": estimate.basis,
-    }
+    """The estimate as printed by ``--json``: its amount first, then what it is based on."""
+    return {"amount": estimate.amount, **estimate.model_dump(exclude={"provider"})}
 
 
 def job_payload(job: Job) -> dict[str, Any]:
