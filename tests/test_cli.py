@@ -201,6 +201,29 @@ def test_stored_keys_are_used(cli: Cli, make_image, timer, monkeypatch: pytest.M
     assert fake.creates_accepted == 1
 
 
+def test_exported_keys_beat_saved_ones(
+    cli: Cli, make_image, timer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys exported in the environment win over stale ones saved with `keys set` (as with
+    AWS or gcloud); `keys list` says which source is in effect and which it shadows."""
+    import httpx
+
+    from reelgen.http import use_transport
+    from tests.fake_kling import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+
+    cli("keys", "set", "kling", input="ak-fake-old\nsk-fake-old-and-revoked\n")
+    monkeypatch.setenv("KLING_ACCESS_KEY", DEFAULT_ACCESS_KEY)
+    monkeypatch.setenv("KLING_SECRET_KEY", DEFAULT_SECRET_KEY)
+    listing = cli("keys", "list")
+    assert "kling  KLING_SECRET_KEY  environment (shadows keys file)" in listing.output
+    assert "revoked" not in listing.output and DEFAULT_SECRET_KEY not in listing.output
+    fake = FakeKling(clock=timer.wall)
+    with use_transport(httpx.MockTransport(fake.handler)):
+        result = cli("generate", str(make_image()), "-p", "x", "-P", "kling")
+    assert result.exit_code == 0, result.stderr
+    assert fake.creates_accepted == 1
+
+
 def test_providers_and_plugins_listing(cli: Cli) -> None:
     """providers shows both built-ins and key status; plugins names the distribution."""
     providers = cli("providers", "--options")

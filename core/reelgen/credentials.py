@@ -1,4 +1,7 @@
-"""Credentials: resolved explicit value -> keys store -> environment; never printed.
+"""Credentials: an explicit value, then the environment, then the keys store; never printed.
+
+The environment overrides the file, as with AWS, gcloud and twelve-factor apps: a CI job or a
+second account exports its keys and they win over ones saved earlier with ``reelgen keys set``.
 
 The keys store is a JSON file (``reelgen keys set``) under the config dir, mode 0600::
 
@@ -50,6 +53,30 @@ def save_keys(provider: str, values: Mapping[str, str], path: Path | None = None
     return path
 
 
+SOURCES = ("explicit", "environment", "keys file")
+"""Where a credential can come from, strongest first."""
+
+
+def sources(
+    provider: str,
+    names: Iterable[str],
+    *,
+    explicit: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, list[tuple[str, str]]]:
+    """For each of ``names``: every (source, value) that sets it, the one in effect first."""
+    names = tuple(names)
+    if not names:
+        return {}  # a provider without keys never depends on the keys file
+    environ = os.environ if environ is None else environ
+    stored = load_keys(keys_file(environ)).get(provider, {})
+    by_source = dict(zip(SOURCES, (explicit or {}, environ, stored), strict=True))
+    return {
+        name: [(where, found[name]) for where, found in by_source.items() if found.get(name)]
+        for name in names
+    }
+
+
 def resolve(
     provider: str,
     names: Iterable[str],
@@ -57,17 +84,6 @@ def resolve(
     explicit: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Collect the provider's credentials that are set anywhere."""
-    names = tuple(names)
-    if not names:
-        return {}  # a provider without keys never depends on the keys file
-    environ = os.environ if environ is None else environ
-    stored = load_keys().get(provider, {})
-    found: dict[str, str] = {}
-    for name in names:
-        for source in (explicit or {}, stored, environ):
-            value = source.get(name)
-            if value:
-                found[name] = value
-                break
-    return found
+    """The provider's credentials that are set anywhere, each from its strongest source."""
+    found = sources(provider, names, explicit=explicit, environ=environ)
+    return {name: setters[0][1] for name, setters in found.items() if setters}

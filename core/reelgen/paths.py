@@ -43,8 +43,8 @@ def config_file(environ: Mapping[str, str] | None = None) -> Path:
     return config_dir(environ) / "config.toml"
 
 
-def keys_file() -> Path:
-    return config_dir() / "keys.json"
+def keys_file(environ: Mapping[str, str] | None = None) -> Path:
+    return config_dir(environ) / "keys.json"
 
 
 def job_log(environ: Mapping[str, str] | None = None) -> Path:

@@ -82,7 +82,7 @@ class Settings:
         return raw
 
     def credentials(self, name: str, names: Iterable[str]) -> dict[str, str]:
-        """The provider's credentials that are set (keys file, then environment)."""
+        """The provider's credentials that are set (environment, then keys file)."""
         return credentials.resolve(name, names, environ=self.environ)
 
 

@@ -109,19 +109,15 @@ def cli_keys_set(provider: str, names: tuple[str, ...]) -> None:
 @cli_keys.command("list")
 @guarded
 def cli_keys_list() -> None:
-    """Show which keys are set, and where; never their values."""
-    import os
-
-    from ..credentials import load_keys
+    """Show which keys are set and where (the one in effect first); never their values."""
+    from .. import credentials
     from ..plugins import get_providers
 
-    stored = load_keys()
     for name, provider in sorted(get_providers().items()):
-        for var in provider.credential_names:
-            if stored.get(name, {}).get(var):
-                where = "keys file"
-            elif os.environ.get(var):
-                where = "environment"
-            else:
-                where = "not set"
-            click.echo(f"{name}  {var}  {where}")
+        found = credentials.sources(name, provider.credential_names)
+        for var, setters in found.items():
+            where = [source for source, _ in setters]
+            line = f"{name}  {var}  {where[0] if where else 'not set'}"
+            if len(where) > 1:
+                line += f" (shadows {', '.join(where[1:])})"
+            click.echo(line)
