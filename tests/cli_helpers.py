@@ -1,5 +1,5 @@
 """Small helpers the CLI tests share: the runner's type, manifests, JSON lines, a route, a
-refusal check and a job-log lookup."""
+refusal check, a job-log lookup, and a Kling job a crashed process left behind."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from click.testing import Result
 
-from reelgen.models import Job
+from reelgen.engine import Engine
+from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
-from tests.fake_kling import FakeKling
+from reelgen_kling.auth import KlingAuth
+from tests.fake_kling import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FakeKling
 
 Cli = Callable[..., Result]
 
@@ -38,6 +41,23 @@ def json_lines(result: Result) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
+def generated(cli: Cli, image: Path, out: Path, prompt: str = "waves") -> dict[str, Any]:
+    """What `reelgen generate IMAGE -p PROMPT -o OUT --json` printed; it succeeded (on the
+    route's first provider or a later one)."""
+    result = cli("generate", str(image), "-p", prompt, "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    payload: dict[str, Any] = json.loads(result.stdout)
+    return payload
+
+
+def batch_lines(cli: Cli, manifest: Path, out: Path, exit_code: int = 0) -> list[dict[str, Any]]:
+    """What `reelgen batch MANIFEST --out-dir OUT --json` printed, one object per line; it
+    exited ``exit_code``."""
+    result = cli("batch", str(manifest), "--out-dir", str(out), "--json")
+    assert result.exit_code == exit_code, result.output + result.stderr
+    return json_lines(result)
+
+
 def refused(result: Result, fake: FakeKling, *needles: str) -> None:
     """Exit 2, one 'error:' line naming the problem, and nothing on the wire."""
     assert result.exit_code == 2, result.output + result.stderr
@@ -58,3 +78,31 @@ def stored(job_id: str) -> Job:
         return store.get(job_id)
     finally:
         store.close()
+
+
+def left_submitting(engine: Engine, image: Path, job_id: str, **fields: Any) -> Job:
+    """Write a Kling job row exactly as generate (or a batch, with ``fields``) does before its
+    paid call: the row a process that crashed there leaves behind."""
+    prepared = engine.prepare(VideoRequest(image=str(image), prompt="x"), "kling")
+    job = Job(
+        id=job_id,
+        provider="kling",
+        request=prepared.request,
+        idempotency_key=job_id,
+        estimate=prepared.estimate,
+        state="submitting",  # the row as the create left this machine
+        **fields,
+    )
+    engine.store.add(job)
+    return job
+
+
+def send_create(fake: FakeKling, engine: Engine, job: Job) -> None:
+    """The create a crashed process sent for ``job`` (with its idempotency key)."""
+    body = engine.provider("kling").build_body(job)  # type: ignore[attr-defined]
+    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as client:
+        client.auth = KlingAuth(
+            access_key=DEFAULT_ACCESS_KEY, secret_key=DEFAULT_SECRET_KEY, clock=fake.clock
+        )
+        reply = client.post("https://api-singapore.klingai.com/v1/videos/image2video", json=body)
+        assert reply.json()["code"] == 0

@@ -8,7 +8,7 @@ import contextlib
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,11 +20,15 @@ from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.testing import FakeTimer
 from reelgen.waiting import Waiter
+from tests.fake_checks import FakeClock
 from tests.fake_fal import DEFAULT_KEY as FAKE_FAL_KEY
 from tests.fake_fal import FakeFal
 from tests.fake_kling import DEFAULT_ACCESS_KEY as FAKE_AK
 from tests.fake_kling import DEFAULT_SECRET_KEY as FAKE_SK
 from tests.fake_kling import FakeKling
+
+FakeT = TypeVar("FakeT", FakeKling, FakeFal)
+Handler = Callable[[httpx.Request], httpx.Response]
 
 ENV_VARS = (
     "KLING_ACCESS_KEY",
@@ -62,6 +66,12 @@ def timer() -> FakeTimer:
 
 
 @pytest.fixture
+def clock() -> FakeClock:
+    """A settable wall clock for a fake's self-tests: ``clock.now += 60``."""
+    return FakeClock()
+
+
+@pytest.fixture
 def make_image(tmp_path: Path) -> Callable[..., Path]:
     """Write a test picture: make_image(1280, 720, "JPEG", name="photo.jpg")."""
 
@@ -85,20 +95,42 @@ def kling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_fake(timer: FakeTimer, kling_keys: None) -> Iterator[Callable[..., FakeKling]]:
+def transports() -> Iterator[contextlib.ExitStack]:
+    """The HTTP handlers served behind every client reelgen makes in this test (the newest
+    answers), all taken down at its end, the newest first."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def serve_handler(transports: contextlib.ExitStack) -> Callable[[Handler], None]:
+    """Serve a handler (one that wraps a fake, to script what the fake cannot); from then on
+    it answers every request."""
+    return lambda handler: transports.enter_context(use_transport(httpx.MockTransport(handler)))
+
+
+def fake_maker(
+    transports: contextlib.ExitStack, make: Callable[..., FakeT], **defaults: Any
+) -> Callable[..., FakeT]:
+    """``make`` (a fake's class) with ``defaults``, each fake built served at once."""
+
+    def build(**kwargs: Any) -> FakeT:
+        fake = make(**{**defaults, **kwargs})
+        transports.enter_context(use_transport(httpx.MockTransport(fake.handler)))
+        return fake
+
+    return build
+
+
+@pytest.fixture
+def make_fake(
+    transports: contextlib.ExitStack, timer: FakeTimer, kling_keys: None
+) -> Callable[..., FakeKling]:
     """Build a FakeKling (keys and clock preset) and serve it behind every HTTP client reelgen
     makes; the newest one built answers."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**kwargs: Any) -> FakeKling:
-            kwargs.setdefault("access_key", FAKE_AK)
-            kwargs.setdefault("secret_key", FAKE_SK)
-            kwargs.setdefault("clock", timer.wall)
-            fake = FakeKling(**kwargs)
-            stack.enter_context(use_transport(httpx.MockTransport(fake.handler)))
-            return fake
-
-        yield make
+    return fake_maker(
+        transports, FakeKling, access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall
+    )
 
 
 @pytest.fixture
@@ -113,19 +145,12 @@ def fal_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_fake_fal(timer: FakeTimer, fal_keys: None) -> Iterator[Callable[..., FakeFal]]:
+def make_fake_fal(
+    transports: contextlib.ExitStack, timer: FakeTimer, fal_keys: None
+) -> Callable[..., FakeFal]:
     """Build a FakeFal (key and clock preset) and serve it behind every HTTP client reelgen
     makes; the newest one built answers."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**kwargs: Any) -> FakeFal:
-            kwargs.setdefault("key", FAKE_FAL_KEY)
-            kwargs.setdefault("clock", timer.wall)
-            fake = FakeFal(**kwargs)
-            stack.enter_context(use_transport(httpx.MockTransport(fake.handler)))
-            return fake
-
-        yield make
+    return fake_maker(transports, FakeFal, key=FAKE_FAL_KEY, clock=timer.wall)
 
 
 @pytest.fixture

@@ -84,14 +84,7 @@ CANCELLED_STATUS = 499
 
 Route = Literal["submit", "status", "result", "cancel", "download", "any"]
 ROUTES: tuple[Route, ...] = ("submit", "status", "result", "cancel", "download", "any")
-FaultKind = Literal[
-    "http",
-    "raw",
-    "timeout_before_accept",
-    "timeout_after_accept",
-    "drop_after_accept",
-    "cut_download",
-]
+FaultKind = Literal["http", fake_http.SharedFaultKind]
 QueueStatus = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 
 _COMMON_FIELDS = frozenset({"prompt", "duration", "negative_prompt", "cfg_scale"})

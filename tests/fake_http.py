@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import av
 import httpx
@@ -54,6 +54,17 @@ def tiny_mp4() -> bytes:
                     container.mux(packet)
             _video_cache = buf.getvalue()
         return _video_cache
+
+
+SharedFaultKind = Literal[
+    "raw",
+    "timeout_before_accept",
+    "timeout_after_accept",
+    "drop_after_accept",
+    "cut_download",
+]
+"""The kinds of fault every fake serves (:class:`Fault`'s constructors); a fake's own ``Fault``
+adds the kind of its own error reply."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,11 @@ class FakeBase(Generic[F]):
         """Faults queued and not yet consumed."""
         with self._lock:
             return list(self._faults)
+
+    def cdn_requests(self) -> list[httpx.Request]:
+        """The requests in :attr:`requests` for videos (under ``cdn_url``), in order."""
+        with self._lock:
+            return [r for r in self.requests if self._is_cdn(r.url)]
 
     # ------------------------------------------------------------------ the handler
 

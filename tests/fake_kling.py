@@ -131,14 +131,7 @@ DOCUMENTED_FIELDS: dict[str, frozenset[str]] = {
 }
 
 Route = Literal["create", "query", "download", "any"]
-FaultKind = Literal[
-    "business",
-    "raw",
-    "timeout_before_accept",
-    "timeout_after_accept",
-    "drop_after_accept",
-    "cut_download",
-]
+FaultKind = Literal["business", fake_http.SharedFaultKind]
 TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 _RUNNING = ("submitted", "processing")
 _TERMINAL = ("succeed", "failed")

@@ -23,8 +23,7 @@ from click.testing import Result
 from reelgen.engine import Engine
 from reelgen.models import Job, JobMeta, VideoRequest, utcnow
 from reelgen.store import JobStore
-from reelgen_kling.auth import KlingAuth
-from tests.conftest import FAKE_AK, FAKE_SK
+from tests.cli_helpers import left_submitting, send_create
 from tests.fake_kling import FakeKling, Fault
 
 Cli = Callable[..., Result]
@@ -314,35 +313,7 @@ def test_text_to_video_lines_have_no_image(cli: Cli, kling: FakeKling, tmp_path:
 
 
 # -- concurrency ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("flag", "config", "limit"),
-    [(2, "", 2), (4, "[providers.kling]\nconcurrency = 2\n", 2), (3, "", 3)],
-)
-def test_concurrency_is_never_exceeded(
-    cli: Cli,
-    make_fake: Callable[..., FakeKling],
-    isolated: Path,
-    make_image,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    flag: int,
-    config: str,
-    limit: int,
-) -> None:
-    """Jobs running at the provider never exceed --concurrency nor the provider's configured
-    concurrency (the server would allow 20), and they do run side by side."""
-    monkeypatch.setenv("REELGEN_PROVIDER", "kling")
-    (isolated / "config.toml").write_text(config)
-    fake = make_fake(concurrency_limit=20)
-    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), *"abcdefgh"))
-    result = cli(
-        "batch", str(manifest), "--out-dir", str(tmp_path / "o"), "--concurrency", str(flag)
-    )
-    assert result.exit_code == 0, result.output
-    assert fake.max_running_seen == limit
-    assert fake.creates_accepted == 8
+# (how many jobs run at once under --concurrency or a configured limit: test_lifecycle.py, 6.)
 
 
 def test_1303_storm_backs_off_and_finishes_every_job(
@@ -387,15 +358,6 @@ def test_injected_1303_faults_are_waited_out_not_failed(
 # -- resume -------------------------------------------------------------------------------------
 
 
-def _send_create(fake: FakeKling, engine: Engine, job: Job) -> None:
-    """The create a crashed process sent for ``job`` (with its idempotency key)."""
-    body = engine.provider("kling").build_body(job)  # type: ignore[attr-defined]
-    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as client:
-        client.auth = KlingAuth(access_key=FAKE_AK, secret_key=FAKE_SK, clock=fake.clock)
-        reply = client.post("https://api-singapore.klingai.com/v1/videos/image2video", json=body)
-        assert reply.json()["code"] == 0
-
-
 @pytest.mark.parametrize("create_sent", [False, True], ids=["never-sent", "sent-reply-lost"])
 def test_resume_finds_or_submits_a_job_left_submitting(
     cli: Cli,
@@ -407,22 +369,17 @@ def test_resume_finds_or_submits_a_job_left_submitting(
 ) -> None:
     """`reelgen resume` with a batch job left `submitting`: looks it up by external_task_id
     first, creates it only if Kling has no such task, and saves it where the batch wanted."""
-    prepared = engine.prepare(VideoRequest(image=str(make_image()), prompt="x"), "kling")
     target = tmp_path / "out" / "a.mp4"
-    job = Job(
-        id="rg-crashed00000000000a",
-        provider="kling",
-        request=prepared.request,
-        idempotency_key="rg-crashed00000000000a",
-        estimate=prepared.estimate,
-        state="submitting",
+    job = left_submitting(
+        engine,
+        make_image(),
+        "rg-crashed00000000000a",
         meta=JobMeta(target=str(target)),
         batch=str(tmp_path / "out"),
         item="a",
     )
-    engine.store.add(job)
     if create_sent:
-        _send_create(fake_kling, engine, job)
+        send_create(fake_kling, engine, job)
     before = len(fake_kling.requests)
 
     result = cli("resume")

@@ -256,37 +256,29 @@ def lookups(fake: FakeKling) -> list[str]:
 # -- the kill points --------------------------------------------------------------------------
 
 
-def test_killed_before_any_create_reaches_kling(start_server, make_batch) -> None:
-    """Killed while its first creates are on the way (Kling never got them): the rerun looks
-    each job up, finds nothing, and creates it once."""
+@pytest.mark.parametrize(
+    ("hold", "made"),
+    [("before", 0), ("after", 4)],
+    ids=["before-kling-got-them", "after-kling-made-them"],
+)
+def test_killed_with_creates_in_flight_creates_each_task_once(
+    start_server, make_batch, hold: Literal["before", "after"], made: int
+) -> None:
+    """Killed with four creates in flight, before Kling got them (or after Kling made the tasks
+    but before their replies arrived): the rerun looks each of them up by external_task_id
+    first and creates only the tasks Kling never made."""
     server = start_server()
-    server.hold = "before"
-    batch = make_batch(server, [f"b{n}" for n in range(6)])
+    server.hold = hold
+    batch = make_batch(server, [f"{hold[0]}{n}" for n in range(6)])
     proc = batch.start()
-    wait_until(lambda: server.held >= 4, "four creates are in flight")
+    wait_until(lambda: server.held >= 4, f"four creates are held {hold} Kling makes the task")
     assert batch.kill(proc) == -SIGKILL, batch.err()
-    assert server.fake.creates_accepted == 0
+    assert server.fake.creates_accepted == made
 
     batch.finish()
     batch.assert_all_done_once()
     assert len(lookups(server.fake)) >= 4  # the jobs that were in flight were looked up first
-
-
-def test_killed_after_create_before_its_reply(start_server, make_batch) -> None:
-    """Killed after Kling made the tasks but before their replies arrived: the rerun finds them
-    by external_task_id and never creates them again."""
-    server = start_server()
-    server.hold = "after"
-    batch = make_batch(server, [f"a{n}" for n in range(6)])
-    proc = batch.start()
-    wait_until(lambda: server.held >= 4, "four tasks exist whose replies are held")
-    assert batch.kill(proc) == -SIGKILL, batch.err()
-    assert server.fake.creates_accepted == 4
-
-    batch.finish()
-    batch.assert_all_done_once()
-    # only the two jobs never sent before were created by the rerun
-    assert len(creates_sent(server.fake)) == 6
+    assert len(creates_sent(server.fake)) == 6  # one create reached Kling per job, ever
 
 
 def test_killed_while_waiting_resumes_the_running_tasks(start_server, make_batch) -> None:

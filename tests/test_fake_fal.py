@@ -6,52 +6,27 @@ import asyncio
 import base64
 import io
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import av
 import httpx
 import pytest
 from PIL import Image
 
-from tests.fake_fal import (
-    APP_ID,
-    DEFAULT_KEY,
-    MODELS,
-    FakeFal,
-    Fault,
-    parse_fault_spec,
-    serve,
-)
-from tests.fake_kling import tiny_mp4
+from tests import fake_checks
+from tests.fake_checks import FakeClock
+from tests.fake_fal import APP_ID, DEFAULT_KEY, MODELS, FakeFal, Fault, parse_fault_spec, serve
 
 QUEUE = "https://queue.fal.run"
 I2V_MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
 T2V_MODEL = "fal-ai/kling-video/v2.1/master/text-to-video"
 IMAGE_URL = "https://example.com/still.jpg"
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """A settable clock for the fake."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def png_data_uri(width: int = 64, height: int = 48) -> str:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), (10, 200, 30)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -146,13 +121,7 @@ def test_happy_path_submit_status_result_download(clock: FakeClock) -> None:
         assert video["file_name"].endswith(".mp4")
         assert video["file_size"] == len(fake.video)
         assert video["url"].startswith("https://v3.fal.media/files/")
-    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as cdn:
-        resp = cdn.get(video["url"])
-    assert resp.status_code == 200
-    assert resp.headers["content-length"] == str(len(resp.content))
-    assert resp.content == tiny_mp4() == fake.video
-    with av.open(io.BytesIO(resp.content)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == 5
+    fake_checks.check_video_download(fake, video["url"])
     assert fake.submits_accepted == 1
     job = fake.jobs[rid]
     assert job["model_id"] == I2V_MODEL
@@ -187,11 +156,7 @@ def test_async_client_works_with_same_handler(fake: FakeFal) -> None:
             await c.get(handle["status_url"])
             await c.get(handle["status_url"])
             url = (await c.get(handle["response_url"])).json()["video"]["url"]
-            chunks = []
-            async with c.stream("GET", url) as resp:
-                async for chunk in resp.aiter_bytes():
-                    chunks.append(chunk)
-            return b"".join(chunks)
+            return await fake_checks.read_streamed(c, url)
 
     assert asyncio.run(scenario()) == fake.video
 
@@ -536,37 +501,13 @@ def test_faults_match_routes_in_order(fake: FakeFal, client: httpx.Client) -> No
 
 def test_cut_download_sync(fake: FakeFal, client: httpx.Client) -> None:
     """cut_download sends full Content-Length, some bytes, then ReadError (sync)."""
-    url = finished_url(client)
-    fake.inject("download", Fault.cut_download(100))
-    got = bytearray()
-    with client.stream("GET", url) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-length"] == str(len(fake.video))
-        with pytest.raises(httpx.ReadError):
-            for chunk in resp.iter_bytes():
-                got.extend(chunk)
-    assert bytes(got) == fake.video[:100]
+    fake_checks.check_cut_download_sync(fake, Fault, client, finished_url(client))
 
 
 def test_cut_download_async(fake: FakeFal, client: httpx.Client) -> None:
-    """cut_download also fails mid-body for async iteration, after a 206 range reply."""
-    url = finished_url(client)
-    fake.inject("download", Fault.cut_download(50))
-
-    async def scenario() -> bytes:
-        got = bytearray()
-        async with (
-            httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as c,
-            c.stream("GET", url, headers={"Range": "bytes=200-"}) as resp,
-        ):
-            assert resp.status_code == 206
-            assert resp.headers["content-length"] == str(len(fake.video) - 200)
-            with pytest.raises(httpx.ReadError):
-                async for chunk in resp.aiter_bytes():
-                    got.extend(chunk)
-        return bytes(got)
-
-    assert asyncio.run(scenario()) == fake.video[200:250]
+    """cut_download also fails mid-body for async iteration, after a 206 range reply; a
+    negative cut is refused."""
+    fake_checks.check_cut_download_async(fake, Fault, finished_url(client))
     with pytest.raises(ValueError):
         Fault.cut_download(-1)
 
@@ -617,30 +558,10 @@ def test_cancel_in_progress(clock: FakeClock) -> None:
 
 
 def test_range_download(fake: FakeFal, client: httpx.Client) -> None:
-    """The CDN honours Range (206 + Content-Range), suffix ranges, HEAD and 416."""
-    url = finished_url(client)
-    size = len(fake.video)
-    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as cdn:
-        resp = cdn.get(url, headers={"Range": "bytes=10-19"})
-        assert resp.status_code == 206
-        assert resp.headers["content-range"] == f"bytes 10-19/{size}"
-        assert resp.headers["content-length"] == "10"
-        assert resp.content == fake.video[10:20]
-        assert cdn.get(url, headers={"Range": "bytes=-5"}).content == fake.video[-5:]
-        resp = cdn.get(url, headers={"Range": f"bytes=100-{size + 50}"})
-        assert resp.headers["content-range"] == f"bytes 100-{size - 1}/{size}"
-        assert resp.content == fake.video[100:]
-        resp = cdn.get(url, headers={"Range": f"bytes={size}-"})
-        assert resp.status_code == 416
-        assert resp.headers["content-range"] == f"bytes */{size}"
-        assert cdn.get(url, headers={"Range": "bytes=9-3"}).status_code == 416
-        head = cdn.head(url)
-        assert head.status_code == 200
-        assert head.headers["content-length"] == str(size)
-        assert head.headers["accept-ranges"] == "bytes"
-        stale = cdn.get(url, headers={"Range": "bytes=0-0", "If-Range": '"other"'})
-        assert stale.status_code == 200
-        assert stale.content == fake.video
+    """The CDN honours Range (206 + Content-Range), suffix ranges, HEAD and 416; an unknown
+    file is 404."""
+    fake_checks.check_ranges(fake, finished_url(client))
+    with fake_checks.cdn(fake) as cdn:
         assert cdn.get("https://v3.fal.media/files/x/unknown.mp4").status_code == 404
 
 
@@ -766,9 +687,7 @@ def test_parse_fault_spec() -> None:
 def test_real_server_mode() -> None:
     """The HTTP server mode serves the queue and the CDN from one local port."""
     server = serve(0, quiet=True, faults=[("submit", Fault.drop_after_accept(), 1)])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with fake_checks.running(server):
         headers = {"Authorization": f"Key {DEFAULT_KEY}"}
         with httpx.Client(base_url=server.origin, headers=headers, timeout=10) as c:
             with pytest.raises(httpx.RemoteProtocolError):
@@ -780,12 +699,5 @@ def test_real_server_mode() -> None:
             assert statuses == ["IN_QUEUE", "COMPLETED"]
             url = c.get(handle["response_url"]).json()["video"]["url"]
             assert url.startswith(f"{server.origin}/cdn/files/")
-            assert c.get(url, headers={"Authorization": ""}).content == server.fake.video
-            part = c.get(url, headers={"Range": "bytes=0-9"})
-            assert part.status_code == 206
-            assert part.content == server.fake.video[:10]
+            fake_checks.check_served_video(c, url, server.fake.video)
             assert c.put(handle["cancel_url"]).json() == {"status": "ALREADY_COMPLETED"}
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import av
 import httpx
 import jwt
 import pytest
 from PIL import Image
 
+from tests import fake_checks
+from tests.fake_checks import T0, FakeClock
 from tests.fake_kling import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
@@ -22,22 +22,10 @@ from tests.fake_kling import (
     Fault,
     parse_fault_spec,
     serve,
-    tiny_mp4,
 )
 
 I2V = "/v1/videos/image2video"
 T2V = "/v1/videos/text2video"
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """A settable clock for the fake and for token signing."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_token(
@@ -63,11 +51,6 @@ def png_b64(width: int = 640, height: int = 480, fmt: str = "PNG") -> str:
 @pytest.fixture(scope="module")
 def image() -> str:
     return png_b64()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -136,14 +119,7 @@ def test_happy_path_create_query_succeed_download(
     assert set(video) == {"id", "url", "duration"}
     assert video["duration"] == "5.1"
     assert video["url"].startswith("https://cdn.fake-kling.test/")
-    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as cdn:
-        resp = cdn.get(video["url"])
-    assert resp.status_code == 200
-    assert resp.headers["content-type"] == "video/mp4"
-    assert resp.headers["content-length"] == str(len(resp.content))
-    assert resp.content == tiny_mp4() == fake.video
-    with av.open(io.BytesIO(resp.content)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == 5
+    fake_checks.check_video_download(fake, video["url"])
     assert fake.creates_accepted == 1
     assert fake.tasks[task_id]["task_status"] == "succeed"
 
@@ -164,11 +140,7 @@ def test_async_client_works_with_same_handler(
             url = (await c.get(f"{I2V}/{task_id}")).json()["data"]["task_result"]["videos"][0][
                 "url"
             ]
-            chunks = []
-            async with c.stream("GET", url) as resp:
-                async for chunk in resp.aiter_bytes():
-                    chunks.append(chunk)
-            return b"".join(chunks)
+            return await fake_checks.read_streamed(c, url)
 
     assert asyncio.run(scenario()) == fake.video
 
@@ -547,38 +519,12 @@ def finished_url(client: httpx.Client, image: str) -> str:
 
 def test_cut_download_sync(fake: FakeKling, client: httpx.Client, image: str) -> None:
     """cut_download sends full Content-Length, some bytes, then ReadError (sync)."""
-    url = finished_url(client, image)
-    fake.inject("download", Fault.cut_download(100))
-    got = bytearray()
-    with client.stream("GET", url) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-length"] == str(len(fake.video))
-        with pytest.raises(httpx.ReadError):
-            for chunk in resp.iter_bytes():
-                got.extend(chunk)
-    assert bytes(got) == fake.video[:100]
+    fake_checks.check_cut_download_sync(fake, Fault, client, finished_url(client, image))
 
 
 def test_cut_download_async(fake: FakeKling, client: httpx.Client, image: str) -> None:
     """cut_download also fails mid-body for async iteration, after a 206 range reply."""
-    url = finished_url(client, image)
-    fake.inject("download", Fault.cut_download(50))
-
-    async def scenario() -> bytes:
-        got = bytearray()
-        transport = httpx.MockTransport(fake.handler)
-        async with (
-            httpx.AsyncClient(transport=transport) as c,
-            c.stream("GET", url, headers={"Range": "bytes=200-"}) as resp,
-        ):
-            assert resp.status_code == 206
-            assert resp.headers["content-length"] == str(len(fake.video) - 200)
-            with pytest.raises(httpx.ReadError):
-                async for chunk in resp.aiter_bytes():
-                    got.extend(chunk)
-        return bytes(got)
-
-    assert asyncio.run(scenario()) == fake.video[200:250]
+    fake_checks.check_cut_download_async(fake, Fault, finished_url(client, image))
 
 
 # --------------------------------------------------------------------------- CDN
@@ -586,30 +532,7 @@ def test_cut_download_async(fake: FakeKling, client: httpx.Client, image: str) -
 
 def test_range_download(fake: FakeKling, client: httpx.Client, image: str) -> None:
     """The CDN honours Range (206 + Content-Range), suffix ranges, HEAD and 416."""
-    url = finished_url(client, image)
-    size = len(fake.video)
-    with httpx.Client(transport=httpx.MockTransport(fake.handler)) as cdn:
-        resp = cdn.get(url, headers={"Range": "bytes=10-19"})
-        assert resp.status_code == 206
-        assert resp.headers["content-range"] == f"bytes 10-19/{size}"
-        assert resp.headers["content-length"] == "10"
-        assert resp.content == fake.video[10:20]
-        resp = cdn.get(url, headers={"Range": "bytes=-5"})
-        assert resp.content == fake.video[-5:]
-        resp = cdn.get(url, headers={"Range": f"bytes=100-{size + 50}"})
-        assert resp.headers["content-range"] == f"bytes 100-{size - 1}/{size}"
-        assert resp.content == fake.video[100:]
-        resp = cdn.get(url, headers={"Range": f"bytes={size}-"})
-        assert resp.status_code == 416
-        assert resp.headers["content-range"] == f"bytes */{size}"
-        assert cdn.get(url, headers={"Range": "bytes=9-3"}).status_code == 416
-        head = cdn.head(url)
-        assert head.status_code == 200
-        assert head.headers["content-length"] == str(size)
-        assert head.headers["accept-ranges"] == "bytes"
-        stale = cdn.get(url, headers={"Range": "bytes=0-0", "If-Range": '"other"'})
-        assert stale.status_code == 200
-        assert stale.content == fake.video
+    fake_checks.check_ranges(fake, finished_url(client, image))
 
 
 def test_cdn_url_signed_and_expires(fake: FakeKling, client: httpx.Client, image: str) -> None:
@@ -668,9 +591,7 @@ def test_parse_fault_spec() -> None:
 def test_real_server_mode(image: str) -> None:
     """The HTTP server mode serves the API and the CDN from one local port."""
     server = serve(0, quiet=True, faults=[("create", Fault.drop_after_accept(), 1)])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with fake_checks.running(server):
         token = make_token(server.fake.clock())
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=server.origin, headers=headers, timeout=10) as c:
@@ -680,12 +601,4 @@ def test_real_server_mode(image: str) -> None:
             reply = c.get(f"{I2V}/{data['task_id']}").json()
             url = reply["data"]["task_result"]["videos"][0]["url"]
             assert url.startswith(f"{server.origin}/cdn/")
-            video = c.get(url, headers={"Authorization": ""})
-            assert video.content == server.fake.video
-            part = c.get(url, headers={"Range": "bytes=0-9"})
-            assert part.status_code == 206
-            assert part.content == server.fake.video[:10]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+            fake_checks.check_served_video(c, url, server.fake.video)

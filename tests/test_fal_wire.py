@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,13 @@ import pytest
 
 from reelgen.engine import Engine
 from reelgen.errors import InvalidRequest, ProviderTimeout, Unsupported
-from reelgen.http import use_transport
 from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
 from reelgen.waiting import Waiter
 from reelgen_fal.catalog import ENDPOINTS, I2V, PRICES, T2V
 from reelgen_fal.provider import FalKlingProvider, FalSettings
 from tests.conftest import FAKE_FAL_KEY, FakeTimer
 from tests.fake_fal import APP_ID, MODELS, FakeFal
+from tests.wire_helpers import IMAGE_URL, LIFECYCLE, run_watched
 
 QUEUE = "https://queue.fal.run"
 
@@ -48,10 +48,6 @@ def queue_requests(fake: FakeFal) -> list[httpx.Request]:
     return [r for r in fake.requests if r.url.host == httpx.URL(fake.queue_url).host]
 
 
-def cdn_requests(fake: FakeFal) -> list[httpx.Request]:
-    return [r for r in fake.requests if r.url.host == httpx.URL(fake.cdn_url).host]
-
-
 def posts(fake: FakeFal) -> list[httpx.Request]:
     return [r for r in fake.requests if r.method == "POST"]
 
@@ -60,21 +56,6 @@ def data_uri_bytes(value: str, mime: str) -> bytes:
     prefix = f"data:{mime};base64,"
     assert value.startswith(prefix), value[:40]
     return base64.b64decode(value[len(prefix) :], validate=True)
-
-
-@pytest.fixture
-def serve_handler(fake_fal: FakeFal) -> Iterator[Callable[[Any], None]]:
-    """Serve a handler that wraps the fake (to script what the fake cannot)."""
-    stack: list[Any] = []
-
-    def serve(handler: Any) -> None:
-        ctx = use_transport(httpx.MockTransport(handler))
-        ctx.__enter__()
-        stack.append(ctx)
-
-    yield serve
-    for ctx in reversed(stack):
-        ctx.__exit__(None, None, None)
 
 
 # ------------------------------------------------------------------------------ submit
@@ -131,10 +112,9 @@ def test_image_url_passes_through_untouched(
     fake_fal: FakeFal, engine: Engine, tmp_path: Path
 ) -> None:
     """An http(s) image URL is sent as the URL itself, not downloaded or encoded."""
-    url = "https://images.example.com/photos/beach.jpg?size=large&v=2"
-    job, _ = run(engine, VideoRequest(image=url, prompt="waves"), tmp_path / "clip.mp4")
+    job, _ = run(engine, VideoRequest(image=IMAGE_URL, prompt="waves"), tmp_path / "clip.mp4")
     assert job.state == "succeeded"
-    assert only_job(fake_fal)["input"]["image_url"] == url
+    assert only_job(fake_fal)["input"]["image_url"] == IMAGE_URL
 
 
 def test_text_to_video_goes_to_its_endpoint_with_aspect_ratio(
@@ -346,35 +326,14 @@ def test_statuses_map_to_reelgen_states(
 ) -> None:
     """IN_QUEUE shows as queued, IN_PROGRESS as running, COMPLETED (with a video) as succeeded."""
     fake = make_fake_fal(polls_to_finish=3)
-    at_submit: list[str] = []
-    seen: list[str] = []
-
-    def submitted(job: Job, _provider: object) -> None:
-        at_submit.append(job.state)
-
-    def status(job: Job, status: JobStatus, elapsed: float) -> None:
-        seen.append(status.state)
-
-    job, result = run(
-        engine,
-        VideoRequest(image=str(make_image()), prompt="w"),
-        tmp_path / "clip.mp4",
-        on_submitted=submitted,
-        on_status=status,
-    )
-    assert at_submit == ["queued"]
-    assert seen == ["queued", "running", "succeeded"]
+    request = VideoRequest(image=str(make_image()), prompt="w")
+    watched = run_watched(engine, "fal-kling", request, tmp_path / "clip.mp4")
+    assert watched.at_submit == ["queued"]
+    assert watched.seen == ["queued", "running", "succeeded"]
     # every step of the lifecycle, in order (a queue-position message may repeat "queued")
-    assert list(dict.fromkeys(state for _, state, _ in engine.store.history(job.id))) == [
-        "planned",
-        "submitting",
-        "queued",
-        "running",
-        "result",
-        "downloading",
-        "succeeded",
-    ]
-    assert result.videos[0].url == only_job(fake)["video_url"]
+    assert list(dict.fromkeys(watched.steps(engine))) == LIFECYCLE
+    assert watched.result is not None
+    assert watched.result.videos[0].url == only_job(fake)["video_url"]
 
 
 def test_cancel_puts_the_cancel_url(
@@ -515,6 +474,6 @@ def test_debug_logs_and_downloads_never_show_the_key(
     assert "[redacted]" in text
     assert FAKE_FAL_KEY not in text
     assert FAKE_FAL_KEY not in repr(engine.provider("fal-kling").__dict__.get("settings"))
-    assert cdn_requests(fake_fal) and all(
-        "authorization" not in r.headers for r in cdn_requests(fake_fal)
+    assert fake_fal.cdn_requests() and all(
+        "authorization" not in r.headers for r in fake_fal.cdn_requests()
     )

@@ -23,6 +23,7 @@ from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
 from reelgen_kling.provider import KlingProvider, KlingSettings
 from tests.conftest import FAKE_AK, FAKE_SK, FakeTimer
 from tests.fake_kling import FakeKling, Fault, TaskRecord
+from tests.wire_helpers import IMAGE_URL, LIFECYCLE, run_watched
 
 I2V = "/v1/videos/image2video"
 T2V = "/v1/videos/text2video"
@@ -42,10 +43,6 @@ def only_task(fake: FakeKling) -> TaskRecord:
 
 def api_requests(fake: FakeKling) -> list[httpx.Request]:
     return [r for r in fake.requests if r.url.host == httpx.URL(fake.base_url).host]
-
-
-def cdn_requests(fake: FakeKling) -> list[httpx.Request]:
-    return [r for r in fake.requests if r.url.host == httpx.URL(fake.cdn_url).host]
 
 
 def bearer(request: httpx.Request) -> str:
@@ -138,10 +135,9 @@ def test_image_url_passes_through_untouched(
     fake_kling: FakeKling, engine: Engine, tmp_path: Path
 ) -> None:
     """An http(s) image URL is sent as the URL itself, not downloaded or encoded."""
-    url = "https://images.example.com/photos/beach.jpg?size=large&v=2"
-    job, _ = run(engine, VideoRequest(image=url, prompt="waves"), tmp_path / "clip.mp4")
+    job, _ = run(engine, VideoRequest(image=IMAGE_URL, prompt="waves"), tmp_path / "clip.mp4")
     assert job.state == "succeeded"
-    assert only_task(fake_kling).body["image"] == url
+    assert only_task(fake_kling).body["image"] == IMAGE_URL
 
 
 def test_text2video_goes_to_its_endpoint_with_aspect_ratio(
@@ -185,7 +181,7 @@ def test_jwt_is_signed_as_documented_and_reused(
     assert claims["nbf"] == int(timer.start) - 5
     assert claims["exp"] - claims["nbf"] == 1805
     assert {bearer(r) for r in api} == {token}  # one token, not one per request
-    assert all("authorization" not in r.headers for r in cdn_requests(fake_kling))
+    assert all("authorization" not in r.headers for r in fake_kling.cdn_requests())
 
 
 @pytest.mark.parametrize("skew", [0, 90], ids=["same-clock", "server-90s-ahead"])
@@ -236,37 +232,15 @@ def test_statuses_map_to_reelgen_states(
 ) -> None:
     """submitted shows as queued, processing as running, succeed as succeeded; "5.1" is 5.1 s."""
     fake = make_fake(polls_to_finish=3)
-    at_submit: list[str] = []
-    seen: list[str] = []
-
-    def submitted(job: Job, _provider: object) -> None:
-        at_submit.append(job.state)
-
-    def status(job: Job, status: JobStatus, elapsed: float) -> None:
-        seen.append(status.state)
-
-    job, result = run(
-        engine,
-        VideoRequest(image=str(make_image()), prompt="waves"),
-        tmp_path / "clip.mp4",
-        on_submitted=submitted,
-        on_status=status,
-    )
-    assert at_submit == ["queued"]
-    assert seen == ["running", "running", "succeeded"]
-    assert job.state == "succeeded"
-    assert [state for _, state, _ in engine.store.history(job.id)] == [
-        "planned",
-        "submitting",
-        "queued",
-        "running",
-        "result",
-        "downloading",
-        "succeeded",
-    ]
-    served = fake.tasks[job.task_id or ""]["task_result"]["videos"][0]["duration"]
+    request = VideoRequest(image=str(make_image()), prompt="waves")
+    watched = run_watched(engine, "kling", request, tmp_path / "clip.mp4")
+    assert watched.at_submit == ["queued"]
+    assert watched.seen == ["running", "running", "succeeded"]
+    assert watched.job.state == "succeeded"
+    assert watched.steps(engine) == LIFECYCLE
+    served = fake.tasks[watched.job.task_id or ""]["task_result"]["videos"][0]["duration"]
     assert served == "5.1"
-    assert result.videos[0].duration == 5.1
+    assert watched.result is not None and watched.result.videos[0].duration == 5.1
 
 
 @pytest.mark.parametrize(

@@ -166,29 +166,24 @@ def test_ctrl_c_during_the_create_says_how_to_pick_the_job_up_and_wait_pays_once
     assert posts(fake_kling) == 1
 
 
-def _interrupt_while_checking_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = KlingProvider.validate
+def _interrupt_after(owner: type, name: str) -> Callable[[pytest.MonkeyPatch], None]:
+    """Patch ``owner.name`` to do its work, then raise KeyboardInterrupt (a Ctrl-C there)."""
 
-    def validate(self: KlingProvider, request: VideoRequest) -> VideoRequest:
-        original(self, request)
-        raise KeyboardInterrupt
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        original = getattr(owner, name)
 
-    monkeypatch.setattr(KlingProvider, "validate", validate)
+        def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            original(self, *args, **kwargs)
+            raise KeyboardInterrupt
 
+        monkeypatch.setattr(owner, name, interrupted)
 
-def _interrupt_once_the_job_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = JobStore.add
-
-    def add(self: JobStore, job: Job) -> Job:
-        original(self, job)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(JobStore, "add", add)
+    return patch
 
 
 @pytest.mark.parametrize(
     "interrupt",
-    [_interrupt_while_checking_the_image, _interrupt_once_the_job_is_recorded],
+    [_interrupt_after(KlingProvider, "validate"), _interrupt_after(JobStore, "add")],
     ids=["checking-the-image", "job-recorded"],
 )
 def test_ctrl_c_before_anything_is_sent_says_nothing_was_submitted(
@@ -424,8 +419,14 @@ async def _accept(engine: Engine, job: Job) -> Job:
 
 @pytest.mark.parametrize(
     ("config", "flag", "peak"),
-    [("", 10, 10), ("[providers.kling]\nconcurrency = 3\n", 10, 3)],
-    ids=["flag-10", "configured-3"],
+    [
+        ("", 2, 2),
+        ("", 3, 3),
+        ("", 10, 10),
+        ("[providers.kling]\nconcurrency = 2\n", 4, 2),
+        ("[providers.kling]\nconcurrency = 3\n", 10, 3),
+    ],
+    ids=["flag-2", "flag-3", "flag-10", "configured-2", "configured-3"],
 )
 def test_batch_runs_as_many_kling_jobs_at_once_as_asked(
     cli: Cli,
@@ -438,8 +439,8 @@ def test_batch_runs_as_many_kling_jobs_at_once_as_asked(
     flag: int,
     peak: int,
 ) -> None:
-    """--concurrency 10 runs 10 Kling tasks side by side (no hidden cap of 5); a configured
-    `[providers.kling] concurrency = 3` is never exceeded."""
+    """Kling tasks run side by side up to --concurrency exactly (no hidden cap of 5, and the
+    server would allow 50), never beyond a configured `[providers.kling] concurrency`."""
     monkeypatch.setenv("REELGEN_PROVIDER", "kling")
     (isolated / "config.toml").write_text(config)
     fake = make_fake(concurrency_limit=50, polls_to_finish=6)

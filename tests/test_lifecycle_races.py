@@ -22,7 +22,7 @@ from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
 from reelgen.testing import FakeTimer
-from tests.cli_helpers import Cli, json_lines, stored, write_manifest
+from tests.cli_helpers import Cli, batch_lines, generated, json_lines, stored, write_manifest
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
 
@@ -181,9 +181,7 @@ def test_forget_drops_an_uncertain_job_resume_skips_it_and_a_batch_rerun_runs_th
     fake_kling.inject("query", Fault.raw(502), times=LOOKUP_OUTAGE)
     manifest = write_manifest(tmp_path / "m.jsonl", make_image(), "a")
     out = tmp_path / "out"
-    first = cli("batch", str(manifest), "--out-dir", str(out), "--json")
-    assert first.exit_code == 1, first.output
-    [line] = json_lines(first)
+    [line] = batch_lines(cli, manifest, out, 1)
     job_id = line["job_id"]
     assert stored(job_id).state == "uncertain"
     assert fake_kling.creates_accepted == 0
@@ -199,9 +197,7 @@ def test_forget_drops_an_uncertain_job_resume_skips_it_and_a_batch_rerun_runs_th
     assert "nothing to resume" in resumed.stderr
     assert fake_kling.creates_accepted == 0
 
-    rerun = cli("batch", str(manifest), "--out-dir", str(out), "--json")
-    assert rerun.exit_code == 0, rerun.output
-    [again] = json_lines(rerun)
+    [again] = batch_lines(cli, manifest, out)
     assert again["state"] == "succeeded" and again["job_id"] != job_id
     assert (out / "a.mp4").read_bytes() == fake_kling.video
     assert fake_kling.creates_accepted == 1
@@ -223,28 +219,36 @@ def local_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "render_ken_burns", broken)
 
 
-def run_lost_create_batch(
-    cli: Cli, fake: FakeKling, isolated: Path, image: Path, tmp_path: Path, create_lost: Fault
-) -> tuple[Path, Path, str]:
-    """Run a one-line batch on the route kling -> local with Kling's create answered by
-    ``create_lost``, every lookup failing and local failing: (manifest, out dir, the Kling
-    job left superseded). The network is back afterwards."""
-    (isolated / "config.toml").write_text(KLING_THEN_LOCAL)
-    fake.inject("create", create_lost)
-    fake.inject("query", Fault.raw(502), times=LOOKUP_OUTAGE)
-    manifest = write_manifest(tmp_path / "m.jsonl", image, "a")
-    out = tmp_path / "out"
-    first = cli("batch", str(manifest), "--out-dir", str(out), "--json")
-    assert first.exit_code == 1, first.output
-    [line] = json_lines(first)
-    assert line["state"] == "failed"
-    assert "no space left on device" in line["message"]
-    history = json.loads(cli("status", line["job_id"], "--json").stdout)["attempts"]
-    [(kling_job, outcome)] = [(a["job_id"], a["outcome"]) for a in history]
-    assert outcome == "uncertain"
-    assert stored(kling_job).state == "superseded"
-    fake._faults.clear()  # the network is back
-    return manifest, out, kling_job
+@pytest.fixture
+def lost_create_batch(
+    cli: Cli,
+    fake_kling: FakeKling,
+    isolated: Path,
+    make_image: Callable[..., Path],
+    tmp_path: Path,
+    local_fails: None,
+) -> Callable[[Fault], tuple[Path, Path, str]]:
+    """Run a one-line batch on the route kling -> local with Kling's create answered by the
+    given fault, every lookup failing and local failing: (manifest, out dir, the Kling job
+    left superseded). The network is back afterwards."""
+
+    def run(create_lost: Fault) -> tuple[Path, Path, str]:
+        (isolated / "config.toml").write_text(KLING_THEN_LOCAL)
+        fake_kling.inject("create", create_lost)
+        fake_kling.inject("query", Fault.raw(502), times=LOOKUP_OUTAGE)
+        manifest = write_manifest(tmp_path / "m.jsonl", make_image(), "a")
+        out = tmp_path / "out"
+        [line] = batch_lines(cli, manifest, out, 1)
+        assert line["state"] == "failed"
+        assert "no space left on device" in line["message"]
+        history = json.loads(cli("status", line["job_id"], "--json").stdout)["attempts"]
+        [(kling_job, outcome)] = [(a["job_id"], a["outcome"]) for a in history]
+        assert outcome == "uncertain"
+        assert stored(kling_job).state == "superseded"
+        fake_kling._faults.clear()  # the network is back
+        return manifest, out, kling_job
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -259,10 +263,7 @@ def run_lost_create_batch(
 def test_batch_rerun_does_not_resubmit_a_line_whose_kling_create_may_have_been_accepted(
     cli: Cli,
     fake_kling: FakeKling,
-    isolated: Path,
-    make_image: Callable[..., Path],
-    tmp_path: Path,
-    local_fails: None,
+    lost_create_batch: Callable[[Fault], tuple[Path, Path, str]],
     create_lost: Fault,
     kling_has_task: bool,
 ) -> None:
@@ -270,9 +271,7 @@ def test_batch_rerun_does_not_resubmit_a_line_whose_kling_create_may_have_been_a
     failing too. A rerun names the line as a bad line with `reelgen wait <the Kling job>` and
     creates nothing; once that job is settled (wait finds the task, or forget when Kling has
     none) the rerun runs the line."""
-    manifest, out, kling_job = run_lost_create_batch(
-        cli, fake_kling, isolated, make_image(), tmp_path, create_lost
-    )
+    manifest, out, kling_job = lost_create_batch(create_lost)
     created = fake_kling.creates_accepted
     assert created == (1 if kling_has_task else 0)
     asked = len(fake_kling.requests)
@@ -296,9 +295,7 @@ def test_batch_rerun_does_not_resubmit_a_line_whose_kling_create_may_have_been_a
         assert stored(kling_job).state == "canceled"
     assert fake_kling.creates_accepted == created
 
-    rerun = cli("batch", str(manifest), "--out-dir", str(out), "--json")
-    assert rerun.exit_code == 0, rerun.output
-    [done] = json_lines(rerun)
+    [done] = batch_lines(cli, manifest, out)
     assert done["state"] in ("succeeded", "skipped")
     assert (out / "a.mp4").read_bytes() == fake_kling.video
     if not kling_has_task:
@@ -309,17 +306,12 @@ def test_batch_rerun_does_not_resubmit_a_line_whose_kling_create_may_have_been_a
 def test_batch_rerun_does_not_pay_again_for_a_line_whose_lost_create_wait_found(
     cli: Cli,
     fake_kling: FakeKling,
-    isolated: Path,
-    make_image: Callable[..., Path],
-    tmp_path: Path,
-    local_fails: None,
+    lost_create_batch: Callable[[Fault], tuple[Path, Path, str]],
 ) -> None:
     """A batch line whose only clip came from a Kling task found by `reelgen wait` after a
     lost create (local had failed) is not paid for again by a rerun: the rerun exits 0 and
     Kling made one task for the line."""
-    manifest, out, kling_job = run_lost_create_batch(
-        cli, fake_kling, isolated, make_image(), tmp_path, Fault.timeout_after_accept()
-    )
+    manifest, out, kling_job = lost_create_batch(Fault.timeout_after_accept())
     settled = cli("wait", kling_job)
     assert settled.exit_code == 0, settled.output
     assert fake_kling.creates_accepted == 1
@@ -342,9 +334,7 @@ def test_resume_saves_a_superseded_jobs_task_beside_the_other_providers_video(
     fake_kling.inject("create", Fault.timeout_after_accept())
     fake_kling.inject("query", Fault.raw(502), times=LOOKUP_OUTAGE)
     out = tmp_path / "clip.mp4"
-    made = cli("generate", str(make_image()), "-p", "waves", "-o", str(out), "--json")
-    assert made.exit_code == 0, made.output
-    payload = json.loads(made.stdout)
+    payload = generated(cli, make_image(), out)
     assert payload["provider"] == "local"
     [attempt] = payload["attempts"]
     kling_job = attempt["job_id"]
@@ -377,9 +367,7 @@ def test_resume_closes_a_superseded_job_kling_never_got(
     fake_kling.inject("create", Fault.raw(502))
     fake_kling.inject("query", Fault.raw(502), times=LOOKUP_OUTAGE)
     out = tmp_path / "clip.mp4"
-    made = cli("generate", str(make_image()), "-p", "waves", "-o", str(out), "--json")
-    assert made.exit_code == 0, made.output
-    [attempt] = json.loads(made.stdout)["attempts"]
+    [attempt] = generated(cli, make_image(), out)["attempts"]
     kling_job = attempt["job_id"]
     assert stored(kling_job).state == "superseded"
     local_video = out.read_bytes()
@@ -534,15 +522,11 @@ def test_batch_rerun_finishes_a_line_whose_video_was_saved_but_not_recorded(
     monkeypatch.setenv("REELGEN_PROVIDER", "kling")
     manifest = write_manifest(tmp_path / "m.jsonl", make_image(), "a", "b")
     out = tmp_path / "out"
-    first = cli("batch", str(manifest), "--out-dir", str(out), "--json")
-    assert first.exit_code == 0, first.output
-    job_a = next(line["job_id"] for line in json_lines(first) if line["id"] == "a")
+    job_a = next(line["job_id"] for line in batch_lines(cli, manifest, out) if line["id"] == "a")
     sql(isolated, "UPDATE jobs SET state = 'result', output = NULL WHERE id = ?", job_a)
     assert fake_kling.creates_accepted == 2
 
-    rerun = cli("batch", str(manifest), "--out-dir", str(out), "--json")
-    assert rerun.exit_code == 0, rerun.output
-    lines = {line["id"]: line for line in json_lines(rerun)}
+    lines = {line["id"]: line for line in batch_lines(cli, manifest, out)}
     assert lines["a"]["job_id"] == job_a
     assert lines["a"]["state"] == "succeeded"
     assert lines["b"]["state"] == "skipped"

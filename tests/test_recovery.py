@@ -5,44 +5,26 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 from reelgen.engine import Engine
 from reelgen.errors import ProviderTimeout
-from reelgen.models import Job, VideoRequest
+from reelgen.models import VideoRequest
 from reelgen.waiting import RetryPolicy, Waiter
-from reelgen_kling.auth import KlingAuth
-from tests.conftest import FAKE_AK, FAKE_SK, FakeTimer
+from tests.cli_helpers import left_submitting, send_create
+from tests.conftest import FakeTimer
 from tests.fake_kling import FakeKling, Fault
 
-
-def _submitting_job(engine: Engine, image: Path) -> Job:
-    """Write the job row exactly as generate does before its paid call."""
-    prepared = engine.prepare(VideoRequest(image=str(image), prompt="x"), "kling")
-    job = Job(
-        id="rg-crashed0000000000000",
-        provider="kling",
-        request=prepared.request,
-        idempotency_key="rg-crashed0000000000000",
-        estimate=prepared.estimate,
-        state="submitting",  # the row as the create left this machine
-    )
-    engine.store.add(job)
-    return job
+CRASHED = "rg-crashed0000000000000"
 
 
 def test_wait_after_crash_finds_the_task_instead_of_paying_again(
     fake_kling: FakeKling, engine: Engine, make_image, cli, tmp_path: Path
 ) -> None:
     """The create reached Kling but the process died: `reelgen wait` looks it up, pays nothing."""
-    job = _submitting_job(engine, make_image())
+    job = left_submitting(engine, make_image(), CRASHED)
     # the create happened (as if from the crashed process) with the job's idempotency key
-    body = engine.provider("kling").build_body(job)  # type: ignore[attr-defined]
-    with httpx.Client(transport=httpx.MockTransport(fake_kling.handler)) as client:
-        client.auth = KlingAuth(access_key=FAKE_AK, secret_key=FAKE_SK, clock=fake_kling.clock)
-        reply = client.post("https://api-singapore.klingai.com/v1/videos/image2video", json=body)
-        assert reply.json()["code"] == 0
+    send_create(fake_kling, engine, job)
     assert fake_kling.creates_accepted == 1
 
     out = tmp_path / "recovered.mp4"
@@ -58,7 +40,7 @@ def test_wait_after_crash_before_create_submits_once(
     fake_kling: FakeKling, engine: Engine, make_image, cli, tmp_path: Path
 ) -> None:
     """The process died before its create left: `reelgen wait` finds nothing, submits once."""
-    job = _submitting_job(engine, make_image())
+    job = left_submitting(engine, make_image(), CRASHED)
     out = tmp_path / "late.mp4"
     result = cli("wait", job.id, "-o", str(out))
     assert result.exit_code == 0, result.stderr

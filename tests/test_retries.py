@@ -11,7 +11,6 @@ import pytest
 
 from reelgen.engine import Engine
 from reelgen.errors import ProviderUnavailable, RateLimited
-from reelgen.http import use_transport
 from reelgen.models import VideoRequest
 from reelgen.testing import FakeTimer
 from reelgen.waiting import RetryPolicy, Waiter
@@ -102,7 +101,7 @@ def test_lookup_failures_never_use_up_the_create(
 
 @pytest.mark.parametrize("phase", ["create", "query"])
 def test_a_20_s_outage_costs_few_requests_and_little_time(
-    fake_kling: FakeKling, timer: FakeTimer, make_image, tmp_path: Path, phase: str
+    fake_kling: FakeKling, timer: FakeTimer, serve_handler, make_image, tmp_path: Path, phase: str
 ) -> None:
     """Every call answered 503 for 20 s (at the create, or while waiting): at most 12 requests
     during it, and the job is done within 15 s of its end, paid once."""
@@ -121,16 +120,11 @@ def test_a_20_s_outage_costs_few_requests_and_little_time(
             return httpx.Response(503, json={"code": 5001, "message": "maintenance"})
         return fake_kling.handler(request)
 
+    serve_handler(handler)
     engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(3)), clock=timer.wall)
-    with use_transport(httpx.MockTransport(handler)):
-        job, _ = asyncio.run(
-            engine.run(
-                VideoRequest(image=str(make_image()), prompt="x"),
-                "kling",
-                output=tmp_path / "clip.mp4",
-            )
-        )
-        asyncio.run(engine.aclose())
+    request = VideoRequest(image=str(make_image()), prompt="x")
+    job, _ = asyncio.run(engine.run(request, "kling", output=tmp_path / "clip.mp4"))
+    asyncio.run(engine.aclose())
     engine.close()
     assert job.state == "succeeded"
     assert 1 < len(during) <= 12

@@ -12,7 +12,7 @@ import pytest
 from reelgen import Job, JobStatus, VideoProvider, VideoResult, hookimpl, plugins
 from reelgen.http import use_transport
 from reelgen.provider import Capabilities, ImageLimits, ModelSpec
-from tests.cli_helpers import ROUTE, Cli
+from tests.cli_helpers import ROUTE, Cli, generated
 from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK
 from tests.fake_fal import FakeFal
 from tests.fake_kling import FakeKling, Fault
@@ -50,9 +50,7 @@ def test_kling_down_falls_over_to_local(
     (a 500 on create might have made a task, so that attempt is marked uncertain)."""
     fake_kling.inject("any", fault, times=100)
     out = tmp_path / "clip.mp4"
-    result = cli("generate", str(make_image()), "-p", "waves", "-o", str(out), "--json")
-    assert result.exit_code == 0, result.stderr
-    payload = json.loads(result.stdout)
+    payload = generated(cli, make_image(), out)
     assert payload["provider"] == "local"
     [attempt] = payload["attempts"]
     assert attempt["provider"] == "kling"
@@ -79,9 +77,7 @@ def test_provider_without_keys_is_skipped_with_why(
     cli: Cli, route_config: Path, make_image, tmp_path: Path
 ) -> None:
     """No Kling keys: the route skips kling (saying so) and makes the clip with local."""
-    result = cli("generate", str(make_image()), "-p", "x", "-o", str(tmp_path / "a.mp4"), "--json")
-    assert result.exit_code == 0, result.stderr
-    payload = json.loads(result.stdout)
+    payload = generated(cli, make_image(), tmp_path / "a.mp4", "x")
     assert payload["provider"] == "local"
     assert payload["attempts"][0]["outcome"] == "skipped"
     assert "KLING_ACCESS_KEY" in payload["attempts"][0]["reason"]
@@ -195,9 +191,7 @@ def test_account_error_fails_over(
 ) -> None:
     """Kling's resource pack used up (1102) is Kling's problem: local makes the clip."""
     fake_kling.inject("create", Fault.business(1102, 429, "pack used up"))
-    result = cli("generate", str(make_image()), "-p", "x", "-o", str(tmp_path / "a.mp4"), "--json")
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["provider"] == "local"
+    assert generated(cli, make_image(), tmp_path / "a.mp4", "x")["provider"] == "local"
     assert posts(fake_kling) == 1
 
 
@@ -206,9 +200,7 @@ def test_failed_task_fails_over_after_the_provider_says_so(
 ) -> None:
     """A Kling task that failed (per Kling) is followed by local; the attempt names the job."""
     fake_kling.fail_next("the server could not render this")
-    result = cli("generate", str(make_image()), "-p", "x", "-o", str(tmp_path / "a.mp4"), "--json")
-    assert result.exit_code == 0, result.stderr
-    payload = json.loads(result.stdout)
+    payload = generated(cli, make_image(), tmp_path / "a.mp4", "x")
     assert payload["provider"] == "local"
     assert payload["attempts"][0]["job_id"].startswith("rg-")
     assert "could not render" in payload["attempts"][0]["reason"]
@@ -318,9 +310,7 @@ def test_kling_on_fal_is_the_failover_for_kling_direct(
     )
     kling.inject("create", Fault.business(1102, 429, "resource pack exhausted"))
     out = tmp_path / "clip.mp4"
-    result = cli("generate", str(make_image()), "-p", "waves", "-o", str(out), "--json")
-    assert result.exit_code == 0, result.stderr
-    payload = json.loads(result.stdout)
+    payload = generated(cli, make_image(), out)
     assert payload["provider"] == "fal-kling"
     assert payload["attempts"][0]["provider"] == "kling"
     assert "top up" in payload["attempts"][0]["reason"]
@@ -386,9 +376,7 @@ def test_superseded_uncertain_job_is_never_submitted_later(
     looks it up but never submits it (that would pay for a second clip)."""
     fake_kling.inject("create", Fault.raw(502))
     fake_kling.inject("query", Fault.raw(502), times=1000)  # lookups fail for 5 minutes
-    result = cli("generate", str(make_image()), "-p", "x", "-o", str(tmp_path / "a.mp4"), "--json")
-    assert result.exit_code == 0, result.stderr
-    [attempt] = json.loads(result.stdout)["attempts"]
+    [attempt] = generated(cli, make_image(), tmp_path / "a.mp4", "x")["attempts"]
     assert attempt["outcome"] == "uncertain"
     fake_kling._faults.clear()  # the network is back
     later = cli("wait", attempt["job_id"])

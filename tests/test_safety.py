@@ -15,7 +15,6 @@ from PIL import Image
 
 from reelgen.engine import Engine
 from reelgen.errors import AuthenticationError
-from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
 from reelgen.store import JobStore
 from reelgen.waiting import Waiter
@@ -27,7 +26,7 @@ Cli = Callable[..., Result]
 
 
 def test_create_reply_without_task_id_is_looked_up_not_resent(
-    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+    fake_kling: FakeKling, engine: Engine, serve_handler, make_image, tmp_path: Path
 ) -> None:
     """A code-0 create reply missing its task_id means the task exists: found, not re-created."""
     calls = {"creates": 0}
@@ -42,14 +41,9 @@ def test_create_reply_without_task_id_is_looked_up_not_resent(
             return httpx.Response(response.status_code, json=body)
         return response
 
-    with use_transport(httpx.MockTransport(stripping)):
-        job, _ = asyncio.run(
-            engine.run(
-                VideoRequest(image=str(make_image()), prompt="x"),
-                "kling",
-                output=tmp_path / "o.mp4",
-            )
-        )
+    serve_handler(stripping)
+    request = VideoRequest(image=str(make_image()), prompt="x")
+    job, _ = asyncio.run(engine.run(request, "kling", output=tmp_path / "o.mp4"))
     assert job.state == "succeeded"
     assert calls["creates"] == 1
     assert fake_kling.creates_accepted == 1
