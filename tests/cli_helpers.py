@@ -11,7 +11,7 @@ from typing import Any
 from click.testing import Result
 
 from reelgen.models import Job
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from tests.fake_kling import FakeKling
 
 Cli = Callable[..., Result]
@@ -53,7 +53,7 @@ def refused(result: Result, fake: FakeKling, *needles: str) -> None:
 
 def stored(job_id: str) -> Job:
     """The job as the job log (in this test's REELGEN_HOME) holds it now."""
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         return store.get(job_id)
     finally:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.testing import FakeTimer
 from reelgen.waiting import Waiter
+from tests import services
 from tests.fake_fal import DEFAULT_KEY as FAKE_FAL_KEY
 from tests.fake_fal import FakeFal
 from tests.fake_kling import DEFAULT_ACCESS_KEY as FAKE_AK
@@ -38,6 +42,7 @@ ENV_VARS = (
     "REELGEN_MAX_COST",
     "REELGEN_LOAD_PLUGINS",
     "REELGEN_DISABLE_PLUGINS",
+    "REELGEN_DB",
 )
 
 
@@ -54,6 +59,33 @@ def isolated(
     plugins.reset_providers()
     yield home
     plugins.reset_providers()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the tests: CI's (``REELGEN_TEST_POSTGRES``), or a throwaway
+    cluster started here when PostgreSQL is installed; skipped, saying why, otherwise."""
+    url = os.environ.get("REELGEN_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    if services.pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed and REELGEN_TEST_POSTGRES is not set")
+    with services.postgres(Path(tempfile.mkdtemp(prefix="reelgen-pg-"))) as started:
+        yield started
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped after the test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -25,12 +25,11 @@ from .errors import BudgetExceeded, ConfigError
 from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
 from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
 from .outputs import check_target, resolve_target
-from .paths import job_log
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
 from .settings import resolve_settings
-from .store import JobStore, Learned
+from .store import JobStore, Learned, open_store
 from .waiting import Waiter
 
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ class Engine:
     @property
     def store(self) -> JobStore:
         if self._store is None:
-            self._store = JobStore(job_log(self.environ))
+            self._store = open_store(self.environ, self.settings.config.store.url)
         return self._store
 
     # -- providers --------------------------------------------------------------------------
