@@ -62,7 +62,7 @@ from .models import (
 )
 from .outputs import resolve_target
 from .router import can_fail_over, only_free_after, summary
-from .schedule import TRUSTED_SAMPLES
+from .schedule import TRUSTED_SAMPLES, next_poll_delay
 from .waiting import POLL_OUTAGE
 
 if TYPE_CHECKING:
@@ -429,18 +429,12 @@ async def _wait(
         if on_status is not None:
             on_status(current, status, elapsed)
 
-    since = job.accepted_at or job.created_at
-    waited = max(0.0, (utcnow() - since).total_seconds())
-    guess = provider.expected_seconds(job.request)
-    told = provider.settings_expected(job.request)
+    waited = _waited(job)
 
     def expectation() -> tuple[float, int]:
         """How long this kind of job takes, as known right now (a sibling that finishes while
         this one waits is counted at the next sleep)."""
-        if told:
-            return guess, TRUSTED_SAMPLES
-        learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
-        return (learned.seconds, learned.samples) if learned is not None else (guess, 0)
+        return _expectation(engine, provider, job)
 
     expected, samples = expectation()
     watch: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -474,6 +468,29 @@ async def _wait(
     current = _record(engine, job, provider, status)
     _raise_if_over(current, provider, status)
     return current
+
+
+def _waited(job: Job) -> float:
+    """Seconds since the provider accepted the job."""
+    return max(0.0, (utcnow() - (job.accepted_at or job.created_at)).total_seconds())
+
+
+def _expectation(engine: Engine, provider: VideoProvider, job: Job) -> tuple[float, int]:
+    """How long this kind of job takes, and on how many samples: the user's setting
+    (trusted), what the job log learned, else the provider's guess (no samples)."""
+    guess = provider.expected_seconds(job.request)
+    if provider.settings_expected(job.request):
+        return guess, TRUSTED_SAMPLES
+    learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
+    return (learned.seconds, learned.samples) if learned is not None else (guess, 0)
+
+
+def next_check_in(engine: Engine, job: Job) -> float:
+    """Seconds until a job the provider is running is worth asking about again (what a
+    worker that polls once per run re-defers its check by): the learned poll schedule."""
+    provider = engine.provider(job.provider)
+    expected, samples = _expectation(engine, provider, job)
+    return next_poll_delay(_waited(job), expected, samples=samples, rng=engine.waiter.rng)
 
 
 async def refresh(engine: Engine, job: Job) -> Job:

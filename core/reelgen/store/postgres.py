@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from ..errors import ConfigError
 from .base import Cursor, Db, SqlJobStore, StoreBug
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATION_LOCK = 0x7265656C67656E  # pg_advisory_xact_lock key while migrating ("reelgen")
 
@@ -57,6 +57,20 @@ _MIGRATIONS: dict[int, str] = {
         message TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX events_job ON events(job_id);
+    """,
+    # workers: which account's limit a queued job counts against, and who holds a slot
+    2: """
+    ALTER TABLE jobs ADD COLUMN account TEXT;
+    ALTER TABLE jobs ADD COLUMN slot BOOLEAN NOT NULL DEFAULT false;
+    CREATE INDEX jobs_waiting ON jobs(account, seq) WHERE account IS NOT NULL AND NOT slot
+        AND state = 'planned';
+    CREATE INDEX jobs_slots ON jobs(account) WHERE slot;
+    CREATE TABLE accounts (
+        account TEXT PRIMARY KEY,
+        lim INTEGER NOT NULL,
+        ceiling INTEGER NOT NULL,
+        lowered_at TEXT
+    );
     """,
 }
 
