@@ -116,17 +116,22 @@ def start_postgres(folder: Path) -> str:
     return f"postgresql://postgres@127.0.0.1:{port}/reelgen"
 
 
+_children: dict[Path, subprocess.Popen[bytes]] = {}
+"""Servers this process started, reaped by :func:`stop` (no "still running" warnings)."""
+
+
 def start_s3(folder: Path) -> str:
     """moto's S3 server in the background; its endpoint URL."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = (folder / "s3.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (folder / "s3.log").open("wb") as log:  # the server keeps its own copy of the fd
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _children[folder] = proc
     (folder / "kind").write_text("s3")
     (folder / "pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 30
@@ -136,7 +141,9 @@ def start_s3(folder: Path) -> str:
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    raise RuntimeError(f"the S3 server did not start; see {folder / 's3.log'}")
+    log_text = (folder / "s3.log").read_text(errors="replace")[-2000:]
+    stop(folder)
+    raise RuntimeError(f"the S3 server did not start:\n{log_text}")
 
 
 def stop(folder: Path) -> None:
@@ -163,6 +170,13 @@ def stop(folder: Path) -> None:
     elif kind == "s3" and (folder / "pid").exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.killpg(int((folder / "pid").read_text()), signal.SIGTERM)
+    child = _children.pop(folder, None)
+    if child is not None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -82,6 +82,7 @@ class JobStore(Protocol):
     def rows(self, *, limit: int = 20, state: str | None = None) -> list[Job | DamagedRow]: ...
     def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]: ...
     def for_item(self, batch: str, item: str) -> Job | DamagedRow | None: ...
+    def find(self, key: str) -> Job | None: ...
     def unfinished(self) -> tuple[list[Job], list[DamagedRow]]: ...
     def learned(
         self,
@@ -321,6 +322,17 @@ class SqlJobStore(ABC):
         )
         row = self._read_db().execute(query, (batch, item)).fetchone()
         return _read(row) if row is not None else None
+
+    def find(self, key: str) -> Job | None:
+        """The newest readable job whose provider task id or idempotency key is ``key`` (what
+        a provider's callback names)."""
+        query = (
+            "SELECT * FROM jobs WHERE task_id = ? OR idempotency_key = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        )
+        row = self._read_db().execute(query, (key, key)).fetchone()
+        found = _read(row) if row is not None else None
+        return found if isinstance(found, Job) else None
 
     def unfinished(self) -> tuple[list[Job], list[DamagedRow]]:
         """Jobs the lifecycle can still advance (for `reelgen resume`: superseded ones that may

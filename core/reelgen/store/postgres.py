@@ -139,6 +139,21 @@ class PostgresJobStore(SqlJobStore):
                 f"{self.where}: the job log could not be written ({_first_line(exc)})"
             ) from None
 
+    def ensure_script(self, marker: str, script: str) -> None:
+        """Run ``script`` (many statements, no parameters) once, under the migration lock,
+        unless the table ``marker`` exists already (e.g. Procrastinate's schema)."""
+        try:
+            with self._connect().transaction():
+                conn = self._connect()
+                conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                found = conn.execute("SELECT to_regclass(%s) AS t", (marker,)).fetchone()
+                if found is None or found["t"] is None:
+                    conn.execute(script)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"{self.where}: could not set up {marker} ({_first_line(exc)})"
+            ) from None
+
     def _migrate(self) -> None:
         with self._tx() as db:
             db.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from ..models import Job, utcnow
-from .base import Db
+from .base import Db, StoreBug
 from .postgres import PostgresJobStore
 
 QUEUE = "reelgen"
@@ -153,9 +153,35 @@ class Accounts:
                 (utcnow().isoformat(), account),
             )
 
-    def defer(self, task: str, job: Job, *, delay: float = 0.0) -> None:
+    def _defer(self, task: str, job: Job, delay: float) -> None:
         with self.store._tx() as db:
             defer(db, task, job.id, delay=delay)
+
+    def defer_submit(self, job: Job, *, delay: float = 0.0) -> None:
+        self._defer(SUBMIT, job, delay)
+
+    def defer_check(self, job: Job, *, delay: float = 0.0) -> None:
+        self._defer(CHECK, job, delay)
+
+    def defer_save(self, job: Job, *, delay: float = 0.0) -> None:
+        self._defer(SAVE, job, delay)
+
+    def check_soon(self, job: Job) -> bool:
+        """A callback said ``job`` changed: check it now, unless a check woken this way is
+        already waiting (duplicate callbacks merge into one). Returns whether one was queued."""
+        lock = f"{CHECK}:{job.id}"
+        try:
+            with self.store._tx() as db:
+                waiting = db.execute(
+                    "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = ? AND status = 'todo'",
+                    (lock,),
+                ).fetchone()
+                if waiting is not None:
+                    return False
+                defer(db, CHECK, job.id, queueing_lock=lock)
+        except StoreBug:  # another receiver queued it between our look and our write
+            return False
+        return True
 
     def limits(self) -> dict[str, tuple[int, int, int]]:
         """account -> (jobs holding a slot, limit, ceiling)."""
