@@ -46,8 +46,8 @@ HEARTBEAT = 2.0
 """Seconds between a worker's heartbeats."""
 STALLED_AFTER = 10.0
 """A worker silent this long is taken for dead: its tasks are run again elsewhere."""
-SWEEP_CRON = "* * * * * */5"
-"""The sweep runs every five seconds (a sixth cron column: seconds)."""
+SWEEP_CRON = "* * * * * */10"
+"""The sweep runs every ten seconds (a sixth cron column: seconds)."""
 RETRY_LATER = 30.0
 """Seconds before a task that met a transient failure (network, outage) runs again."""
 
@@ -142,17 +142,19 @@ class Steps:
         await self._next(job)
 
     async def save(self, job_id: str) -> None:
-        job = self.store.get(job_id)
+        await self._save(self.store.get(job_id))
+
+    async def _save(self, job: Job) -> None:
         if job.state in ("result", "downloading", "succeeded"):
             try:
                 job = await self.engine.advance(job, until="saved")
             except ReelgenError as err:
                 job = self.store.get(job.id)
                 if err.retryable and job.state in ("result", "downloading"):
-                    log.info("job %s: %s; saving again in %.0f s", job_id, err, RETRY_LATER)
+                    log.info("job %s: %s; saving again in %.0f s", job.id, err, RETRY_LATER)
                     self.accounts.defer_save(job, delay=RETRY_LATER)
                     return
-                log.warning("job %s not saved: %s", job_id, err)
+                log.warning("job %s not saved: %s", job.id, err)
         await self._next(job)
 
     async def _next(self, job: Job) -> None:
@@ -162,8 +164,8 @@ class Steps:
         if state in ("queued", "running"):
             self.accounts.defer_check(job, delay=next_check_in(self.engine, job))
         elif state in ("result", "downloading"):
-            self.accounts.release(job, clean=True)
-            self.accounts.defer_save(job)
+            self.accounts.release(job, clean=True)  # the provider is done: its slot is free
+            await self._save(job)  # the download goes on in this task (a retry is deferred)
         elif state == "succeeded":
             self.accounts.release(job, clean=True)
         elif state == "failed" and job.meta.candidates and not job.superseded_by:

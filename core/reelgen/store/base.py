@@ -111,6 +111,8 @@ class SqlJobStore(ABC):
     """Every query of the job log, once; a dialect subclass supplies the database."""
 
     where: str
+    returning: bool = False
+    """Whether an UPDATE can hand back the row it wrote (``RETURNING``): one query fewer."""
     lock_row: str = ""
     """What a SELECT adds to lock the row it reads until the transaction ends (queries are
     written in SQLite's words, ``?`` and ``rowid``; a dialect's :class:`Db` translates)."""
@@ -236,12 +238,16 @@ class SqlJobStore(ABC):
                         raise self._damaged(job_id, exc) from None
                     sets.append(f"{column} = ?")
                     args.append(json.dumps(merged, allow_nan=False))
-            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+            update = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+            written = db.execute(
+                update + (" RETURNING *" if self.returning else ""), (*args, job_id)
+            )
+            stored = written.fetchone() if self.returning else None
             state = to if to is not None else row["state"]
             said = message if message is not None else row["message"]
             if (state, said) != (row["state"], row["message"]):
                 self._event(db, job_id, state, said)
-        return self.get(job_id)
+        return self._job(stored, job_id) if stored is not None else self.get(job_id)
 
     def drop(self, job_id: str) -> None:
         """Remove a job and its history from the log (a damaged row the user forgets)."""
@@ -289,6 +295,9 @@ class SqlJobStore(ABC):
                 f"no job {job_id} in the job log at {self.where}; `reelgen jobs` lists known jobs",
                 job_id=job_id,
             )
+        return self._job(row, job_id)
+
+    def _job(self, row: Any, job_id: str) -> Job:
         job = _read(row)
         if isinstance(job, DamagedRow):
             raise DamagedJob(

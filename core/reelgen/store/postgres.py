@@ -95,6 +95,7 @@ class PostgresJobStore(SqlJobStore):
     """The job log in PostgreSQL; reads run in autocommit, writes in one transaction each."""
 
     lock_row = " FOR UPDATE"
+    returning = True
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -120,13 +120,20 @@ class Accounts:
     def release(self, job: Job, *, clean: bool) -> None:
         """``job`` no longer runs at its provider: free its slot (a clean finish raises the
         account's limit by one, up to its ceiling) and admit the next waiting job."""
+        # freeing needs no lock (a count that is briefly one too high only admits later);
+        # a job whose slot is already free costs this one statement
+        freed = (
+            self.store._read_db()
+            .execute(
+                "UPDATE jobs SET slot = false WHERE id = ? AND slot RETURNING account", (job.id,)
+            )
+            .fetchone()
+        )
+        if freed is None:
+            return
+        account = freed["account"]
         with self.store._tx() as db:
-            row = db.execute("SELECT account FROM jobs WHERE id = ? AND slot", (job.id,)).fetchone()
-            if row is None:
-                return
-            account = row["account"]
             _lock(db, account)
-            db.execute("UPDATE jobs SET slot = false WHERE id = ?", (job.id,))
             if clean:
                 db.execute(
                     "UPDATE accounts SET lim = LEAST(lim + 1, ceiling) WHERE account = ?",
