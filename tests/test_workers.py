@@ -193,3 +193,51 @@ def test_callbacks_queue_one_check_per_job_however_often_they_come(
             (f"reelgen.check:{job.id}",),
         ).fetchone()
     assert woken is not None and woken[0] == 1
+
+
+def test_batch_enqueue_then_wait(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    cli,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str,
+) -> None:
+    """`batch --enqueue` prices and queues every line and returns; enqueueing the same
+    manifest again queues nothing twice; once workers ran them, `--enqueue --wait` exits 0
+    with every line done."""
+    from tests.cli_helpers import write_manifest
+
+    monkeypatch.setenv("REELGEN_DB", postgres_url)
+    manifest = write_manifest(tmp_path / "shots.jsonl", make_image(), "a", "b", "c")
+    out = tmp_path / "out"
+    (Path(os.environ["REELGEN_HOME"]) / "config.toml").write_text(
+        'route = "k"\n[routes.k]\nproviders = ["kling"]\n[providers.kling]\nconcurrency = 3\n'
+    )
+    first = cli("batch", str(manifest), "--out-dir", str(out), "--enqueue")
+    assert first.exit_code == 0, first.stderr
+    assert "3 queued" in first.stderr
+    assert fake.creates_accepted == 0
+    again = cli("batch", str(manifest), "--out-dir", str(out), "--enqueue")
+    assert again.exit_code == 0, again.stderr
+    assert "0 queued" in again.stderr and "3 queued earlier" in again.stderr
+
+    engine = make_engine()
+    ids = [j.id for j in engine.store.recent(limit=10)]
+    assert len(ids) == 3
+    asyncio.run(run_until_final([engine], ids))
+    waited = cli("batch", str(manifest), "--out-dir", str(out), "--enqueue", "--wait")
+    assert waited.exit_code == 0, waited.stderr
+    assert "3 of 3 jobs done" in waited.stderr
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert fake.creates_accepted == 3
+
+
+def test_wait_without_enqueue_is_a_usage_error(cli, make_image, tmp_path: Path) -> None:
+    from tests.cli_helpers import write_manifest
+
+    manifest = write_manifest(tmp_path / "m.jsonl", make_image(), "a")
+    result = cli("batch", str(manifest), "--wait")
+    assert result.exit_code == 2
+    assert "--wait goes with --enqueue" in result.stderr

@@ -34,6 +34,7 @@ from .store import JobStore
 if TYPE_CHECKING:
     import procrastinate
 
+    from .batch import Item
     from .engine import Engine
     from .store.queue import Accounts
 
@@ -90,6 +91,58 @@ def enqueue(engine: Engine, jobs: Iterable[Job]) -> list[Job]:
     for job in jobs:
         engine.touched.setdefault(job.id, None)
     return accounts.enqueue(jobs, account_limits(engine, {j.provider for j in jobs}))
+
+
+def enqueue_batch(engine: Engine, items: list[Item], batch: str) -> BatchQueued:
+    """Queue a classified batch for workers: new and retried lines as new jobs, lines an
+    earlier in-process run left unfinished handed over as they stand, finished lines left.
+    Classify and enqueue under the batch's lock (see :meth:`Accounts.batch_lock`)."""
+    accounts = queue_store(engine.store)
+    queued = BatchQueued()
+    for item in items:
+        if item.state == "done":
+            queued.done += 1
+        elif item.state == "resume" and item.existing is not None:
+            ceiling = account_limits(engine, [item.existing.provider])[item.existing.provider]
+            adopted = accounts.adopt(item.existing, ceiling)
+            queued.resumed += adopted
+            queued.already += not adopted
+        else:
+            engine.record(
+                item.request,
+                item.candidates,
+                output=item.output,
+                force=True,  # a file there was checked when the batch was classified
+                max_cost=item.max_cost,
+                batch=batch,
+                item=item.id,
+                enqueue=True,
+            )
+            queued.new += 1
+    return queued
+
+
+@dataclass
+class BatchQueued:
+    """What ``enqueue_batch`` did with a manifest's lines."""
+
+    new: int = 0
+    resumed: int = 0
+    already: int = 0
+    """Lines whose job the workers have already (an earlier ``--enqueue`` of the batch)."""
+    done: int = 0
+
+
+def batch_jobs(engine: Engine, items: list[Item], batch: str) -> list[Job | None]:
+    """Each line's job as it stands now (a failover's successor in its place)."""
+    jobs: list[Job | None] = []
+    for item in items:
+        found = engine.store.for_item(batch, item.id)
+        job = found if isinstance(found, Job) else None
+        while job is not None and job.superseded_by and job.state in ("failed", "superseded"):
+            job = engine.store.get(job.superseded_by)
+        jobs.append(job)
+    return jobs
 
 
 @dataclass

@@ -50,6 +50,13 @@ if TYPE_CHECKING:
     help="Seconds to wait for each job.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per finished job.")
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Queue the lines for workers (`reelgen worker`, REELGEN_DB=postgresql://...), print "
+    "the batch id and return.",
+)
+@click.option("--wait", is_flag=True, help="With --enqueue: wait until every line is final.")
 @callback_options
 @guarded
 def cli_batch(
@@ -63,11 +70,38 @@ def cli_batch(
     as_json: bool,
     callback_url: str | None,
     listen: tuple[str, int] | None,
+    enqueue: bool,
+    wait: bool,
 ) -> None:
-    """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash."""
+    """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash.
+    With --enqueue, workers on any machine run them instead."""
     from .. import batch, storage
+    from ..errors import InvalidRequest
 
+    if wait and not enqueue:
+        raise InvalidRequest("--wait goes with --enqueue (a batch without it waits anyway)")
     engine = open_engine()
+    if enqueue:
+        from .workers import enqueued
+
+        if listen is not None:
+            raise click.UsageError(
+                "--listen runs a receiver in this process; for workers run "
+                "`reelgen listen HOST:PORT` and pass --callback-url"
+            )
+        enqueued(
+            engine,
+            manifest,
+            out_dir,
+            max_cost=max_cost,
+            yes=yes,
+            force=force,
+            callback_url=callback_url,
+            wait=wait,
+            timeout=timeout,
+            as_json=as_json,
+        )
+        return
     place = storage.folder(out_dir)  # a local folder, or an s3:// prefix
     storage.check_folder(place, environ=engine.environ)
     click.get_current_context().with_resource(batch.locked(place))

@@ -13,8 +13,9 @@ ceiling (the provider's configured ``concurrency``).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 
 from ..models import Job, utcnow
@@ -151,6 +152,38 @@ class Accounts:
                 "UPDATE jobs SET account = ?, slot = true WHERE id = ?", (new.provider, new.id)
             )
         self.release(old, clean=False)
+
+    @contextlib.contextmanager
+    def batch_lock(self, batch: str) -> Iterator[None]:
+        """Hold the batch's lock (a session advisory lock, across machines) while it is
+        classified and enqueued: two ``--enqueue`` runs of one manifest never both queue a
+        line."""
+        db = self.store._read_db()
+        db.execute("SELECT pg_advisory_lock(hashtext(?))", (f"reelgen-batch:{batch}",))
+        try:
+            yield
+        finally:
+            db.execute("SELECT pg_advisory_unlock(hashtext(?))", (f"reelgen-batch:{batch}",))
+
+    def adopt(self, job: Job, ceiling: int) -> bool:
+        """Hand a job recorded outside the queue (a batch run in-process, then interrupted)
+        to the workers: in flight, it holds a slot at once; planned, it waits for one. False
+        when the workers have it already."""
+        in_flight = job.state not in ("planned", "succeeded", "failed", "canceled", "superseded")
+        with self.store._tx() as db:
+            _lock(db, job.provider)
+            _ceiling(db, job.provider, ceiling)
+            taken = db.execute(
+                "UPDATE jobs SET account = ?, slot = ? WHERE id = ? AND account IS NULL "
+                "RETURNING id",
+                (job.provider, in_flight, job.id),
+            ).fetchone()
+            if taken is None:
+                return False
+            if in_flight or job.state in ("succeeded", "failed"):
+                defer(db, SUBMIT, job.id)  # submit carries on from any stored state
+            _admit(db, job.provider)
+        return True
 
     def lower(self, account: str) -> None:
         """The provider said the account runs too many jobs: one fewer from now on."""
