@@ -70,6 +70,14 @@ def isolated(
     plugins.reset_providers()
 
 
+def unavailable(why: str) -> None:
+    """A server a test needs is missing: skipped locally, saying why; a failure in CI, which
+    always provides them (.ci/run)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI must provide it)")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server for the tests: CI's (``REELGEN_TEST_POSTGRES``), or a throwaway
@@ -79,7 +87,7 @@ def postgres_server() -> Iterator[str]:
         yield url
         return
     if services.pg_bindir() is None:
-        pytest.skip("PostgreSQL is not installed and REELGEN_TEST_POSTGRES is not set")
+        unavailable("PostgreSQL is not installed and REELGEN_TEST_POSTGRES is not set")
     with services.postgres(Path(tempfile.mkdtemp(prefix="reelgen-pg-"))) as started:
         yield started
 
@@ -108,7 +116,7 @@ def s3_server() -> Iterator[str]:
     try:
         import moto.server  # noqa: F401 - only whether it is there
     except ImportError:
-        pytest.skip(
+        unavailable(
             'moto is not installed (pip install "moto[server]") and REELGEN_TEST_S3 is not set'
         )
     with services.s3(Path(tempfile.mkdtemp(prefix="reelgen-s3-"))) as started:
