@@ -241,3 +241,33 @@ def test_wait_without_enqueue_is_a_usage_error(cli, make_image, tmp_path: Path) 
     result = cli("batch", str(manifest), "--wait")
     assert result.exit_code == 2
     assert "--wait goes with --enqueue" in result.stderr
+
+
+def test_a_job_whose_task_was_lost_is_picked_up_by_the_sweep(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A queued job left without any task (its task failed on a database outage) is found by
+    the workers' sweep and finished, paid once."""
+    import psycopg
+
+    engine = make_engine()
+    (job,) = enqueue_jobs(engine, make_image(), tmp_path, 1)
+    accounts = queue_store(engine.store)
+    asyncio.run(Steps(engine, accounts).submit(job.id))
+    assert engine.store.get(job.id).state in ("queued", "running")
+    with psycopg.connect(engine.environ["REELGEN_DB"], autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
+    assert accounts.orphans(older_than=60) == []  # too recent: a task may be on its way
+    assert [j.id for j in accounts.orphans(older_than=0)] == [job.id]
+
+    import reelgen.store.queue as queue
+
+    original = queue.Accounts.orphans
+    monkeypatch.setattr(queue.Accounts, "orphans", lambda self: original(self, older_than=0))
+    asyncio.run(run_until_final([engine], [job.id], seconds=40))
+    assert engine.store.get(job.id).state == "succeeded"
+    assert fake.creates_accepted == 1

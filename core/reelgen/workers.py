@@ -307,6 +307,9 @@ def make_app(engine: Engine) -> procrastinate.App:
             log.warning("task %s of a silent worker runs again", stalled.id)
             await app.job_manager.retry_job(stalled)
         accounts.admit_all()  # on this thread: the job log's connection is not shared
+        for orphan in accounts.orphans():
+            log.warning("job %s (%s) had no task: queued again", orphan.id, orphan.state)
+            accounts.defer_submit(orphan)
 
     return app
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 
 from ..models import Job, utcnow
-from .base import Db, StoreBug
+from .base import Db, StoreBug, _read
 from .postgres import PostgresJobStore
 
 QUEUE = "reelgen"
@@ -117,6 +117,22 @@ class Accounts:
                 _lock(db, row["account"])
                 admitted += len(_admit(db, row["account"]))
         return admitted
+
+    def orphans(self, *, older_than: float = 30.0) -> list[Job]:
+        """Queued jobs the workers still owe a step but that have no task waiting or running
+        (a task that failed on a database outage, a defer lost with its transaction): the
+        sweep gives each a ``submit`` again, which carries on from the stored state."""
+        since = (utcnow() - timedelta(seconds=older_than)).isoformat()
+        rows = self.store._read_db().execute(
+            "SELECT * FROM jobs j WHERE j.account IS NOT NULL AND j.updated_at < ? AND ("
+            "j.state IN ('submitting', 'uncertain', 'queued', 'running', 'result', "
+            "'downloading') OR (j.state = 'planned' AND j.slot)) AND NOT EXISTS ("
+            "SELECT 1 FROM procrastinate_jobs p WHERE p.lock = j.id "
+            "AND p.status IN ('todo', 'doing')) LIMIT 500",
+            (since,),
+        )
+        found = [_read(r) for r in rows.fetchall()]
+        return [j for j in found if isinstance(j, Job)]
 
     def release(self, job: Job, *, clean: bool) -> None:
         """``job`` no longer runs at its provider: free its slot (a clean finish raises the
