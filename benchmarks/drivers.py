@@ -29,7 +29,7 @@ from reelgen.engine import Engine
 from reelgen.errors import ReelgenError
 from reelgen.http import use_transport
 from reelgen.models import Job, JobStatus, VideoRequest
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from reelgen.waiting import Timer, Waiter
 
 from . import virtual_time
@@ -183,7 +183,7 @@ def _engine(
         timer=Timer(now=clock.monotonic, sleep=asyncio.sleep),
         rng=random.Random(workload.seed),
     )
-    store = JobStore(folder / "jobs.sqlite3")
+    store = SqliteJobStore(folder / "jobs.sqlite3")
     if not workload.callbacks:
         return Engine(store=store, waiter=waiter, config=config, environ=environ, clock=clock.wall)
     try:

@@ -13,7 +13,7 @@ from click.testing import Result
 
 from reelgen.engine import Engine
 from reelgen.models import Job, VideoRequest
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from reelgen_kling.auth import KlingAuth
 from tests.fake_kling import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, FakeKling
 
@@ -73,7 +73,7 @@ def refused(result: Result, fake: FakeKling, *needles: str) -> None:
 
 def stored(job_id: str) -> Job:
     """The job as the job log (in this test's REELGEN_HOME) holds it now."""
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         return store.get(job_id)
     finally:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +23,7 @@ from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.testing import FakeTimer
 from reelgen.waiting import Waiter
+from tests import services
 from tests.fake_checks import FakeClock
 from tests.fake_fal import DEFAULT_KEY as FAKE_FAL_KEY
 from tests.fake_fal import FakeFal
@@ -42,6 +46,16 @@ ENV_VARS = (
     "REELGEN_MAX_COST",
     "REELGEN_LOAD_PLUGINS",
     "REELGEN_DISABLE_PLUGINS",
+    "REELGEN_DB",
+    # object storage: a developer's own AWS settings never reach a test
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
 )
 
 
@@ -58,6 +72,95 @@ def isolated(
     plugins.reset_providers()
     yield home
     plugins.reset_providers()
+
+
+def unavailable(why: str) -> None:
+    """A server a test needs is missing: skipped locally, saying why; a failure in CI, which
+    always provides them (.ci/run)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI must provide it)")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the tests: CI's (``REELGEN_TEST_POSTGRES``), or a throwaway
+    cluster started here when PostgreSQL is installed; skipped, saying why, otherwise."""
+    url = os.environ.get("REELGEN_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    if services.pg_bindir() is None:
+        unavailable("PostgreSQL is not installed and REELGEN_TEST_POSTGRES is not set")
+    with services.postgres(Path(tempfile.mkdtemp(prefix="reelgen-pg-"))) as started:
+        yield started
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped after the test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3-compatible server for the tests: CI's (``REELGEN_TEST_S3``), or moto's server
+    started here on 127.0.0.1; skipped, saying why, when moto is not installed."""
+    url = os.environ.get("REELGEN_TEST_S3")
+    if url:
+        yield url
+        return
+    try:
+        import moto.server  # noqa: F401 - only whether it is there
+    except ImportError:
+        unavailable(
+            'moto is not installed (pip install "moto[server]") and REELGEN_TEST_S3 is not set'
+        )
+    with services.s3(Path(tempfile.mkdtemp(prefix="reelgen-s3-"))) as started:
+        yield started
+
+
+@pytest.fixture
+def s3_bucket(
+    s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A new, empty bucket on the test server, and the AWS settings that reach it (the
+    endpoint, obviously fake keys, no config files); its name. Emptied and removed after."""
+    import boto3
+
+    aws = tmp_path_factory.mktemp("aws")
+    settings = {
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(aws / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(aws / "credentials"),
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    name = f"reelgen-test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    yield name
+    with contextlib.suppress(client.exceptions.NoSuchBucket):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+        client.delete_bucket(Bucket=name)
 
 
 @pytest.fixture

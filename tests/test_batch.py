@@ -22,7 +22,7 @@ from click.testing import Result
 
 from reelgen.engine import Engine
 from reelgen.models import Job, JobMeta, VideoRequest, utcnow
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from tests.cli_helpers import left_submitting, send_create
 from tests.fake_kling import FakeKling, Fault
 
@@ -56,7 +56,7 @@ def json_lines(result: Result) -> list[dict[str, Any]]:
 
 
 def all_jobs() -> list[Job]:
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         return store.recent(limit=10_000)
     finally:
@@ -438,7 +438,7 @@ def test_resume_downloads_a_succeeded_job_and_warns_near_expiry(
 
 def _write_jobs(path: Path, prefix: str, count: int, errors: list[BaseException]) -> None:
     try:
-        store = JobStore(path)
+        store = SqliteJobStore(path)
         try:
             for n in range(count):
                 job = Job(
@@ -461,7 +461,7 @@ def _write_jobs(path: Path, prefix: str, count: int, errors: list[BaseException]
 
 
 def _check_log(path: Path, prefixes: list[str], count: int) -> None:
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     try:
         found = store.recent(limit=100_000)
         assert len(found) == len(prefixes) * count

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from tests.conftest import FAKE_AK, FAKE_SK
 from tests.fake_kling import FakeKling, serve
 
@@ -212,7 +212,7 @@ class Batch:
         left = sorted(p.name for p in self.out.iterdir() if p.name != ".reelgen-batch.lock")
         assert left == sorted(f"{i}.mp4" for i in self.ids)
         # one job per line in the log: in-flight jobs were picked up, not made again
-        store = JobStore(self.home / "jobs.sqlite3")
+        store = SqliteJobStore(self.home / "jobs.sqlite3")
         try:
             logged = store.recent(limit=1000)
         finally:

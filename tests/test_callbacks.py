@@ -22,7 +22,7 @@ from reelgen.errors import ConfigError, WebhookInvalid
 from reelgen.models import Job, JobStatus, VideoRequest
 from reelgen.receiver import Hints, Receiver
 from reelgen.schedule import callback_fallback_delay, next_poll_delay
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from reelgen.testing import FakeTimer
 from reelgen.waiting import Waiter
 from reelgen.webhooks import sign, verify
@@ -437,7 +437,7 @@ def create_bodies(fake: FakeKling) -> list[dict[str, Any]]:
 
 
 def jobs_in_log() -> int:
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         return len(store.recent(limit=100))
     finally:

@@ -13,7 +13,7 @@ import av
 import pytest
 from click.testing import Result
 
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from tests.fake_kling import FakeKling, Fault
 
 Cli = Callable[..., Result]
@@ -164,7 +164,7 @@ def test_job_row_written_before_the_paid_call(
     fake_kling.inject("create", Fault.timeout_after_accept())
     result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--json")
     assert result.exit_code != 0
-    store = JobStore(isolated / "jobs.sqlite3")
+    store = SqliteJobStore(isolated / "jobs.sqlite3")
     jobs = store.recent()
     store.close()
     assert len(jobs) == 1

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 
 from reelgen.download import download, part_path
-from reelgen.errors import ConfigError, DownloadError
-from reelgen.models import Job, VideoRequest
-from reelgen.store import SCHEMA_VERSION, JobStore
+from reelgen.errors import DownloadError
 from reelgen.testing import FakeTimer
 from reelgen.waiting import RetryPolicy, Waiter
 
@@ -119,63 +116,6 @@ def test_local_file_url_is_copied(tmp_path: Path, timer: FakeTimer) -> None:
 
     saved = asyncio.run(go())
     assert saved.path.read_bytes() == BODY
-
-
-def _job(n: int) -> Job:
-    return Job(
-        id=f"rg-{n}",
-        provider="local",
-        request=VideoRequest(image="a.jpg", prompt="p"),
-        idempotency_key=f"rg-{n}",
-    )
-
-
-def test_store_keeps_state_history(tmp_path: Path) -> None:
-    """Every state change is kept with a timestamp; the job round-trips unchanged."""
-    store = JobStore(tmp_path / "jobs.sqlite3")
-    job = _job(1)
-    store.add(job)
-    store.transition("rg-1", to="queued", task_id="t-1")
-    store.transition("rg-1", to="queued", task_id="t-1")  # no change
-    store.transition("rg-1", to="succeeded")
-    assert [state for _, state, _ in store.history("rg-1")] == ["planned", "queued", "succeeded"]
-    loaded = store.get("rg-1")
-    assert loaded.task_id == "t-1"
-    assert loaded.request == job.request
-    store.close()
-
-
-def test_store_idempotency_key_is_unique(tmp_path: Path) -> None:
-    """Two jobs can never share an idempotency key (one key = at most one paid task)."""
-    store = JobStore(tmp_path / "jobs.sqlite3")
-    store.add(_job(1))
-    clash = _job(2).model_copy(update={"idempotency_key": "rg-1"})
-    with pytest.raises(sqlite3.IntegrityError):
-        store.add(clash)
-    store.close()
-
-
-def test_store_schema_is_versioned(tmp_path: Path) -> None:
-    """The log records its schema version and refuses one written by a newer reelgen."""
-    path = tmp_path / "jobs.sqlite3"
-    JobStore(path).close()
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(ConfigError, match="newer reelgen"):
-        JobStore(path)
-
-
-def test_store_survives_two_writers(tmp_path: Path) -> None:
-    """Two processes' stores writing to one log at once lose nothing."""
-    path = tmp_path / "jobs.sqlite3"
-    a, b = JobStore(path), JobStore(path)
-    for n in range(50):
-        (a if n % 2 else b).add(_job(n))
-    assert len(a.recent(limit=100)) == 50
-    a.close()
-    b.close()
 
 
 def test_complete_partial_file_is_kept_on_416(tmp_path: Path, timer: FakeTimer) -> None:

@@ -22,7 +22,7 @@ from reelgen.concurrency import ProviderSlots
 from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from reelgen_kling.provider import KlingProvider
 from tests.cli_helpers import ROUTE, Cli, json_lines, stored, write_manifest
 from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK, FakeTimer
@@ -183,7 +183,7 @@ def _interrupt_after(owner: type, name: str) -> Callable[[pytest.MonkeyPatch], N
 
 @pytest.mark.parametrize(
     "interrupt",
-    [_interrupt_after(KlingProvider, "validate"), _interrupt_after(JobStore, "add")],
+    [_interrupt_after(KlingProvider, "validate"), _interrupt_after(SqliteJobStore, "add")],
     ids=["checking-the-image", "job-recorded"],
 )
 def test_ctrl_c_before_anything_is_sent_says_nothing_was_submitted(
@@ -202,7 +202,7 @@ def test_ctrl_c_before_anything_is_sent_says_nothing_was_submitted(
     assert "nothing was submitted" in result.stderr
     assert "may have been accepted" not in result.stderr
     assert fake_kling.requests == []
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         assert {j.state for j in store.recent()} <= {"planned"}
     finally:
@@ -215,9 +215,9 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from reelgen.models import utcnow
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 path, folder, role, count = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-store = JobStore(path)
+store = SqliteJobStore(path)
 (folder / f"ready-{role}").touch()
 while not (folder / "go").exists():
     time.sleep(0.001)
@@ -242,7 +242,7 @@ def test_two_processes_writing_one_job_erase_nothing_of_each_other(tmp_path: Pat
     """One process recording charges while another records the task id, acceptance time,
     successor and its own meta key on the same job: afterwards all of it is there."""
     path = tmp_path / "jobs.sqlite3"
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     try:
         store.add(
             Job(
@@ -286,7 +286,7 @@ def test_two_processes_writing_one_job_erase_nothing_of_each_other(tmp_path: Pat
             if proc.poll() is None:
                 proc.kill()
     assert max(b for b, _ in spans) < min(e for _, e in spans), "the writers never overlapped"
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     try:
         job = store.get("rg-shared")
     finally:
@@ -378,7 +378,7 @@ def test_batch_rerun_does_not_pay_again_for_a_line_whose_row_is_damaged(
     monkeypatch.setenv("REELGEN_PROVIDER", "kling")
     manifest = write_manifest(tmp_path / "m.jsonl", make_image(), "a")
     out = tmp_path / "out"
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         engine = Engine(store=store, clock=timer.wall)
         from reelgen import batch

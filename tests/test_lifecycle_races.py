@@ -20,7 +20,7 @@ from click.testing import Result
 from reelgen.engine import Engine
 from reelgen.http import use_transport
 from reelgen.models import Job, VideoRequest
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from reelgen.testing import FakeTimer
 from tests.cli_helpers import Cli, batch_lines, generated, json_lines, stored, write_manifest
 from tests.fake_fal import FakeFal
@@ -46,7 +46,7 @@ def one_line(result: Result) -> str:
 
 def states_seen(job_id: str) -> list[str]:
     """Every state the job log recorded for the job, in order."""
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         return [state for _, state, _ in store.history(job_id)]
     finally:
@@ -68,7 +68,7 @@ def kling_posts(fake: FakeKling) -> int:
 
 
 def all_jobs() -> list[Job]:
-    store = JobStore()
+    store = SqliteJobStore()
     try:
         return store.recent()
     finally:

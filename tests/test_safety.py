@@ -16,7 +16,7 @@ from PIL import Image
 from reelgen.engine import Engine
 from reelgen.errors import AuthenticationError
 from reelgen.models import Job, VideoRequest
-from reelgen.store import JobStore
+from reelgen.store import SqliteJobStore
 from reelgen.waiting import Waiter
 from reelgen_kling.wire_errors import retry_after
 from tests.conftest import FAKE_SK, FakeTimer
@@ -65,7 +65,7 @@ def test_taken_idempotency_key_finds_the_existing_task(
 
 def test_stale_copy_never_erases_a_known_task(tmp_path: Path) -> None:
     """Another process's stale view of a job cannot erase its task id or mark it failed."""
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = Job(
         id="rg-1",
         provider="kling",
@@ -128,7 +128,7 @@ def test_job_log_keeps_absolute_image_and_target(
     )
     assert result.exit_code == 0, result.stderr
     job_id = json.loads(result.stdout)["job_id"]
-    store = JobStore(isolated / "jobs.sqlite3")
+    store = SqliteJobStore(isolated / "jobs.sqlite3")
     job = store.get(job_id)
     store.close()
     assert job.request.image == str(image.resolve())

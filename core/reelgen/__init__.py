@@ -3,7 +3,7 @@
 Public names (plugin authors and scripts rely on these)::
 
     from reelgen import hookimpl, VideoProvider, VideoRequest, Job, JobStatus, VideoResult
-    from reelgen import generate, agenerate
+    from reelgen import generate, agenerate, enqueue
     from reelgen import ReelgenError, InvalidRequest, ...   # the whole error tree (reelgen.errors)
 
 Heavy modules load on first use, so ``reelgen --help`` stays fast.
@@ -56,14 +56,16 @@ _EXPORTS = {
     "JobFailed": "reelgen.errors",
     "WaitTimeout": "reelgen.errors",
     "DownloadError": "reelgen.errors",
+    "UploadError": "reelgen.errors",
     "generate": "reelgen.engine",
     "agenerate": "reelgen.engine",
+    "enqueue": "reelgen.engine",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
-    from .engine import agenerate, generate
+    from .engine import agenerate, enqueue, generate
     from .errors import (
         AccountError,
         AuthenticationError,
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
         TokenExpired,
         UnknownProvider,
         Unsupported,
+        UploadError,
         UsageError,
         WaitTimeout,
         WebhookInvalid,

@@ -19,17 +19,18 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import storage
 from .concurrency import ProviderSlots
 from .errors import BudgetExceeded, InvalidRequest, ManifestInvalid, ReelgenError, UsageError
-from .lifecycle import saved_intact
 from .models import JOB_FINAL_STATES, Job, VideoRequest
+from .storage import ObjectURI, Target
 from .store import DamagedRow
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ class Item:
     request: VideoRequest
     candidates: list[Prepared]
     """The route's providers that can take the line, in the order they are tried."""
-    output: Path
+    output: Target
+    """OUT_DIR/<id>.mp4: a file, or an object under an s3:// prefix."""
     max_cost: float | None = None
     existing: Job | None = None
     state: Literal["new", "done", "resume", "retry"] = "new"
@@ -133,7 +135,7 @@ class Outcome:
 def load(
     engine: Engine,
     manifest: Path,
-    out_dir: Path,
+    out_dir: Path | ObjectURI,
     *,
     max_cost: float | None,
     callback_url: str | None = None,
@@ -179,8 +181,8 @@ def load(
             )
             continue
         lowered[line.id.lower()] = number
-        output = (out_dir / f"{line.id}.mp4").resolve()
-        if output.exists() and not output.is_file():
+        output = storage.inside(out_dir, f"{line.id}.mp4")
+        if isinstance(output, Path) and output.exists() and not output.is_file():
             problems.append(f"line {number} ({line.id}): {output} exists and is not a file")
             continue
         try:
@@ -209,17 +211,19 @@ def load(
 
 
 def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = False) -> None:
-    """What a (re)run must do for each line, from the job log and the files on disk.
+    """What a (re)run must do for each line, from the job log and the files on disk (or the
+    objects under the batch's s3:// prefix).
 
     An id already submitted with different input is refused (ManifestInvalid): reusing its
     video, or finishing the old request, would both be wrong, and silently so. So is a line
     whose output file exists but was not written by this batch (unless ``force``).
     """
     problems: list[str] = []
+    environ = engine.environ
     for item in items:
         job = engine.store.for_item(batch, item.id)
         if isinstance(job, DamagedRow):
-            if job.state == "succeeded" and item.output.exists() and not force:
+            if job.state == "succeeded" and storage.exists(item.output, environ) and not force:
                 problems.append(
                     f"line {item.line} ({item.id}): its job {job.id} has a damaged row in the job "
                     f"log, so {item.output} cannot be verified; keep it (`reelgen forget "
@@ -228,7 +232,7 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
                 )
             elif job.state in JOB_FINAL_STATES:  # over (or forgotten): the line runs anew
                 item.state = "retry"
-                _check_output(item, force, problems)
+                _check_output(item, force, problems, environ)
             else:
                 problems.append(
                     f"line {item.line} ({item.id}): its job {job.id} ({job.state}) has a damaged "
@@ -241,7 +245,7 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
         item.existing = job
         if job is None:
             item.state = "new"
-            _check_output(item, force, problems)
+            _check_output(item, force, problems, environ)
             continue
         asked = job.meta.asked or job.request
         changed = (asked, job.meta.route or [job.provider]) != (item.request, item.route)
@@ -252,15 +256,15 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
                 f"line {item.line} ({item.id}): already submitted as job {job.id} with other "
                 "input or provider; give the changed line a new id"
             )
-        elif saved_intact(job, item.output):
+        elif storage.intact(job, item.output, environ):
             item.state = "done"
         elif job.state in ("failed", "canceled"):
             item.state = "retry"  # the provider said it failed: a rerun tries again
         else:
             item.state = "resume"  # in flight, maybe submitted, or succeeded but not saved
-        own = {Path(job.output or ""), Path(job.meta.target or "")}
+        own = {storage.parse(job.output or ""), storage.parse(job.meta.target or "")}
         if item.state != "done" and item.output not in own:
-            _check_output(item, force, problems)  # a file there is not this line's video
+            _check_output(item, force, problems, environ)  # a file there is not this line's video
         if item.state == "retry":
             _check_unsettled(engine, item, job, problems)
     if problems:
@@ -317,13 +321,11 @@ def plan_run(items: list[Item], *, max_cost: float | None) -> RunPlan:
     return RunPlan(todo, resuming, done, maybe_paid, total, summary)
 
 
-def _check_output(item: Item, force: bool, problems: list[str]) -> None:
+def _check_output(item: Item, force: bool, problems: list[str], environ: Mapping[str, str]) -> None:
     """A line's output that exists but is not this batch's verified video is not overwritten
     unless the user says so."""
-    from .outputs import check_target
-
     try:
-        check_target(item.output, inputs=[item.request.image or ""], force=force)
+        storage.check(item.output, inputs=[item.request.image or ""], force=force, environ=environ)
     except InvalidRequest as err:
         problems.append(f"line {item.line} ({item.id}): {err}")
 
@@ -363,10 +365,11 @@ def _check_unsettled(engine: Engine, item: Item, job: Job, problems: list[str]) 
 
 
 @contextlib.contextmanager
-def locked(out_dir: Path, *, create: bool = True) -> Iterator[None]:
+def locked(out_dir: Path | ObjectURI, *, create: bool = True) -> Iterator[None]:
     """Hold the batch lock of ``out_dir`` (a file in that folder) for the block: one run per
     output folder at a time, whichever job log each uses. The lock goes when the process
-    ends, even on kill -9. ``create``: make the folder if it is missing."""
+    ends, even on kill -9. ``create``: make the folder if it is missing. An s3:// prefix is
+    locked on this machine only (a file in reelgen's data folder stands in for it)."""
     handle = _lock_file(out_dir, create=create).open("a")
     try:
         if not _try_lock(handle):
@@ -380,7 +383,7 @@ def locked(out_dir: Path, *, create: bool = True) -> Iterator[None]:
 
 def is_running(out_dir: str | Path) -> bool:
     """Whether another process holds the batch lock of ``out_dir``."""
-    path = _lock_file(Path(out_dir), create=False)
+    path = _lock_file(storage.folder(out_dir), create=False)
     if not path.exists():
         return False
     with path.open("a") as handle:
@@ -389,7 +392,9 @@ def is_running(out_dir: str | Path) -> bool:
     return False
 
 
-def _lock_file(out_dir: Path, *, create: bool = True) -> Path:
+def _lock_file(out_dir: Path | ObjectURI, *, create: bool = True) -> Path:
+    if isinstance(out_dir, ObjectURI):
+        out_dir, create = storage.lock_folder(out_dir), True  # ours: made whenever needed
     if create:
         out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir / ".reelgen-batch.lock"

@@ -40,6 +40,18 @@ class RouteConfig(BaseModel):
     max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
+class StoreConfig(BaseModel):
+    """``[store]``: where the job log lives (REELGEN_DB overrides it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        default=None,
+        description="sqlite:///PATH or postgresql://USER@HOST/DB (default: the SQLite file "
+        "under the data folder)",
+    )
+
+
 class Config(BaseModel):
     """The whole file. Unknown top-level keys are errors (a typo must not pass silently)."""
 
@@ -48,6 +60,7 @@ class Config(BaseModel):
     route: str | None = None
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     path: Path | None = Field(default=None, exclude=True)
 

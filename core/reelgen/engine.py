@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from . import job_actions, lifecycle, router
+from . import job_actions, lifecycle, router, storage
 from .config import Config
 from .errors import BudgetExceeded, ConfigError
 from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
 from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
-from .outputs import check_target, resolve_target
-from .paths import job_log
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
 from .settings import resolve_settings
-from .store import JobStore, Learned
+from .store import JobStore, Learned, open_store
 from .waiting import Waiter
 
 if TYPE_CHECKING:
@@ -79,7 +77,7 @@ class Engine:
     @property
     def store(self) -> JobStore:
         if self._store is None:
-            self._store = JobStore(job_log(self.environ))
+            self._store = open_store(self.environ, self.settings.config.store.url)
         return self._store
 
     # -- providers --------------------------------------------------------------------------
@@ -154,7 +152,7 @@ class Engine:
         self,
         prepared: Prepared,
         *,
-        target: str | Path | None = None,
+        target: str | Path | storage.ObjectURI | None = None,
         overwrite: bool = False,
         asked: VideoRequest | None = None,
         route: list[str] | None = None,
@@ -176,7 +174,7 @@ class Engine:
             batch=batch,
             item=item,
             meta=JobMeta(
-                target=str(resolve_target(target, job_id)),
+                target=str(storage.resolve(target, job_id)),
                 overwrite=overwrite,
                 asked=asked,
                 route=route or [prepared.provider.name],
@@ -197,10 +195,12 @@ class Engine:
         max_cost: float | None = None,
         batch: str | None = None,
         item: str | None = None,
+        enqueue: bool = False,
     ) -> Job:
         """Check everything that can be checked without paying — the request on each of the
         route's providers, the budget, keys and where the video goes — and record the job
-        (state ``planned``). Nothing is sent."""
+        (state ``planned``). Nothing is sent; with ``enqueue`` the job is queued for workers
+        in the same transaction (a PostgreSQL job log)."""
         chosen = router.resolve_route(self, route=route, provider=provider)
         limit = self.max_cost(max_cost, route_limit=chosen.max_cost)
         candidates, skipped = router.plan(self, request, chosen, max_cost=limit)
@@ -213,6 +213,7 @@ class Engine:
             max_cost=limit,
             batch=batch,
             item=item,
+            enqueue=enqueue,
         )
 
     def record(
@@ -221,14 +222,16 @@ class Engine:
         candidates: list[Prepared],
         *,
         skipped: list[Attempt] | None = None,
-        output: str | Path | None = None,
+        output: str | Path | storage.ObjectURI | None = None,
         force: bool = False,
         max_cost: float | None = None,
         batch: str | None = None,
         item: str | None = None,
+        enqueue: bool = False,
     ) -> Job:
         """Record a planned job for ``request`` on its ``candidates`` (in order), after checking
-        where its video goes (``force``: an existing file may be replaced). Nothing is sent."""
+        where its video goes (``force``: an existing file may be replaced). Nothing is sent;
+        ``enqueue`` also queues it for workers, in the same transaction."""
         job = self.new_job(
             candidates[0],
             target=output,
@@ -243,12 +246,17 @@ class Engine:
         )
         paths = {o for c in candidates for o in c.provider.path_options()}
         inputs = [request.image, *(v for k, v in request.options.items() if k in paths)]
-        check_target(
-            Path(job.meta.target or ""),
+        storage.check(
+            storage.parse(job.meta.target or ""),
             inputs=[i for i in inputs if isinstance(i, str) and i],
             force=force,
+            environ=self.environ,
         )
         self.touched.setdefault(job.id, None)
+        if enqueue:
+            from .workers import enqueue as enqueue_jobs
+
+            return enqueue_jobs(self, [job])[0]
         return self.store.add(job)
 
     # -- running ----------------------------------------------------------------------------
@@ -357,6 +365,33 @@ async def agenerate(
         return result
     finally:
         await engine.aclose()
+        engine.close()
+
+
+def enqueue(
+    request: VideoRequest | None = None,
+    *,
+    provider: str | None = None,
+    route: str | None = None,
+    output: str | Path | None = None,
+    max_cost: float | None = None,
+    **fields: Any,
+) -> Job:
+    """Check, price and queue one video for workers (``reelgen worker``) and return its job at
+    once: ``enqueue(image="a.jpg", prompt="waves")``. Needs a PostgreSQL job log
+    (``REELGEN_DB=postgresql://...``); follow it with ``reelgen status JOB_ID``."""
+    request = request or VideoRequest(**fields)
+    engine = Engine()
+    try:
+        return engine.plan(
+            request,
+            provider=provider,
+            route=route,
+            output=output,
+            max_cost=max_cost,
+            enqueue=True,
+        )
+    finally:
         engine.close()
 
 

@@ -35,6 +35,8 @@ succeed where this one failed (never when the job may already have been accepted
         ├── JobFailed                   -      yes     the provider ran the job and it failed
         ├── WaitTimeout                 -       -      still running at the deadline (paid)
         └── DownloadError              yes      -      the (paid) result could not be saved
+            └── UploadError            yes      -      ... to object storage (s3://); the
+                                                       verified video is kept on disk
 
 Providers translate their wire errors onto this tree in exactly one place. Errors carry
 ``provider``, ``job_id``, ``retry_after``, ``maybe_accepted`` (the provider may have acted on a
@@ -222,3 +224,8 @@ class DownloadError(OperationalError):
     """The finished video could not be downloaded or did not verify."""
 
     failover = False
+
+
+class UploadError(DownloadError):
+    """The verified video could not be put in object storage (``s3://``); it is kept on disk
+    and the message says where, and how to upload it later."""

@@ -6,7 +6,6 @@ what an interrupt left, and read a saved job back as a result. Each is built on 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .claims import claim_is_live
@@ -16,9 +15,10 @@ from .models import JOB_FINAL_STATES, Job, Video, VideoResult, utcnow
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .storage import Target
 
 
-async def download(engine: Engine, job: Job, output: Path | None, *, force: bool = False) -> Job:
+async def download(engine: Engine, job: Job, output: Target | None, *, force: bool = False) -> Job:
     """Save a finished job's video (again), asking the provider once if it is still running;
     never submits and never waits (``reelgen download``)."""
     current = await refresh(engine, job)

@@ -35,9 +35,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from . import storage
 from .claims import claim_is_live, new_claim
-from .download import download as download_to
-from .download import part_path, sha256_of
+from .download import part_path
 from .errors import (
     BudgetExceeded,
     ContentPolicyError,
@@ -60,9 +60,9 @@ from .models import (
     JobStatus,
     utcnow,
 )
-from .outputs import resolve_target
 from .router import can_fail_over, only_free_after, summary
-from .schedule import TRUSTED_SAMPLES
+from .schedule import TRUSTED_SAMPLES, next_poll_delay
+from .storage import Target
 from .waiting import POLL_OUTAGE
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ async def advance(
     *,
     until: Until = "saved",
     timeout: float = DEFAULT_TIMEOUT,
-    output: Path | None = None,
+    output: Target | None = None,
     on_status: StatusCallback | None = None,
     on_accepted: Callable[[Job, VideoProvider], None] | None = None,
     slots: Slots | None = None,
@@ -100,10 +100,11 @@ async def advance(
     """Move ``job`` on until it is saved (or accepted, or finished at the provider: ``until``)
     and return it as stored; raise when it cannot get there.
 
-    ``output`` saves the video there instead of the job's recorded target (a succeeded job is
-    saved again; ``force`` lets it replace a file that is not this job's). On a failure another
-    provider could avoid, the request moves to the next recorded candidate (a new job, returned
-    in its place). ``timeout`` bounds the whole call, failovers included.
+    ``output`` saves the video there (a file, or an ``s3://`` object: :mod:`reelgen.storage`)
+    instead of the job's recorded target (a succeeded job is saved again; ``force`` lets it
+    replace a file that is not this job's). On a failure another provider could avoid, the
+    request moves to the next recorded candidate (a new job, returned in its place).
+    ``timeout`` bounds the whole call, failovers included.
     """
     engine.touched.setdefault(job.id, None)
     if force:
@@ -158,7 +159,7 @@ async def _step(
     job: Job,
     until: Until,
     left: Callable[[], float],
-    output: Path | None,
+    output: Target | None,
     on_status: StatusCallback | None,
     fresh: bool,
 ) -> Job | Done:
@@ -176,7 +177,7 @@ async def _step(
             return Done(job)
         job = await _save(engine, job, output)
     elif job.state == "succeeded":
-        if until == "saved" and _needs_saving(job, output):
+        if until == "saved" and _needs_saving(engine, job, output):
             job = await _save(engine, job, output)
         return Done(job)
     elif job.state == "superseded":
@@ -429,18 +430,12 @@ async def _wait(
         if on_status is not None:
             on_status(current, status, elapsed)
 
-    since = job.accepted_at or job.created_at
-    waited = max(0.0, (utcnow() - since).total_seconds())
-    guess = provider.expected_seconds(job.request)
-    told = provider.settings_expected(job.request)
+    waited = _waited(job)
 
     def expectation() -> tuple[float, int]:
         """How long this kind of job takes, as known right now (a sibling that finishes while
         this one waits is counted at the next sleep)."""
-        if told:
-            return guess, TRUSTED_SAMPLES
-        learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
-        return (learned.seconds, learned.samples) if learned is not None else (guess, 0)
+        return _expectation(engine, provider, job)
 
     expected, samples = expectation()
     watch: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -474,6 +469,29 @@ async def _wait(
     current = _record(engine, job, provider, status)
     _raise_if_over(current, provider, status)
     return current
+
+
+def _waited(job: Job) -> float:
+    """Seconds since the provider accepted the job."""
+    return max(0.0, (utcnow() - (job.accepted_at or job.created_at)).total_seconds())
+
+
+def _expectation(engine: Engine, provider: VideoProvider, job: Job) -> tuple[float, int]:
+    """How long this kind of job takes, and on how many samples: the user's setting
+    (trusted), what the job log learned, else the provider's guess (no samples)."""
+    guess = provider.expected_seconds(job.request)
+    if provider.settings_expected(job.request):
+        return guess, TRUSTED_SAMPLES
+    learned = engine.learned(provider.name, job.request, ceiling=4 * guess)
+    return (learned.seconds, learned.samples) if learned is not None else (guess, 0)
+
+
+def next_check_in(engine: Engine, job: Job) -> float:
+    """Seconds until a job the provider is running is worth asking about again (what a
+    worker that polls once per run re-defers its check by): the learned poll schedule."""
+    provider = engine.provider(job.provider)
+    expected, samples = _expectation(engine, provider, job)
+    return next_poll_delay(_waited(job), expected, samples=samples, rng=engine.waiter.rng)
 
 
 async def refresh(engine: Engine, job: Job) -> Job:
@@ -541,25 +559,25 @@ def _raise_if_over(job: Job, provider: VideoProvider, status: JobStatus) -> None
     )
 
 
-def _needs_saving(job: Job, output: Path | None) -> bool:
-    """A succeeded job is saved again when asked for elsewhere, or when its file is gone or
-    no longer the video that was saved."""
-    target = resolve_target(output, job.id) if output is not None else Path(job.output or "")
-    return not saved_intact(job, target)
+def _needs_saving(engine: Engine, job: Job, output: Target | None) -> bool:
+    """A succeeded job is saved again when asked for elsewhere, or when its file (or object)
+    is gone or no longer the video that was saved."""
+    if output is not None:
+        target = storage.resolve(output, job.id)
+    else:
+        target = storage.parse(job.output or "")
+    return not storage.intact(job, target, engine.environ)
 
 
 def saved_intact(job: Job, path: Path) -> bool:
     """``path`` holds the job's saved video, with the size and sha256 recorded when saved."""
-    if job.state != "succeeded" or job.output is None or Path(job.output) != path:
-        return False
-    if not path.is_file() or path.stat().st_size != job.meta.size:
-        return False
-    return sha256_of(path) == job.meta.sha256
+    return storage.intact(job, path)
 
 
-async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
+async def _save(engine: Engine, job: Job, output: Target | None) -> Job:
     """result -> downloading -> succeeded: download (atomic, resumable, verified) to
-    ``output``, else to the target recorded when the job was planned. A file already there
+    ``output``, else to the target recorded when the job was planned (an ``s3://`` target is
+    uploaded from a verified local copy: :func:`reelgen.storage.save`). A file already there
     that is not this job's video is replaced only when the user allowed it."""
     again = job.state == "succeeded"
     claim = new_claim()
@@ -577,15 +595,21 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
             return engine.store.get(job.id)
         job = claimed
     provider = engine.provider(job.provider)
-    target = resolve_target(output or job.meta.target, job.id)
+    target = storage.resolve(output or job.meta.target, job.id)
     try:
-        _check_not_foreign(job, target)
+        if isinstance(target, Path):  # an object is checked by storage.save
+            _check_not_foreign(job, target)
         result = await engine.waiter.retry(f"result {job.id}", lambda: provider.result(job))
         if not result.videos:
             raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
-        async with make_client() as client:
-            saved = await download_to(
-                result.videos[0].url, target, client=client, waiter=engine.waiter, tag=job.id
+        async with make_client(transport=engine.transport) as client:
+            saved = await storage.save(
+                result.videos[0].url,
+                target,
+                job=job,
+                client=client,
+                waiter=engine.waiter,
+                environ=engine.environ,
             )
     except BaseException as exc:
         if not again:  # back to result, for the next try (also after Ctrl-C)
@@ -611,7 +635,7 @@ async def _save(engine: Engine, job: Job, output: Path | None) -> Job:
         job.id,
         from_={"succeeded"} if again else {"downloading"},
         to="succeeded",
-        output=str(saved.path),
+        output=saved.output,
         meta=meta,
     )
     return stored if stored is not None else engine.store.get(job.id)
@@ -644,7 +668,9 @@ def _check_not_foreign(job: Job, target: Path) -> None:
     )
 
 
-def _download_hint(job: Job, target: Path, err: DownloadError) -> str:
+def _download_hint(job: Job, target: Target, err: DownloadError) -> str:
+    if not isinstance(target, Path):
+        return storage.hint(job.id, target, err)
     part = part_path(target, job.id)
     if err.retryable:
         return f"; nothing is lost, `reelgen download {job.id} -o {target}` tries again"
@@ -698,7 +724,8 @@ async def _fail_over(engine: Engine, job_id: str, err: ReelgenError) -> Job | No
             )
             continue
         target = job.meta.target
-        if target and Path(target).name == f"{job.id}.mp4":  # named after the job: so is its heir
+        if target and not storage.is_remote(target) and Path(target).name == f"{job.id}.mp4":
+            # named after the job: so is its heir
             target = f"{Path(target).parent}{os.sep}"
         successor = engine.new_job(
             prepared,

@@ -183,7 +183,8 @@ class Video(BaseModel):
 
 
 class VideoResult(BaseModel):
-    """A finished job's videos; ``path`` is set once a video is saved locally."""
+    """A finished job's videos; ``path`` is set once a video is saved (a local path, or the
+    ``s3://`` URI of the object it was uploaded to)."""
 
     job_id: str
     provider: str

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import batch
+from . import batch, storage
 from .concurrency import ProviderSlots
 from .errors import JobBusy, ReelgenError, UsageError
 from .job_actions import expires_soon
@@ -50,10 +50,11 @@ async def resume(
     with contextlib.ExitStack() as locks:
         busy: set[str] = set()
         for folder in sorted({j.batch for j in jobs if j.batch}):
-            if not Path(folder).is_dir():
+            place = storage.folder(folder)  # a local folder, or an s3:// prefix
+            if isinstance(place, Path) and not place.is_dir():
                 continue  # no folder, no batch running in it (the save makes it)
             try:
-                locks.enter_context(batch.locked(Path(folder), create=False))
+                locks.enter_context(batch.locked(place, create=False))
             except (UsageError, OSError):
                 busy.add(folder)
         skipped = [j for j in jobs if j.batch in busy]

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from . import admin, batch, generate, jobs
+from . import admin, batch, generate, jobs, workers
 from .boundary import EXIT_INTERRUPTED, State
 
 
@@ -44,6 +44,8 @@ for _command in (
     admin.cli_plugins,
     admin.cli_config,
     admin.cli_keys,
+    workers.cli_worker,
+    workers.cli_listen,
 ):
     cli.add_command(_command)
 

@@ -23,10 +23,9 @@ if TYPE_CHECKING:
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
+    default=".",
     show_default=True,
-    help="Folder for the videos: OUT_DIR/<id>.mp4.",
+    help="Folder for the videos: OUT_DIR/<id>.mp4; s3://BUCKET/PREFIX uploads them there.",
 )
 @click.option(
     "--concurrency",
@@ -51,11 +50,18 @@ if TYPE_CHECKING:
     help="Seconds to wait for each job.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per finished job.")
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Queue the lines for workers (`reelgen worker`, REELGEN_DB=postgresql://...), print "
+    "the batch id and return.",
+)
+@click.option("--wait", is_flag=True, help="With --enqueue: wait until every line is final.")
 @callback_options
 @guarded
 def cli_batch(
     manifest: Path,
-    out_dir: Path,
+    out_dir: str,
     concurrency: int,
     max_cost: float | None,
     yes: bool,
@@ -64,24 +70,50 @@ def cli_batch(
     as_json: bool,
     callback_url: str | None,
     listen: tuple[str, int] | None,
+    enqueue: bool,
+    wait: bool,
 ) -> None:
-    """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash."""
-    from .. import batch
-    from ..outputs import check_target
+    """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash.
+    With --enqueue, workers on any machine run them instead."""
+    from .. import batch, storage
+    from ..errors import InvalidRequest
 
+    if wait and not enqueue:
+        raise InvalidRequest("--wait goes with --enqueue (a batch without it waits anyway)")
     engine = open_engine()
-    out_dir = out_dir.expanduser().resolve()
-    check_target(out_dir / ".reelgen-probe.mp4")
-    click.get_current_context().with_resource(batch.locked(out_dir))
+    if enqueue:
+        from .workers import enqueued
+
+        if listen is not None:
+            raise click.UsageError(
+                "--listen runs a receiver in this process; for workers run "
+                "`reelgen listen HOST:PORT` and pass --callback-url"
+            )
+        enqueued(
+            engine,
+            manifest,
+            out_dir,
+            max_cost=max_cost,
+            yes=yes,
+            force=force,
+            callback_url=callback_url,
+            wait=wait,
+            timeout=timeout,
+            as_json=as_json,
+        )
+        return
+    place = storage.folder(out_dir)  # a local folder, or an s3:// prefix
+    storage.check_folder(place, environ=engine.environ)
+    click.get_current_context().with_resource(batch.locked(place))
     receiver: Receiver | None = None
     if listen is not None:
         receiver, callback_url = start_listening(listen, callback_url)
-    items = batch.load(engine, manifest, out_dir, max_cost=None, callback_url=callback_url)
+    items = batch.load(engine, manifest, place, max_cost=None, callback_url=callback_url)
     if receiver is not None:
         providers = {i.prepared.provider.name: i.prepared.provider for i in items}
         check_signatures(receiver, list(providers.values()))
         engine.listen(receiver, callback_url)
-    key = str(out_dir)
+    key = str(place)
     batch.classify(engine, items, key, force=force)
     plan = batch.plan_run(items, max_cost=max_cost)
     click.echo(plan.summary, err=True)
@@ -97,7 +129,7 @@ def cli_batch(
             "batch",
             str(manifest.resolve()),
             "--out-dir",
-            str(out_dir),
+            key,
             "--concurrency",
             str(concurrency),
         ]
@@ -135,7 +167,7 @@ def cli_batch(
     failed = [o for o in outcomes if o.state == "failed"]
     ok = len(outcomes) - len(failed)
     click.echo(
-        f"{ok} of {len(outcomes)} jobs done in {out_dir}"
+        f"{ok} of {len(outcomes)} jobs done in {key}"
         + (f"; {len(failed)} failed (rerun `{rerun}` to retry them)" if failed else ""),
         err=True,
     )

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 @click.command("generate")
 @request_options
 @click.option(
-    "-o", "--output", help="Where to save the mp4 (default: JOB_ID.mp4; DIR/ means a folder)."
+    "-o",
+    "--output",
+    help="Where to save the mp4 (default: JOB_ID.mp4; DIR/ means a folder; s3://BUCKET/KEY "
+    "uploads it to object storage).",
 )
 @click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--dry-run", is_flag=True, help="Validate and estimate only; send nothing.")

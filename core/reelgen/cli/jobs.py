@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -15,8 +14,10 @@ from .options import FINITE_POSITIVE, confirm_overwrite
 from .render import job_payload, make_status_line, report_job
 
 if TYPE_CHECKING:
+    from ..engine import Engine
     from ..models import Job
     from ..provider import VideoProvider
+    from ..storage import Target
 
 
 @click.command("status")
@@ -62,7 +63,9 @@ def cli_status(job_id: str, as_json: bool) -> None:
 
 @click.command("wait")
 @click.argument("job_id")
-@click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
+@click.option(
+    "-o", "--output", help="Where to save the mp4, or s3://BUCKET/KEY (default: as at submit)."
+)
 @click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--timeout", type=FINITE_POSITIVE, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -71,7 +74,7 @@ def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_js
     """Wait for a job to finish and save its video (it is looked up, never paid for twice)."""
     engine = open_engine()
     job = engine.store.get(job_id)
-    target, force = checked_output(job, output, force=force, as_json=as_json)
+    target, force = checked_output(engine, job, output, force=force, as_json=as_json)
     status_line = make_status_line(as_json)
 
     def accepted(current: Job, provider: VideoProvider) -> None:
@@ -96,7 +99,9 @@ def cli_wait(job_id: str, output: str | None, force: bool, timeout: float, as_js
 
 @click.command("download")
 @click.argument("job_id")
-@click.option("-o", "--output", help="Where to save the mp4 (default: as given at submit).")
+@click.option(
+    "-o", "--output", help="Where to save the mp4, or s3://BUCKET/KEY (default: as at submit)."
+)
 @click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @guarded
@@ -106,26 +111,26 @@ def cli_download(job_id: str, output: str | None, force: bool, as_json: bool) ->
 
     engine = open_engine()
     job = engine.store.get(job_id)
-    target, force = checked_output(job, output, force=force, as_json=as_json)
+    target, force = checked_output(engine, job, output, force=force, as_json=as_json)
 
     done = run_async(lambda: closing(engine, download(engine, job, target, force=force)))
     report_job(done, as_json=as_json)
 
 
 def checked_output(
-    job: Job, output: str | None, *, force: bool, as_json: bool
-) -> tuple[Path | None, bool]:
+    engine: Engine, job: Job, output: str | None, *, force: bool, as_json: bool
+) -> tuple[Target | None, bool]:
     """``-o`` of wait/download, checked like generate's (None: the job's own target), and
-    whether an existing file may be replaced."""
+    whether an existing file (or object) may be replaced."""
     if output is None:
         return None, force
-    from ..outputs import check_target, resolve_target
+    from .. import storage
 
-    target = resolve_target(output, job.id)
-    if target == Path(job.output or ""):
+    target = storage.resolve(output, job.id)
+    if target == storage.parse(job.output or ""):
         return target, force  # the job's own video, saved again
     force = force or confirm_overwrite(output, as_json=as_json)
-    check_target(target, inputs=[job.request.image or ""], force=force)
+    storage.check(target, inputs=[job.request.image or ""], force=force, environ=engine.environ)
     return target, force
 
 

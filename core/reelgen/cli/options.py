@@ -114,6 +114,10 @@ def confirm_overwrite(output: str | None, *, as_json: bool) -> bool:
     if output is None or as_json or not sys.stdin.isatty():
         return False
     from ..outputs import resolve_target
+    from ..storage import is_remote
+
+    if is_remote(output):
+        return False  # an existing object is refused at planning, naming --force
 
     target = resolve_target(output, "probe")
     if not target.is_file():

@@ -1,4 +1,4 @@
-"""The job log: one SQLite file, written before every paid call and updated after.
+"""The job log, the same on every database: written before every paid call and updated after.
 
 A job row exists (state ``planned``, with its idempotency key) before the provider is asked to
 do anything, so a crash between "paid" and "saved" is recovered by looking the task up by that
@@ -6,99 +6,28 @@ key. Every change is a conditional update (:meth:`JobStore.transition`: compare-
 stored state, merging only the fields it names), never a rewrite of the whole record from a
 caller's copy, so any process may pick any job up at any state. Every state change is also
 appended to ``events`` (the job's history).
+
+:class:`JobStore` is what the rest of reelgen sees; :class:`SqlJobStore` holds every query once,
+and a dialect (``sqlite.py``, ``postgres.py``) supplies connections, transactions, migrations and
+the few words that differ. JSON columns are text on every database and merged here, in Python,
+so no dialect's JSON functions decide what the log holds.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
-import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, DamagedJob, JobNotFound
-from .models import CostEstimate, Job, JobMeta, VideoRequest, utcnow
-from .paths import job_log
-
-SCHEMA_VERSION = 3
-
-_CORE_KEYS = ("target", "attempts", "charged", "took", "expires_at", "size", "sha256", "url")
-"""Keys schema 2 kept in ``data`` that are the core's own (moved to ``meta`` by migration 3)."""
-
-
-def _migrate_3(db: sqlite3.Connection) -> None:
-    """Core bookkeeping moves out of the provider's ``data`` into typed columns and ``meta``;
-    a succeeded job whose video was never saved is ``result``."""
-    db.execute("ALTER TABLE jobs ADD COLUMN accepted_at TEXT")
-    db.execute("ALTER TABLE jobs ADD COLUMN superseded_by TEXT")
-    db.execute("ALTER TABLE jobs ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
-    rows = db.execute("SELECT id, provider, request, data FROM jobs").fetchall()
-    for row in rows:
-        try:
-            data = json.loads(row["data"])
-            if not isinstance(data, dict):
-                continue
-        except ValueError:
-            continue  # a damaged row stays damaged; `reelgen jobs` reports it
-        meta = {k: data.pop(k) for k in _CORE_KEYS if k in data}
-        meta["asked"] = json.loads(row["request"]) if row["request"] else None
-        meta["route"] = [row["provider"]]
-        db.execute(
-            "UPDATE jobs SET meta = ?, data = ?, accepted_at = ?, superseded_by = ? WHERE id = ?",
-            (
-                json.dumps(meta),
-                json.dumps({k: v for k, v in data.items() if k not in ("accepted_at",)}),
-                data.get("accepted_at"),
-                data.get("superseded_by"),
-                row["id"],
-            ),
-        )
-    db.execute("UPDATE jobs SET state = 'result' WHERE state = 'succeeded' AND output IS NULL")
-    db.execute(
-        "UPDATE jobs SET state = 'superseded' WHERE state = 'submitting' "
-        "AND superseded_by IS NOT NULL AND task_id IS NULL"
-    )
-
-
-_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
-    1: """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        provider TEXT NOT NULL,
-        idempotency_key TEXT NOT NULL UNIQUE,
-        task_id TEXT,
-        state TEXT NOT NULL,
-        message TEXT NOT NULL DEFAULT '',
-        request TEXT NOT NULL,
-        estimate TEXT,
-        output TEXT,
-        data TEXT NOT NULL DEFAULT '{}',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX jobs_state ON jobs(state);
-    CREATE TABLE events (
-        job_id TEXT NOT NULL REFERENCES jobs(id),
-        at TEXT NOT NULL,
-        state TEXT NOT NULL,
-        message TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX events_job ON events(job_id);
-    """,
-    2: """
-    ALTER TABLE jobs ADD COLUMN batch TEXT;
-    ALTER TABLE jobs ADD COLUMN item TEXT;
-    CREATE INDEX jobs_batch_item ON jobs(batch, item);
-    """,
-    3: _migrate_3,
-}
+from ..errors import DamagedJob, JobNotFound
+from ..models import CostEstimate, Job, JobMeta, VideoRequest, utcnow
 
 
 @dataclass(frozen=True)
@@ -118,94 +47,94 @@ class Learned:
     samples: int
 
 
-class JobStore:
-    """Typed access to the job log. Each call is its own short transaction."""
+class StoreBug(RuntimeError):
+    """A broken invariant of the job log (an idempotency key used twice): a bug, loud."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or job_log()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"{self.path}: cannot open the job log ({exc})") from None
-        self._db.row_factory = sqlite3.Row
-        try:
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._wal()
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise ConfigError(
-                f"{self.path}: the job log is unreadable ({exc}); move it aside to start a new one"
-            ) from None
-        except BaseException:
-            self._db.close()
-            raise
 
-    def _wal(self) -> None:
-        """Switch to WAL. Two processes opening a new log at once can get "database is locked"
-        here without SQLite waiting (the busy timeout does not apply): try again briefly."""
-        for attempt in range(100):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 99:
-                    raise
-                time.sleep(0.05)
+class JobStore(Protocol):
+    """The job log as the lifecycle, the CLI and the workers use it, on any database."""
 
-    def close(self) -> None:
-        self._db.close()
+    where: str
+    """Where the log lives, for messages (a path, or a database URL without its password)."""
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._failure(exc) from None
-        try:
-            yield self._db
-        except sqlite3.IntegrityError:  # a broken invariant (a key used twice): a bug, loud
-            self._db.execute("ROLLBACK")
-            raise
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise self._failure(exc) from None
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def close(self) -> None: ...
+    def add(self, job: Job) -> Job: ...
+    def transition(
+        self,
+        job_id: str,
+        *,
+        to: str | None = None,
+        from_: Collection[str] | None = None,
+        message: str | None = None,
+        task_id: str | None = None,
+        accepted_at: datetime | None = None,
+        superseded_by: str | None = None,
+        output: str | None = None,
+        meta: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        unsubmitted: bool = False,
+        not_superseded: bool = False,
+        owned_by: str | None = None,
+    ) -> Job | None: ...
+    def drop(self, job_id: str) -> None: ...
+    def take_over(self, old: Job, new: Job, *, superseded: bool) -> bool: ...
+    def get(self, job_id: str) -> Job: ...
+    def rows(self, *, limit: int = 20, state: str | None = None) -> list[Job | DamagedRow]: ...
+    def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]: ...
+    def for_item(self, batch: str, item: str) -> Job | DamagedRow | None: ...
+    def find(self, key: str) -> Job | None: ...
+    def unfinished(self) -> tuple[list[Job], list[DamagedRow]]: ...
+    def learned(
+        self,
+        provider: str,
+        request: VideoRequest,
+        *,
+        samples: int = 20,
+        ceiling: float | None = None,
+    ) -> Learned | None: ...
+    def history(self, job_id: str) -> list[tuple[datetime, str, str]]: ...
 
-    def _failure(self, exc: sqlite3.Error) -> ConfigError | DamagedJob:
-        """A database error as one line naming the job log."""
-        if "locked" in str(exc) or "busy" in str(exc):
-            return ConfigError(
-                f"{self.path}: the job log stayed locked by another process for 30 s; try again"
-            )
-        if "JSON" in str(exc):
-            return DamagedJob(f"{self.path}: a job's row in the job log is damaged ({exc})")
-        return ConfigError(f"{self.path}: the job log could not be written ({exc})")
 
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{self.path}: the job log was written by a newer reelgen (schema {version}); "
-                "upgrade reelgen"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self._tx() as db:
-                # another process may have migrated since we looked: check under the write lock
-                if int(db.execute("PRAGMA user_version").fetchone()[0]) >= target:
-                    continue
-                step = _MIGRATIONS[target]
-                if callable(step):
-                    step(db)
-                else:
-                    for statement in step.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                db.execute(f"PRAGMA user_version = {target}")
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Db(Protocol):
+    def execute(self, sql: str, args: Sequence[Any] = ...) -> Cursor: ...
+
+
+class SqlJobStore(ABC):
+    """Every query of the job log, once; a dialect subclass supplies the database."""
+
+    where: str
+    returning: bool = False
+    """Whether an UPDATE can hand back the row it wrote (``RETURNING``): one query fewer."""
+    lock_row: str = ""
+    """What a SELECT adds to lock the row it reads until the transaction ends (queries are
+    written in SQLite's words, ``?`` and ``rowid``; a dialect's :class:`Db` translates)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Db]:
+        """One write transaction; an integrity error becomes :class:`StoreBug`, any other
+        database error a one-line ConfigError naming the log."""
+
+    @abstractmethod
+    def _read_db(self) -> Db:
+        """A connection for reads outside a transaction (each read is its own snapshot)."""
+
+    def _damaged(self, job_id: str, exc: Exception) -> DamagedJob:
+        return DamagedJob(
+            f"{self.where}: job {job_id}'s row in the job log is damaged ({exc}); "
+            f"`reelgen forget {job_id}` drops it",
+            job_id=job_id,
+        )
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -215,7 +144,7 @@ class JobStore:
             self._insert(db, job)
         return job
 
-    def _insert(self, db: sqlite3.Connection, job: Job) -> None:
+    def _insert(self, db: Db, job: Job) -> None:
         db.execute(
             "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
             "request, estimate, output, data, created_at, updated_at, batch, item, "
@@ -273,16 +202,15 @@ class JobStore:
         now = utcnow().isoformat()
         with self._tx() as db:
             row = db.execute(
-                "SELECT state, message, task_id, superseded_by, "
-                "CASE WHEN json_valid(meta) THEN json_extract(meta, '$.owner') END AS owner "
-                "FROM jobs WHERE id = ?",
+                "SELECT state, message, task_id, superseded_by, meta, data FROM jobs "
+                f"WHERE id = ?{self.lock_row}",
                 (job_id,),
             ).fetchone()
             if row is None:
                 raise JobNotFound(f"no job {job_id} in the job log", job_id=job_id)
             if from_ is not None and row["state"] not in from_:
                 return None
-            if owned_by is not None and (row["owner"] or "") != owned_by:
+            if owned_by is not None and (_owner(row["meta"]) or "") != owned_by:
                 return None
             if unsubmitted and row["task_id"] is not None:
                 return None
@@ -304,14 +232,22 @@ class JobStore:
                     args.append(value)
             for column, patch in (("meta", meta), ("data", data)):
                 if patch:
-                    sets.append(f"{column} = json_patch({column}, ?)")
-                    args.append(json.dumps(patch, default=_json_default, allow_nan=False))
-            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+                    try:
+                        merged = merge_patch(_strict_json(row[column]), _plain(patch))
+                    except ValueError as exc:
+                        raise self._damaged(job_id, exc) from None
+                    sets.append(f"{column} = ?")
+                    args.append(json.dumps(merged, allow_nan=False))
+            update = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+            written = db.execute(
+                update + (" RETURNING *" if self.returning else ""), (*args, job_id)
+            )
+            stored = written.fetchone() if self.returning else None
             state = to if to is not None else row["state"]
             said = message if message is not None else row["message"]
             if (state, said) != (row["state"], row["message"]):
                 self._event(db, job_id, state, said)
-        return self.get(job_id)
+        return self._job(stored, job_id) if stored is not None else self.get(job_id)
 
     def drop(self, job_id: str) -> None:
         """Remove a job and its history from the log (a damaged row the user forgets)."""
@@ -343,7 +279,7 @@ class JobStore:
         return True
 
     @staticmethod
-    def _event(db: sqlite3.Connection, job_id: str, state: str, message: str) -> None:
+    def _event(db: Db, job_id: str, state: str, message: str) -> None:
         db.execute(
             "INSERT INTO events (job_id, at, state, message) VALUES (?, ?, ?, ?)",
             (job_id, utcnow().isoformat(), state, message),
@@ -353,16 +289,19 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         """The job as stored; JobNotFound when missing, DamagedJob when unreadable."""
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._read_db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(
-                f"no job {job_id} in the job log at {self.path}; `reelgen jobs` lists known jobs",
+                f"no job {job_id} in the job log at {self.where}; `reelgen jobs` lists known jobs",
                 job_id=job_id,
             )
+        return self._job(row, job_id)
+
+    def _job(self, row: Any, job_id: str) -> Job:
         job = _read(row)
         if isinstance(job, DamagedRow):
             raise DamagedJob(
-                f"job {job_id}'s row in the job log {self.path} is damaged ({job.reason}); "
+                f"job {job_id}'s row in the job log {self.where} is damaged ({job.reason}); "
                 f"`reelgen forget {job_id}` drops it",
                 job_id=job_id,
             )
@@ -377,7 +316,7 @@ class JobStore:
             args.append(state)
         query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         args.append(limit)
-        return [_read(r) for r in self._db.execute(query, args)]
+        return [_read(r) for r in self._read_db().execute(query, args)]
 
     def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]:
         """The newest readable jobs."""
@@ -386,17 +325,28 @@ class JobStore:
     def for_item(self, batch: str, item: str) -> Job | DamagedRow | None:
         """The newest job made for a batch's manifest line, if any (damaged rows included: a
         line whose job cannot be read must not be taken for a line never run)."""
-        row = self._db.execute(
-            "SELECT * FROM jobs WHERE batch = ? AND item = ? ORDER BY created_at DESC, rowid DESC "
-            "LIMIT 1",
-            (batch, item),
-        ).fetchone()
+        query = (
+            "SELECT * FROM jobs WHERE batch = ? AND item = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        )
+        row = self._read_db().execute(query, (batch, item)).fetchone()
         return _read(row) if row is not None else None
+
+    def find(self, key: str) -> Job | None:
+        """The newest readable job whose provider task id or idempotency key is ``key`` (what
+        a provider's callback names)."""
+        query = (
+            "SELECT * FROM jobs WHERE task_id = ? OR idempotency_key = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        )
+        row = self._read_db().execute(query, (key, key)).fetchone()
+        found = _read(row) if row is not None else None
+        return found if isinstance(found, Job) else None
 
     def unfinished(self) -> tuple[list[Job], list[DamagedRow]]:
         """Jobs the lifecycle can still advance (for `reelgen resume`: superseded ones that may
         hold a paid task are looked up), oldest first, and the damaged rows among them."""
-        rows = self._db.execute(
+        rows = self._read_db().execute(
             "SELECT * FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'canceled', "
             "'superseded') OR (state = 'superseded' AND task_id IS NULL) "
             "ORDER BY created_at, rowid"
@@ -422,7 +372,7 @@ class JobStore:
         The provider's own processing time is used where it reported one; otherwise the time
         from the first queued/running state to the finish, dropping samples above ``ceiling``
         (a job collected long after it finished)."""
-        rows = self._db.execute(
+        rows = self._read_db().execute(
             "SELECT j.request, j.meta, COALESCE((SELECT MIN(s.at) FROM events s "
             "WHERE s.job_id = j.id AND s.state IN ('queued', 'running')), j.created_at) "
             "AS started, (SELECT MIN(e.at) FROM events e WHERE e.job_id = j.id "
@@ -459,7 +409,7 @@ class JobStore:
 
     def history(self, job_id: str) -> list[tuple[datetime, str, str]]:
         """The job's state changes, oldest first (an unreadable entry is left out)."""
-        rows = self._db.execute(
+        rows = self._read_db().execute(
             "SELECT at, state, message FROM events WHERE job_id = ? ORDER BY rowid", (job_id,)
         )
         events: list[tuple[datetime, str, str]] = []
@@ -480,6 +430,34 @@ def _strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
+def _owner(meta: str) -> str | None:
+    """The claim in a row's ``meta`` (None when unreadable: a damaged row is nobody's)."""
+    try:
+        owner = _strict_json(meta).get("owner")
+    except (ValueError, AttributeError):
+        return None
+    return owner if isinstance(owner, str) else None
+
+
+def _plain(patch: dict[str, Any]) -> Any:
+    """A patch as plain JSON values (datetimes and models written out; NaN refused)."""
+    return json.loads(json.dumps(patch, default=_json_default, allow_nan=False))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch (what SQLite's ``json_patch`` does): objects merge key by
+    key, a null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -488,7 +466,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in the job log")
 
 
-def _read(row: sqlite3.Row) -> Job | DamagedRow:
+def _read(row: Any) -> Job | DamagedRow:
     """The row as a Job, or what is wrong with it."""
     try:
         return Job(

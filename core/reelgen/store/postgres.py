@@ -1,0 +1,178 @@
+"""The job log in PostgreSQL (psycopg 3): one log shared by every process and machine.
+
+Selected with ``REELGEN_DB=postgresql://...`` (or ``[store] url``). The tables and their
+meaning are the SQLite log's; JSON columns stay text so both read and merge them alike. Each
+write is one transaction that locks the job's row (``SELECT ... FOR UPDATE``), which makes
+:meth:`transition` the same compare-and-set it is on SQLite, across machines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ..errors import ConfigError
+from .base import Cursor, Db, SqlJobStore, StoreBug
+
+SCHEMA_VERSION = 2
+
+MIGRATION_LOCK = 0x7265656C67656E  # pg_advisory_xact_lock key while migrating ("reelgen")
+
+_MIGRATIONS: dict[int, str] = {
+    # the SQLite log's schema 3, in one step
+    1: """
+    CREATE TABLE jobs (
+        seq BIGSERIAL NOT NULL,
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        task_id TEXT,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        request TEXT NOT NULL,
+        estimate TEXT,
+        output TEXT,
+        data TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        batch TEXT,
+        item TEXT,
+        accepted_at TEXT,
+        superseded_by TEXT,
+        meta TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE INDEX jobs_batch_item ON jobs(batch, item);
+    CREATE INDEX jobs_provider ON jobs(provider, created_at);
+    CREATE TABLE events (
+        seq BIGSERIAL PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_job ON events(job_id);
+    """,
+    # workers: which account's limit a queued job counts against, and who holds a slot
+    2: """
+    ALTER TABLE jobs ADD COLUMN account TEXT;
+    ALTER TABLE jobs ADD COLUMN slot BOOLEAN NOT NULL DEFAULT false;
+    CREATE INDEX jobs_waiting ON jobs(account, seq) WHERE account IS NOT NULL AND NOT slot
+        AND state = 'planned';
+    CREATE INDEX jobs_slots ON jobs(account) WHERE slot;
+    CREATE TABLE accounts (
+        account TEXT PRIMARY KEY,
+        lim INTEGER NOT NULL,
+        ceiling INTEGER NOT NULL,
+        lowered_at TEXT
+    );
+    """,
+}
+
+
+def redact(url: str) -> str:
+    """A database URL fit for messages: the password replaced."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+class _PgDb:
+    """A connection that takes the queries as written for SQLite (``?``, ``rowid``)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        sql = sql.replace("?", "%s").replace("rowid", "seq")
+        return self.conn.execute(sql, tuple(args))  # type: ignore[return-value]
+
+
+class PostgresJobStore(SqlJobStore):
+    """The job log in PostgreSQL; reads run in autocommit, writes in one transaction each."""
+
+    lock_row = " FOR UPDATE"
+    returning = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.where = redact(url)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(
+                    self.url, autocommit=True, row_factory=dict_row, connect_timeout=10
+                )
+            except psycopg.Error as exc:
+                raise ConfigError(
+                    f"{self.where}: cannot reach the job log database ({_first_line(exc)})"
+                ) from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _read_db(self) -> Db:
+        return _PgDb(self._connect())
+
+    @contextmanager
+    def _tx(self) -> Iterator[Db]:
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                yield _PgDb(conn)
+        except psycopg.IntegrityError as exc:
+            raise StoreBug(f"{self.where}: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"{self.where}: the job log could not be written ({_first_line(exc)})"
+            ) from None
+
+    def ensure_script(self, marker: str, script: str) -> None:
+        """Run ``script`` (many statements, no parameters) once, under the migration lock,
+        unless the table ``marker`` exists already (e.g. Procrastinate's schema)."""
+        try:
+            with self._connect().transaction():
+                conn = self._connect()
+                conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                found = conn.execute("SELECT to_regclass(%s) AS t", (marker,)).fetchone()
+                if found is None or found["t"] is None:
+                    conn.execute(script)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"{self.where}: could not set up {marker} ({_first_line(exc)})"
+            ) from None
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            db.execute("CREATE TABLE IF NOT EXISTS reelgen_schema (version INTEGER NOT NULL)")
+            row = db.execute("SELECT max(version) AS version FROM reelgen_schema").fetchone()
+            version = int(row["version"] or 0)
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.where}: the job log was written by a newer reelgen (schema "
+                    f"{version}); upgrade reelgen"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO reelgen_schema (version) VALUES (?)", (target,))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

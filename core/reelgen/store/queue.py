@@ -1,0 +1,251 @@
+"""Jobs run by workers: the accounts' limits, counted in the job log (PostgreSQL only).
+
+A job enqueued for workers is a job-log row with an ``account`` (the provider whose account
+limit it counts against). It *holds a slot* (``slot``) from admission until its provider has
+finished with it; the rest wait as rows, not as held worker slots. Admission runs under a
+transaction-level advisory lock per account, takes waiting rows oldest first with
+``FOR UPDATE SKIP LOCKED``, and defers their Procrastinate ``submit`` task in the same
+transaction, so a job is never admitted without its task, nor its task deferred twice.
+The limit itself is a row of ``accounts``, shared by every worker: lowered by one when the
+provider says the account runs too many jobs, raised by one after each clean finish, up to its
+ceiling (the provider's configured ``concurrency``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+
+from ..models import Job, utcnow
+from .base import Db, StoreBug, _read
+from .postgres import PostgresJobStore
+
+QUEUE = "reelgen"
+SUBMIT = "reelgen.submit"
+CHECK = "reelgen.check"
+SAVE = "reelgen.save"
+
+
+def defer(
+    db: Db, task: str, job_id: str, *, delay: float = 0.0, queueing_lock: str | None = None
+) -> None:
+    """Defer a Procrastinate task for ``job_id`` inside the caller's transaction. Every task of
+    one job shares the job's lock, so no two of them ever run at once."""
+    at: datetime | None = None
+    if delay > 0:
+        at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+    db.execute(
+        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, ?, ?::jsonb, ?)"
+        "::procrastinate_job_to_defer_v1])",
+        (QUEUE, task, job_id, queueing_lock, json.dumps({"job_id": job_id}), at),
+    )
+
+
+def _lock(db: Db, account: str) -> None:
+    db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"reelgen-account:{account}",))
+
+
+def _ceiling(db: Db, account: str, ceiling: int) -> None:
+    """Record the account's configured limit (a lowered limit stays lowered, within it)."""
+    db.execute(
+        "INSERT INTO accounts (account, lim, ceiling) VALUES (?, ?, ?) "
+        "ON CONFLICT (account) DO UPDATE SET ceiling = EXCLUDED.ceiling, "
+        "lim = LEAST(accounts.lim, EXCLUDED.ceiling)",
+        (account, max(1, ceiling), max(1, ceiling)),
+    )
+
+
+def _admit(db: Db, account: str) -> list[str]:
+    """Give free slots of ``account`` to its oldest waiting jobs and defer their submission.
+    The caller holds the account's lock."""
+    row = db.execute("SELECT lim FROM accounts WHERE account = ?", (account,)).fetchone()
+    if row is None:
+        return []
+    held = db.execute(
+        "SELECT count(*) AS n FROM jobs WHERE account = ? AND slot", (account,)
+    ).fetchone()["n"]
+    free = int(row["lim"]) - int(held)
+    if free <= 0:
+        return []
+    chosen = [
+        r["id"]
+        for r in db.execute(
+            "SELECT id FROM jobs WHERE account = ? AND NOT slot AND state = 'planned' "
+            "ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
+            (account, free),
+        ).fetchall()
+    ]
+    for job_id in chosen:
+        db.execute("UPDATE jobs SET slot = true WHERE id = ?", (job_id,))
+        defer(db, SUBMIT, job_id)
+    return chosen
+
+
+class Accounts:
+    """The shared limits of a PostgreSQL job log (what every worker and enqueuer uses)."""
+
+    def __init__(self, store: PostgresJobStore) -> None:
+        self.store = store
+
+    def enqueue(self, jobs: Iterable[Job], ceilings: dict[str, int]) -> list[Job]:
+        """Write planned jobs and queue them, in one transaction: each waits for a slot of
+        its provider's account (``ceilings``: provider -> configured limit) and is admitted
+        at once where one is free."""
+        jobs = list(jobs)
+        with self.store._tx() as db:
+            for job in jobs:
+                self.store._insert(db, job)
+                db.execute("UPDATE jobs SET account = ? WHERE id = ?", (job.provider, job.id))
+            for account in sorted({job.provider for job in jobs}):
+                _lock(db, account)
+                _ceiling(db, account, ceilings.get(account, 1))
+                _admit(db, account)
+        return jobs
+
+    def admit_all(self) -> int:
+        """Admit waiting jobs wherever a slot is free (the periodic sweep: after a crash
+        between a release and an admission, or a limit raised by hand)."""
+        admitted = 0
+        accounts = self.store._read_db().execute(
+            "SELECT DISTINCT account FROM jobs WHERE account IS NOT NULL AND NOT slot "
+            "AND state = 'planned'"
+        )
+        for row in accounts.fetchall():
+            with self.store._tx() as db:
+                _lock(db, row["account"])
+                admitted += len(_admit(db, row["account"]))
+        return admitted
+
+    def orphans(self, *, older_than: float = 30.0) -> list[Job]:
+        """Queued jobs the workers still owe a step but that have no task waiting or running
+        (a task that failed on a database outage, a defer lost with its transaction): the
+        sweep gives each a ``submit`` again, which carries on from the stored state."""
+        since = (utcnow() - timedelta(seconds=older_than)).isoformat()
+        rows = self.store._read_db().execute(
+            "SELECT * FROM jobs j WHERE j.account IS NOT NULL AND j.updated_at < ? AND ("
+            "j.state IN ('submitting', 'uncertain', 'queued', 'running', 'result', "
+            "'downloading') OR (j.state = 'planned' AND j.slot)) AND NOT EXISTS ("
+            "SELECT 1 FROM procrastinate_jobs p WHERE p.lock = j.id "
+            "AND p.status IN ('todo', 'doing')) LIMIT 500",
+            (since,),
+        )
+        found = [_read(r) for r in rows.fetchall()]
+        return [j for j in found if isinstance(j, Job)]
+
+    def release(self, job: Job, *, clean: bool) -> None:
+        """``job`` no longer runs at its provider: free its slot (a clean finish raises the
+        account's limit by one, up to its ceiling) and admit the next waiting job."""
+        # freeing needs no lock (a count that is briefly one too high only admits later);
+        # a job whose slot is already free costs this one statement
+        freed = (
+            self.store._read_db()
+            .execute(
+                "UPDATE jobs SET slot = false WHERE id = ? AND slot RETURNING account", (job.id,)
+            )
+            .fetchone()
+        )
+        if freed is None:
+            return
+        account = freed["account"]
+        with self.store._tx() as db:
+            _lock(db, account)
+            if clean:
+                db.execute(
+                    "UPDATE accounts SET lim = LEAST(lim + 1, ceiling) WHERE account = ?",
+                    (account,),
+                )
+            _admit(db, account)
+
+    def hand_over(self, old: Job, new: Job) -> None:
+        """A failover: ``new`` (another provider) continues ``old``'s request, already being
+        submitted by this worker. It holds a slot of its own account (counted there at once,
+        even if that briefly fills it past the limit) and ``old``'s slot goes to the next."""
+        with self.store._tx() as db:
+            _lock(db, new.provider)
+            db.execute(
+                "UPDATE jobs SET account = ?, slot = true WHERE id = ?", (new.provider, new.id)
+            )
+        self.release(old, clean=False)
+
+    @contextlib.contextmanager
+    def batch_lock(self, batch: str) -> Iterator[None]:
+        """Hold the batch's lock (a session advisory lock, across machines) while it is
+        classified and enqueued: two ``--enqueue`` runs of one manifest never both queue a
+        line."""
+        db = self.store._read_db()
+        db.execute("SELECT pg_advisory_lock(hashtext(?))", (f"reelgen-batch:{batch}",))
+        try:
+            yield
+        finally:
+            db.execute("SELECT pg_advisory_unlock(hashtext(?))", (f"reelgen-batch:{batch}",))
+
+    def adopt(self, job: Job, ceiling: int) -> bool:
+        """Hand a job recorded outside the queue (a batch run in-process, then interrupted)
+        to the workers: in flight, it holds a slot at once; planned, it waits for one. False
+        when the workers have it already."""
+        in_flight = job.state not in ("planned", "succeeded", "failed", "canceled", "superseded")
+        with self.store._tx() as db:
+            _lock(db, job.provider)
+            _ceiling(db, job.provider, ceiling)
+            taken = db.execute(
+                "UPDATE jobs SET account = ?, slot = ? WHERE id = ? AND account IS NULL "
+                "RETURNING id",
+                (job.provider, in_flight, job.id),
+            ).fetchone()
+            if taken is None:
+                return False
+            if in_flight or job.state in ("succeeded", "failed"):
+                defer(db, SUBMIT, job.id)  # submit carries on from any stored state
+            _admit(db, job.provider)
+        return True
+
+    def lower(self, account: str) -> None:
+        """The provider said the account runs too many jobs: one fewer from now on."""
+        with self.store._tx() as db:
+            db.execute(
+                "UPDATE accounts SET lim = GREATEST(1, lim - 1), lowered_at = ? WHERE account = ?",
+                (utcnow().isoformat(), account),
+            )
+
+    def _defer(self, task: str, job: Job, delay: float) -> None:
+        with self.store._tx() as db:
+            defer(db, task, job.id, delay=delay)
+
+    def defer_submit(self, job: Job, *, delay: float = 0.0) -> None:
+        self._defer(SUBMIT, job, delay)
+
+    def defer_check(self, job: Job, *, delay: float = 0.0) -> None:
+        self._defer(CHECK, job, delay)
+
+    def defer_save(self, job: Job, *, delay: float = 0.0) -> None:
+        self._defer(SAVE, job, delay)
+
+    def check_soon(self, job: Job) -> bool:
+        """A callback said ``job`` changed: check it now, unless a check woken this way is
+        already waiting (duplicate callbacks merge into one). Returns whether one was queued."""
+        lock = f"{CHECK}:{job.id}"
+        try:
+            with self.store._tx() as db:
+                waiting = db.execute(
+                    "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = ? AND status = 'todo'",
+                    (lock,),
+                ).fetchone()
+                if waiting is not None:
+                    return False
+                defer(db, CHECK, job.id, queueing_lock=lock)
+        except StoreBug:  # another receiver queued it between our look and our write
+            return False
+        return True
+
+    def limits(self) -> dict[str, tuple[int, int, int]]:
+        """account -> (jobs holding a slot, limit, ceiling)."""
+        rows = self.store._read_db().execute(
+            "SELECT a.account, a.lim, a.ceiling, (SELECT count(*) FROM jobs j "
+            "WHERE j.account = a.account AND j.slot) AS held FROM accounts a"
+        )
+        return {
+            r["account"]: (int(r["held"]), int(r["lim"]), int(r["ceiling"]))
+            for r in rows.fetchall()
+        }

@@ -1,0 +1,340 @@
+"""Workers on many machines: Procrastinate tasks over the PostgreSQL job log.
+
+Each task does one bounded piece of a job's lifecycle and defers the next one; none of them
+holds a worker slot while a job waits at its provider::
+
+    enqueue ──> (waits as a row for a slot of its provider's account)
+            ──> submit: lifecycle.advance(until="accepted") — the create, sent once, looked
+                        up after a lost reply; a failover continues on the next candidate
+            ──> check:  one poll (lifecycle.refresh), re-deferred by the learned schedule
+            ──> save:   lifecycle.advance(until="saved") — download, verify, store
+
+Every task reads the job from the job log and carries on from there, so running one twice
+(Procrastinate retries the tasks of a worker that died) never pays twice: the lifecycle's
+compare-and-set transitions and the idempotency key see to that. All tasks of one job share
+a Procrastinate lock, so two of them never run at once. A sweep every few seconds admits
+waiting jobs and retries the tasks of workers that stopped sending heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConcurrencyLimited, ConfigError, ReelgenError
+from .lifecycle import next_check_in, refresh
+from .models import Job
+from .receiver import Hints, Receiver
+from .store import JobStore
+
+if TYPE_CHECKING:
+    import procrastinate
+
+    from .batch import Item
+    from .engine import Engine
+    from .store.queue import Accounts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ACCOUNT_LIMIT = 4
+"""Jobs in flight per provider account when ``[providers.NAME] concurrency`` is not set (the
+same default as ``reelgen batch --concurrency``)."""
+HEARTBEAT = 2.0
+"""Seconds between a worker's heartbeats."""
+STALLED_AFTER = 10.0
+"""A worker silent this long is taken for dead: its tasks are run again elsewhere."""
+SWEEP_CRON = "* * * * * */10"
+"""The sweep runs every ten seconds (a sixth cron column: seconds)."""
+RETRY_LATER = 30.0
+"""Seconds before a task that met a transient failure (network, outage) runs again."""
+
+
+def queue_store(store: JobStore) -> Accounts:
+    """The shared account limits of ``store``, which must be a PostgreSQL job log."""
+    try:
+        from .store.postgres import PostgresJobStore
+        from .store.queue import Accounts
+    except ImportError:
+        raise ConfigError(
+            'workers need psycopg and procrastinate: pip install "reelgen[workers]"'
+        ) from None
+    if not isinstance(store, PostgresJobStore):
+        raise ConfigError(
+            "workers share their job log in PostgreSQL: set REELGEN_DB=postgresql://... (or "
+            "[store] url) for every worker and for the enqueuing process; the job log is "
+            f"{store.where}"
+        )
+    store.ensure_script(
+        "procrastinate_jobs",
+        (resources.files("procrastinate.sql") / "schema.sql").read_text(encoding="utf-8"),
+    )
+    return Accounts(store)
+
+
+def account_limits(engine: Engine, providers: Iterable[str]) -> dict[str, int]:
+    """Each provider's account limit: its configured ``concurrency``, else the default."""
+    return {
+        name: engine.provider(name).settings.concurrency or DEFAULT_ACCOUNT_LIMIT
+        for name in providers
+    }
+
+
+def enqueue(engine: Engine, jobs: Iterable[Job]) -> list[Job]:
+    """Write planned jobs to the shared job log and queue them for workers, in one
+    transaction. Returns at once; ``reelgen jobs`` / :meth:`JobStore.get` follow them."""
+    jobs = list(jobs)
+    accounts = queue_store(engine.store)
+    for job in jobs:
+        engine.touched.setdefault(job.id, None)
+    return accounts.enqueue(jobs, account_limits(engine, {j.provider for j in jobs}))
+
+
+def enqueue_batch(engine: Engine, items: list[Item], batch: str) -> BatchQueued:
+    """Queue a classified batch for workers: new and retried lines as new jobs, lines an
+    earlier in-process run left unfinished handed over as they stand, finished lines left.
+    Classify and enqueue under the batch's lock (see :meth:`Accounts.batch_lock`)."""
+    accounts = queue_store(engine.store)
+    queued = BatchQueued()
+    for item in items:
+        if item.state == "done":
+            queued.done += 1
+        elif item.state == "resume" and item.existing is not None:
+            ceiling = account_limits(engine, [item.existing.provider])[item.existing.provider]
+            adopted = accounts.adopt(item.existing, ceiling)
+            queued.resumed += adopted
+            queued.already += not adopted
+        else:
+            engine.record(
+                item.request,
+                item.candidates,
+                output=item.output,
+                force=True,  # a file there was checked when the batch was classified
+                max_cost=item.max_cost,
+                batch=batch,
+                item=item.id,
+                enqueue=True,
+            )
+            queued.new += 1
+    return queued
+
+
+@dataclass
+class BatchQueued:
+    """What ``enqueue_batch`` did with a manifest's lines."""
+
+    new: int = 0
+    resumed: int = 0
+    already: int = 0
+    """Lines whose job the workers have already (an earlier ``--enqueue`` of the batch)."""
+    done: int = 0
+
+
+def batch_jobs(engine: Engine, items: list[Item], batch: str) -> list[Job | None]:
+    """Each line's job as it stands now (a failover's successor in its place)."""
+    jobs: list[Job | None] = []
+    for item in items:
+        found = engine.store.for_item(batch, item.id)
+        job = found if isinstance(found, Job) else None
+        while job is not None and job.superseded_by and job.state in ("failed", "superseded"):
+            job = engine.store.get(job.superseded_by)
+        jobs.append(job)
+    return jobs
+
+
+@dataclass
+class Steps:
+    """The tasks' bodies, for one worker process (one engine, one connection to the log)."""
+
+    engine: Engine
+    accounts: Accounts
+
+    def __post_init__(self) -> None:
+        waiter = self.engine.waiter
+        # "too many jobs for this account": wait it out, using no retries, and lower the
+        # account's shared limit so the other workers send fewer
+        waiter.policy = replace(waiter.policy, patient_with=(ConcurrencyLimited,))
+        waiter.on_retry = self._on_retry
+
+    def _on_retry(self, err: ReelgenError) -> None:
+        if isinstance(err, ConcurrencyLimited) and err.provider:
+            self.accounts.lower(err.provider)
+
+    @property
+    def store(self) -> JobStore:
+        return self.engine.store
+
+    async def submit(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job.state in ("planned", "submitting", "uncertain", "failed"):
+            try:
+                moved = await self.engine.advance(job, until="accepted")
+            except ReelgenError as err:
+                log.info("job %s: %s", job_id, err)
+                moved = self.store.get(err.job_id or job_id)
+                if err.retryable and moved.state in ("planned", "submitting", "uncertain"):
+                    self.accounts.defer_submit(moved, delay=RETRY_LATER)
+                    return
+            if moved.id != job.id:
+                self.accounts.hand_over(job, moved)
+            job = moved
+        await self._next(job)
+
+    async def check(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job.state in ("queued", "running"):
+            try:
+                job = await refresh(self.engine, job)
+            except ReelgenError as err:
+                log.info("job %s: %s; asking again in %.0f s", job_id, err, RETRY_LATER)
+                self.accounts.defer_check(job, delay=RETRY_LATER)
+                return
+        await self._next(job)
+
+    async def save(self, job_id: str) -> None:
+        await self._save(self.store.get(job_id))
+
+    async def _save(self, job: Job) -> None:
+        if job.state in ("result", "downloading", "succeeded"):
+            try:
+                job = await self.engine.advance(job, until="saved")
+            except ReelgenError as err:
+                job = self.store.get(job.id)
+                if err.retryable and job.state in ("result", "downloading"):
+                    log.info("job %s: %s; saving again in %.0f s", job.id, err, RETRY_LATER)
+                    self.accounts.defer_save(job, delay=RETRY_LATER)
+                    return
+                log.warning("job %s not saved: %s", job.id, err)
+        await self._next(job)
+
+    async def _next(self, job: Job) -> None:
+        """Defer what the job's stored state calls for next (and free its account slot once
+        its provider is done with it)."""
+        state = job.state
+        if state in ("queued", "running"):
+            self.accounts.defer_check(job, delay=next_check_in(self.engine, job))
+        elif state in ("result", "downloading"):
+            self.accounts.release(job, clean=True)  # the provider is done: its slot is free
+            await self._save(job)  # the download goes on in this task (a retry is deferred)
+        elif state == "succeeded":
+            self.accounts.release(job, clean=True)
+        elif state == "failed" and job.meta.candidates and not job.superseded_by:
+            self.accounts.release(job, clean=False)
+            self.accounts.defer_submit(job)  # advance fails it over to the next candidate
+        elif state in ("failed", "canceled", "superseded"):
+            self.accounts.release(job, clean=False)
+        elif state in ("submitting", "uncertain", "planned"):
+            # not settled (a lookup that could not answer, keys missing): try again later;
+            # it keeps its slot, since it may be running at the provider
+            self.accounts.defer_submit(job, delay=RETRY_LATER)
+
+
+class QueuedHints(Hints):
+    """Callbacks for workers (``reelgen listen``): each names a job, which gets a check queued
+    at once instead of a waiter woken in this process; duplicates merge into one check."""
+
+    def __init__(self, store: JobStore, accounts: Accounts) -> None:
+        super().__init__()
+        self.store = store
+        self.accounts = accounts
+        self.queued = 0
+
+    def notify(self, *keys: str | None) -> int:
+        for key in filter(None, keys):
+            job = self.store.find(key)
+            if job is not None and job.state in ("queued", "running"):
+                self.queued += self.accounts.check_soon(job)
+                return 1
+        return 0
+
+
+async def listen(engine: Engine, host: str, port: int) -> None:
+    """Serve provider callbacks on ``host:port`` until stopped, queueing a check for each job
+    they name (the receiver of a fleet of workers; callbacks are hints, the check is truth)."""
+    from .plugins import get_providers
+
+    accounts = queue_store(engine.store)
+    receiver = Receiver(host, port, hints=QueuedHints(engine.store, accounts))
+    receiver.serve_for(
+        [
+            engine.provider(name)
+            for name, cls in get_providers().items()
+            if cls.capabilities.callbacks
+        ]
+    )
+    async with receiver:
+        log.info("listening for callbacks at %s", receiver.url)
+        await asyncio.Event().wait()
+
+
+def make_app(engine: Engine) -> procrastinate.App:
+    """The Procrastinate app for ``engine``'s job log, with reelgen's tasks registered."""
+    import procrastinate
+
+    from .store.postgres import PostgresJobStore
+    from .store.queue import CHECK, QUEUE, SAVE, SUBMIT
+
+    accounts = queue_store(engine.store)
+    assert isinstance(engine.store, PostgresJobStore)
+    steps = Steps(engine, accounts)
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(
+            conninfo=engine.store.url, kwargs={"application_name": "reelgen-worker"}
+        )
+    )
+
+    @app.task(name=SUBMIT, queue=QUEUE)
+    async def submit(job_id: str) -> None:
+        await steps.submit(job_id)
+
+    @app.task(name=CHECK, queue=QUEUE)
+    async def check(job_id: str) -> None:
+        await steps.check(job_id)
+
+    @app.task(name=SAVE, queue=QUEUE)
+    async def save(job_id: str) -> None:
+        await steps.save(job_id)
+
+    @app.periodic(cron=SWEEP_CRON)
+    @app.task(name="reelgen.sweep", queue=QUEUE, queueing_lock="reelgen.sweep")
+    async def sweep(timestamp: int) -> None:
+        for stalled in await app.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=STALLED_AFTER
+        ):
+            log.warning("task %s of a silent worker runs again", stalled.id)
+            await app.job_manager.retry_job(stalled)
+        accounts.admit_all()  # on this thread: the job log's connection is not shared
+        for orphan in accounts.orphans():
+            log.warning("job %s (%s) had no task: queued again", orphan.id, orphan.state)
+            accounts.defer_submit(orphan)
+
+    return app
+
+
+async def run_worker(
+    engine: Engine,
+    *,
+    concurrency: int = 20,
+    name: str | None = None,
+    wait: bool = True,
+    signals: bool = True,
+) -> None:
+    """Run one worker until stopped (Ctrl-C / SIGTERM finish the tasks in hand first)."""
+    app = make_app(engine)
+    options: dict[str, Any] = {
+        "queues": ["reelgen"],
+        "concurrency": concurrency,
+        "wait": wait,
+        "fetch_job_polling_interval": 0.5,  # scheduled checks are found by polling
+        "update_heartbeat_interval": HEARTBEAT,
+        "stalled_worker_timeout": STALLED_AFTER,
+        "delete_jobs": "successful",
+        "install_signal_handlers": signals,
+    }
+    if name:
+        options["name"] = name
+    async with app.open_async():
+        await app.run_worker_async(**options)

@@ -1,0 +1,273 @@
+"""Workers on the shared PostgreSQL job log: jobs enqueued, run by Procrastinate workers within
+the account's limit, never paid twice, saved intact."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelgen.engine import Engine
+from reelgen.errors import ConfigError
+from reelgen.models import Job, VideoRequest
+from reelgen.store.postgres import PostgresJobStore
+from reelgen.workers import Steps, queue_store, run_worker
+from tests.fake_kling import FakeKling
+
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+@pytest.fixture
+def fake(kling_keys: None) -> FakeKling:
+    """The fake Kling on real time: a task takes half a second; the account runs 3 at once."""
+    return FakeKling(seconds_to_finish=0.5, concurrency_limit=3)
+
+
+@pytest.fixture
+def make_engine(
+    postgres_url: str, fake: FakeKling, isolated: Path
+) -> Iterator[Callable[[], Engine]]:
+    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 3\n")
+    made: list[Engine] = []
+
+    def make() -> Engine:
+        engine = Engine(
+            environ={**os.environ, "REELGEN_DB": postgres_url},
+            transport=httpx.MockTransport(fake.handler),
+        )
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        asyncio.run(engine.aclose())
+        engine.close()
+
+
+def enqueue_jobs(engine: Engine, image: Path, out: Path, n: int) -> list[Job]:
+    request = VideoRequest(image=str(image), prompt="the waves roll in")
+    return [
+        engine.plan(request, provider="kling", output=out / f"{i}.mp4", enqueue=True)
+        for i in range(n)
+    ]
+
+
+async def run_until_final(engines: list[Engine], ids: list[str], *, seconds: float = 60) -> None:
+    """Run one worker per engine until every job is final (or fail after ``seconds``)."""
+    workers = [
+        asyncio.create_task(run_worker(e, concurrency=8, name=f"w{n}", signals=False))
+        for n, e in enumerate(engines)
+    ]
+    store = engines[0].store
+    try:
+        for _ in range(int(seconds * 10)):
+            await asyncio.sleep(0.1)
+            if all(store.get(i).state in FINAL for i in ids):
+                return
+            for worker in workers:
+                if worker.done():
+                    worker.result()  # a worker that died: its error
+        pytest.fail(f"not final after {seconds} s: {[store.get(i).state for i in ids]}")
+    finally:
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+
+def test_two_workers_run_an_enqueued_batch_within_the_account_limit(
+    make_engine: Callable[[], Engine], fake: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Twelve jobs enqueued, two workers: all saved byte for byte, twelve paid creates, and
+    never more than the account's 3 running at the provider (so it never refused one)."""
+    engine = make_engine()
+    jobs = enqueue_jobs(engine, make_image(), tmp_path, 12)
+    assert {engine.store.get(j.id).state for j in jobs} == {"planned"}
+    assert fake.creates_accepted == 0  # enqueueing sends nothing
+
+    asyncio.run(run_until_final([engine, make_engine()], [j.id for j in jobs]))
+
+    for n, job in enumerate(jobs):
+        stored = engine.store.get(job.id)
+        assert stored.state == "succeeded", stored.message
+        data = (tmp_path / f"{n}.mp4").read_bytes()
+        assert data == fake.video
+        assert stored.meta.sha256 == hashlib.sha256(data).hexdigest()
+    assert fake.creates_accepted == 12
+    assert fake.max_running_seen <= 3
+    assert not any("1303" in line for line in map(str, fake.log))
+    accounts = queue_store(engine.store)
+    assert accounts.limits()["kling"] == (0, 3, 3)  # every slot given back
+
+
+def test_a_task_run_twice_pays_once(
+    make_engine: Callable[[], Engine], fake: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Procrastinate runs a dead worker's task again: a second submit, check or save of the
+    same job pays nothing more and leaves one intact file."""
+    engine = make_engine()
+    (job,) = enqueue_jobs(engine, make_image(), tmp_path, 1)
+    steps = Steps(engine, queue_store(engine.store))
+
+    async def twice() -> None:
+        await steps.submit(job.id)
+        await steps.submit(job.id)
+        for _ in range(50):
+            await steps.check(job.id)
+            if engine.store.get(job.id).state not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.1)
+        await steps.save(job.id)
+        await steps.save(job.id)
+
+    asyncio.run(twice())
+    assert engine.store.get(job.id).state == "succeeded"
+    assert fake.creates_accepted == 1
+    assert (tmp_path / "0.mp4").read_bytes() == fake.video
+
+
+def test_enqueue_needs_a_postgresql_job_log(make_image, tmp_path: Path) -> None:
+    """Enqueueing on the default SQLite log says what to set, and records nothing."""
+    engine = Engine()
+    with pytest.raises(ConfigError, match="REELGEN_DB=postgresql://"):
+        engine.plan(
+            VideoRequest(image=str(make_image()), prompt="x"),
+            provider="local",
+            output=tmp_path / "a.mp4",
+            enqueue=True,
+        )
+    assert engine.store.recent() == []
+    assert not isinstance(engine.store, PostgresJobStore)
+    engine.close()
+
+
+@pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+def test_callbacks_queue_one_check_per_job_however_often_they_come(
+    make_engine: Callable[[], Engine], fake: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """`reelgen listen`'s receiver turns a provider's callback into one queued check of the job
+    it names; the same callback three times queues it once; a callback for no known job (or
+    a job not running) queues nothing."""
+    import psycopg
+
+    from reelgen.receiver import Receiver
+    from reelgen.workers import QueuedHints
+
+    engine = make_engine()
+    request = VideoRequest(
+        image=str(make_image()), prompt="waves", callback_url="https://hooks.example.test/kling"
+    )
+    job = engine.plan(request, provider="kling", output=tmp_path / "a.mp4", enqueue=True)
+    accounts = queue_store(engine.store)
+    asyncio.run(Steps(engine, accounts).submit(job.id))
+    assert engine.store.get(job.id).state in ("queued", "running")
+    time.sleep(0.6)  # the task is done at Kling; its callback says so (the log says running)
+    body = fake.task_for_external(job.idempotency_key)
+    assert body is not None
+    body["task_status"] = "succeed"
+    hints = QueuedHints(engine.store, accounts)
+
+    async def post_three_times() -> list[int]:
+        receiver = Receiver(hints=hints)
+        receiver.serve_for([engine.provider("kling")])
+        async with receiver, httpx.AsyncClient() as client:
+            replies = [(await client.post(receiver.url, json=body)).status_code for _ in range(3)]
+            unknown = {**body, "task_id": "no-such-task", "task_info": {}}
+            replies.append((await client.post(receiver.url, json=unknown)).status_code)
+        return replies
+
+    assert asyncio.run(post_three_times())[:3] == [200, 200, 200]
+    assert hints.queued == 1
+    url = engine.environ["REELGEN_DB"]
+    with psycopg.connect(url) as conn:
+        woken = conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE queueing_lock = %s AND status = 'todo'",
+            (f"reelgen.check:{job.id}",),
+        ).fetchone()
+    assert woken is not None and woken[0] == 1
+
+
+def test_batch_enqueue_then_wait(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    cli,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str,
+) -> None:
+    """`batch --enqueue` prices and queues every line and returns; enqueueing the same
+    manifest again queues nothing twice; once workers ran them, `--enqueue --wait` exits 0
+    with every line done."""
+    from tests.cli_helpers import write_manifest
+
+    monkeypatch.setenv("REELGEN_DB", postgres_url)
+    manifest = write_manifest(tmp_path / "shots.jsonl", make_image(), "a", "b", "c")
+    out = tmp_path / "out"
+    (Path(os.environ["REELGEN_HOME"]) / "config.toml").write_text(
+        'route = "k"\n[routes.k]\nproviders = ["kling"]\n[providers.kling]\nconcurrency = 3\n'
+    )
+    first = cli("batch", str(manifest), "--out-dir", str(out), "--enqueue")
+    assert first.exit_code == 0, first.stderr
+    assert "3 queued" in first.stderr
+    assert fake.creates_accepted == 0
+    again = cli("batch", str(manifest), "--out-dir", str(out), "--enqueue")
+    assert again.exit_code == 0, again.stderr
+    assert "0 queued" in again.stderr and "3 queued earlier" in again.stderr
+
+    engine = make_engine()
+    ids = [j.id for j in engine.store.recent(limit=10)]
+    assert len(ids) == 3
+    asyncio.run(run_until_final([engine], ids))
+    waited = cli("batch", str(manifest), "--out-dir", str(out), "--enqueue", "--wait")
+    assert waited.exit_code == 0, waited.stderr
+    assert "3 of 3 jobs done" in waited.stderr
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert fake.creates_accepted == 3
+
+
+def test_wait_without_enqueue_is_a_usage_error(cli, make_image, tmp_path: Path) -> None:
+    from tests.cli_helpers import write_manifest
+
+    manifest = write_manifest(tmp_path / "m.jsonl", make_image(), "a")
+    result = cli("batch", str(manifest), "--wait")
+    assert result.exit_code == 2
+    assert "--wait goes with --enqueue" in result.stderr
+
+
+def test_a_job_whose_task_was_lost_is_picked_up_by_the_sweep(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A queued job left without any task (its task failed on a database outage) is found by
+    the workers' sweep and finished, paid once."""
+    import psycopg
+
+    engine = make_engine()
+    (job,) = enqueue_jobs(engine, make_image(), tmp_path, 1)
+    accounts = queue_store(engine.store)
+    asyncio.run(Steps(engine, accounts).submit(job.id))
+    assert engine.store.get(job.id).state in ("queued", "running")
+    with psycopg.connect(engine.environ["REELGEN_DB"], autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
+    assert accounts.orphans(older_than=60) == []  # too recent: a task may be on its way
+    assert [j.id for j in accounts.orphans(older_than=0)] == [job.id]
+
+    import reelgen.store.queue as queue
+
+    original = queue.Accounts.orphans
+    monkeypatch.setattr(queue.Accounts, "orphans", lambda self: original(self, older_than=0))
+    asyncio.run(run_until_final([engine], [job.id], seconds=40))
+    assert engine.store.get(job.id).state == "succeeded"
+    assert fake.creates_accepted == 1
