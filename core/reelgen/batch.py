@@ -115,6 +115,19 @@ class Item:
     def route(self) -> list[str]:
         return [c.provider.name for c in self.candidates]
 
+    def record(self, engine: Engine, batch: str, *, enqueue: bool = False) -> Job:
+        """Record the line's new job (planned; ``enqueue``: queued for workers)."""
+        return engine.record(
+            self.request,
+            self.candidates,
+            output=self.output,
+            force=True,  # a file there was checked when the batch was classified
+            max_cost=self.max_cost,
+            batch=batch,
+            item=self.id,
+            enqueue=enqueue,
+        )
+
 
 @dataclass
 class Outcome:
@@ -457,15 +470,7 @@ async def run(
             )
         job = item.existing if item.state == "resume" else None
         if job is None:
-            job = engine.record(
-                item.request,
-                item.candidates,
-                output=item.output,
-                force=True,  # a file there was checked when the batch was classified
-                max_cost=item.max_cost,
-                batch=batch,
-                item=item.id,
-            )
+            job = item.record(engine, batch)
         accepted = False
 
         def at_provider(_job: Job, _provider: object) -> None:

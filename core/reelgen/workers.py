@@ -108,16 +108,7 @@ def enqueue_batch(engine: Engine, items: list[Item], batch: str) -> BatchQueued:
             queued.resumed += adopted
             queued.already += not adopted
         else:
-            engine.record(
-                item.request,
-                item.candidates,
-                output=item.output,
-                force=True,  # a file there was checked when the batch was classified
-                max_cost=item.max_cost,
-                batch=batch,
-                item=item.id,
-                enqueue=True,
-            )
+            item.record(engine, batch, enqueue=True)
             queued.new += 1
     return queued
 

@@ -16,6 +16,8 @@ from .options import FINITE_NON_NEGATIVE, FINITE_POSITIVE
 from .render import BatchTicker
 
 if TYPE_CHECKING:
+    from ..batch import Item
+    from ..engine import Engine
     from ..receiver import Receiver
 
 
@@ -114,13 +116,7 @@ def cli_batch(
         check_signatures(receiver, list(providers.values()))
         engine.listen(receiver, callback_url)
     key = str(place)
-    batch.classify(engine, items, key, force=force)
-    plan = batch.plan_run(items, max_cost=max_cost)
-    click.echo(plan.summary, err=True)
-    asks = plan.may_spend and not yes and sys.stdin.isatty()
-    if asks and not click.confirm(f"spend up to ${plan.total:.2f}?", err=True):
-        click.echo("not started: nothing was submitted", err=True)
-        sys.exit(EXIT_FAILED)
+    classify_and_confirm(engine, items, key, force=force, max_cost=max_cost, yes=yes)
     import shlex
 
     rerun = shlex.join(
@@ -172,4 +168,27 @@ def cli_batch(
         err=True,
     )
     if failed:
+        sys.exit(EXIT_FAILED)
+
+
+def classify_and_confirm(
+    engine: Engine,
+    items: list[Item],
+    key: str,
+    *,
+    force: bool,
+    max_cost: float | None,
+    yes: bool,
+    declined: str = "not started: nothing was submitted",
+) -> None:
+    """Check the lines against what the batch did already, print the plan and its price, and
+    ask before spending on a terminal (``--yes`` does not ask)."""
+    from .. import batch
+
+    batch.classify(engine, items, key, force=force)
+    plan = batch.plan_run(items, max_cost=max_cost)
+    click.echo(plan.summary, err=True)
+    asks = plan.may_spend and not yes and sys.stdin.isatty()
+    if asks and not click.confirm(f"spend up to ${plan.total:.2f}?", err=True):
+        click.echo(declined, err=True)
         sys.exit(EXIT_FAILED)

@@ -81,6 +81,7 @@ def enqueued(
 
     from .. import batch, storage
     from ..workers import batch_jobs, enqueue_batch, queue_store
+    from .batch import classify_and_confirm
     from .boundary import EXIT_FAILED
 
     accounts = queue_store(engine.store)  # a PostgreSQL job log, or one line saying so
@@ -89,13 +90,15 @@ def enqueued(
     key = str(place)
     with accounts.batch_lock(key):
         items = batch.load(engine, manifest, place, max_cost=None, callback_url=callback_url)
-        batch.classify(engine, items, key, force=force)
-        plan = batch.plan_run(items, max_cost=max_cost)
-        click.echo(plan.summary, err=True)
-        asks = plan.may_spend and not yes and sys.stdin.isatty()
-        if asks and not click.confirm(f"spend up to ${plan.total:.2f}?", err=True):
-            click.echo("not queued: nothing was submitted", err=True)
-            sys.exit(EXIT_FAILED)
+        classify_and_confirm(
+            engine,
+            items,
+            key,
+            force=force,
+            max_cost=max_cost,
+            yes=yes,
+            declined="not queued: nothing was submitted",
+        )
         queued = enqueue_batch(engine, items, key)
     click.echo(
         f"batch {key}: {queued.new} queued, {queued.resumed} handed over unfinished, "
