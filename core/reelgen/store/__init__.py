@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..paths import job_log
-from .base import DamagedRow, JobStore, Learned, SqlJobStore, StoreBug, merge_patch
+from .base import DamagedRow, JobStore, Learned, StoreBug, merge_patch
 from .sqlite import SCHEMA_VERSION, SqliteJobStore
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "DamagedRow",
     "JobStore",
     "Learned",
-    "SqlJobStore",
     "SqliteJobStore",
     "StoreBug",
     "merge_patch",

@@ -7,7 +7,7 @@ stored state, merging only the fields it names), never a rewrite of the whole re
 caller's copy, so any process may pick any job up at any state. Every state change is also
 appended to ``events`` (the job's history).
 
-:class:`JobStore` is what the rest of reelgen sees; :class:`SqlJobStore` holds every query once,
+The rest of reelgen sees :class:`JobStore`, which holds every query once,
 and a dialect (``sqlite.py``, ``postgres.py``) supplies connections, transactions, migrations and
 the few words that differ. JSON columns are text on every database and merged here, in Python,
 so no dialect's JSON functions decide what the log holds.
@@ -51,50 +51,6 @@ class StoreBug(RuntimeError):
     """A broken invariant of the job log (an idempotency key used twice): a bug, loud."""
 
 
-class JobStore(Protocol):
-    """The job log as the lifecycle, the CLI and the workers use it, on any database."""
-
-    where: str
-    """Where the log lives, for messages (a path, or a database URL without its password)."""
-
-    def close(self) -> None: ...
-    def add(self, job: Job) -> Job: ...
-    def transition(
-        self,
-        job_id: str,
-        *,
-        to: str | None = None,
-        from_: Collection[str] | None = None,
-        message: str | None = None,
-        task_id: str | None = None,
-        accepted_at: datetime | None = None,
-        superseded_by: str | None = None,
-        output: str | None = None,
-        meta: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-        unsubmitted: bool = False,
-        not_superseded: bool = False,
-        owned_by: str | None = None,
-    ) -> Job | None: ...
-    def drop(self, job_id: str) -> None: ...
-    def take_over(self, old: Job, new: Job, *, superseded: bool) -> bool: ...
-    def get(self, job_id: str) -> Job: ...
-    def rows(self, *, limit: int = 20, state: str | None = None) -> list[Job | DamagedRow]: ...
-    def recent(self, *, limit: int = 20, state: str | None = None) -> list[Job]: ...
-    def for_item(self, batch: str, item: str) -> Job | DamagedRow | None: ...
-    def find(self, key: str) -> Job | None: ...
-    def unfinished(self) -> tuple[list[Job], list[DamagedRow]]: ...
-    def learned(
-        self,
-        provider: str,
-        request: VideoRequest,
-        *,
-        samples: int = 20,
-        ceiling: float | None = None,
-    ) -> Learned | None: ...
-    def history(self, job_id: str) -> list[tuple[datetime, str, str]]: ...
-
-
 class Cursor(Protocol):
     rowcount: int
 
@@ -107,10 +63,12 @@ class Db(Protocol):
     def execute(self, sql: str, args: Sequence[Any] = ...) -> Cursor: ...
 
 
-class SqlJobStore(ABC):
-    """Every query of the job log, once; a dialect subclass supplies the database."""
+class JobStore(ABC):
+    """The job log as the lifecycle, the CLI and the workers use it, on any database: every
+    query once, here; a dialect subclass supplies connections, transactions and migrations."""
 
     where: str
+    """Where the log lives, for messages (a path, or a database URL without its password)."""
     returning: bool = False
     """Whether an UPDATE can hand back the row it wrote (``RETURNING``): one query fewer."""
     lock_row: str = ""

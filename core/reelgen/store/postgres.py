@@ -17,7 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..errors import ConfigError
-from .base import Cursor, Db, SqlJobStore, StoreBug
+from .base import Cursor, Db, JobStore, StoreBug
 
 SCHEMA_VERSION = 2
 
@@ -91,7 +91,7 @@ class _PgDb:
         return self.conn.execute(sql, tuple(args))  # type: ignore[return-value]
 
 
-class PostgresJobStore(SqlJobStore):
+class PostgresJobStore(JobStore):
     """The job log in PostgreSQL; reads run in autocommit, writes in one transaction each."""
 
     lock_row = " FOR UPDATE"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DamagedJob
 from ..paths import job_log
-from .base import Db, SqlJobStore, StoreBug
+from .base import Db, JobStore, StoreBug
 
 SCHEMA_VERSION = 3
 
@@ -87,7 +87,7 @@ _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
 }
 
 
-class SqliteJobStore(SqlJobStore):
+class SqliteJobStore(JobStore):
     """The job log in SQLite (WAL). Each call is its own short transaction; ``BEGIN
     IMMEDIATE`` takes the write lock, so a read inside a write transaction is current."""
 
