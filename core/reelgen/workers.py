@@ -212,11 +212,14 @@ class Steps:
             await self._save(job)  # the download goes on in this task (a retry is deferred)
         elif state == "succeeded":
             self.accounts.release(job, clean=True)
+            log.info("job %s saved: %s", job.id, job.output)
         elif state == "failed" and job.meta.candidates and not job.superseded_by:
             self.accounts.release(job, clean=False)
             self.accounts.defer_submit(job)  # advance fails it over to the next candidate
         elif state in ("failed", "canceled", "superseded"):
             self.accounts.release(job, clean=False)
+            if state != "superseded":
+                log.warning("job %s %s: %s", job.id, state, job.message or "no reason given")
         elif state in ("submitting", "uncertain", "planned"):
             # not settled (a lookup that could not answer, keys missing): try again later;
             # it keeps its slot, since it may be running at the provider
