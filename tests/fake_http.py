@@ -535,6 +535,12 @@ class Server(ThreadingHTTPServer):
         self.hang_seconds = 30.0
         self.quiet = False
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a killed worker, a closed pool) is not the fake's error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -257,3 +257,26 @@ def test_help_imports_no_provider_or_http() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(512, "512 bytes"), (213_187, "213 KB"), (2_234_567, "2.2 MB"), (1_500_000_000, "1.5 GB")],
+)
+def test_sizes_read_like_sizes(size: int, shown: str) -> None:
+    """A small clip is "213 KB", not "(0.0 MB)"."""
+    from reelgen.cli.render import human_size
+
+    assert human_size(size) == shown
+
+
+def test_jobs_has_a_header_and_bounds_its_limit(cli: Cli, make_image, tmp_path: Path) -> None:
+    """`reelgen jobs` heads its columns; an absurd --limit is a usage error, not a crash."""
+    made = cli("generate", str(make_image(320, 180)), "-p", "x", "-o", str(tmp_path / "a.mp4"))
+    assert made.exit_code == 0, made.stderr
+    listing = cli("jobs")
+    assert listing.exit_code == 0
+    assert listing.output.splitlines()[0].split()[:2] == ["JOB", "CREATED"]
+    huge = cli("jobs", "--limit", "99999999999999999999")
+    assert huge.exit_code == 2
+    assert "this is a bug" not in huge.output + huge.stderr

@@ -30,8 +30,9 @@ def cli_providers(show_options: bool) -> None:
             f"default model: {provider.settings.model or caps.default_model}"
         )
         for model, spec in caps.models.items():
-            durations = ", ".join(f"{d:g}" for d in spec.durations) or "any"
-            click.echo(f"  - {model}: modes {'/'.join(spec.modes)}; durations {durations} s")
+            listed = ", ".join(f"{d:g}" for d in spec.durations)
+            durations = f"durations {listed} s" if listed else "any duration"
+            click.echo(f"  - {model}: modes {'/'.join(spec.modes)}; {durations}")
         if show_options and provider.options_model is not None:
             click.echo("  options (--option KEY=VALUE):")
             for key, field in provider.options_model.model_fields.items():

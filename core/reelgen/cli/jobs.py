@@ -197,7 +197,9 @@ def cli_forget(job_id: str) -> None:
 
 
 @click.command("jobs")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Newest N."
+)
 @click.option(
     "--state",
     type=click.Choice(JOB_STATES),
@@ -209,7 +211,10 @@ def cli_jobs(limit: int, state: str | None, as_json: bool) -> None:
     """List recent jobs from the job log (damaged rows are listed, not fatal)."""
     from ..store import DamagedRow
 
-    for job in open_engine().store.rows(limit=limit, state=state):
+    rows = open_engine().store.rows(limit=limit, state=state)
+    if rows and not as_json:
+        click.echo(f"{'JOB':<23}  {'CREATED (UTC)':<16}  {'PROVIDER':<8} {'STATE':<10} OUTPUT")
+    for job in rows:
         if isinstance(job, DamagedRow):
             if as_json:
                 click.echo(

@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from ..models import CostEstimate, Job, VideoRequest
 
 
+def human_size(size: int) -> str:
+    """213 KB, 2.2 MB, 1.5 GB: never "0.0 MB" for a small clip."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} bytes"
+
+
 def describe_estimate(estimate: CostEstimate) -> dict[str, Any]:
     """The estimate as printed by ``--json``: its amount first, then what it is based on."""
     return {"amount": estimate.amount, **estimate.model_dump(exclude={"provider"})}
@@ -47,7 +56,7 @@ def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None
     size = job.meta.size
     click.echo(
         f"saved {job.output}"
-        + (f" ({size / 1e6:.1f} MB)" if isinstance(size, int) else "")
+        + (f" ({human_size(size)})" if isinstance(size, int) else "")
         + f" from {job.provider}, job {job.id}"
     )
 
