@@ -280,3 +280,43 @@ def test_jobs_has_a_header_and_bounds_its_limit(cli: Cli, make_image, tmp_path: 
     huge = cli("jobs", "--limit", "99999999999999999999")
     assert huge.exit_code == 2
     assert "this is a bug" not in huge.output + huge.stderr
+
+
+def test_config_show_masks_secrets_in_values_and_urls_and_shows_the_environment(
+    cli: Cli, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config show` hides a webhook secret under any key and a password inside any URL, and
+    lists the environment variables that override the file."""
+    (isolated / "config.toml").write_text(
+        '[store]\nurl = "postgresql://u:hunter2-fake@db/x"\n'
+        '[providers.kling]\nbase_url = "https://api.example.test"\nhook = "whsec_ZmFrZQ=="\n'
+    )
+    monkeypatch.setenv("REELGEN_DB", "postgresql://v:other-fake@h/y")
+    shown = cli("config", "show")
+    assert shown.exit_code == 0, shown.stderr
+    assert "hunter2" not in shown.output and "other-fake" not in shown.output
+    assert "whsec_ZmFrZQ" not in shown.output
+    data = json.loads(shown.output)
+    assert data["store"]["url"] == "postgresql://u:****@db/x"
+    assert data["environment (overrides the file)"]["REELGEN_DB"] == "postgresql://v:****@h/y"
+
+
+def test_keys_set_from_a_pipe_or_value_and_refuses_junk(cli: Cli, isolated: Path) -> None:
+    """Keys come one line each from a pipe (no terminal warning) or from --value; an empty
+    value, one with spaces, or a name the provider does not use is refused, nothing saved."""
+    piped = cli("keys", "set", "kling", input="ak-fake-1\nsk-fake-1\n")
+    assert piped.exit_code == 0, piped.stderr
+    assert "Warning" not in piped.stderr
+    set_one = cli("keys", "set", "kling", "--value", "KLING_ACCESS_KEY=ak-fake-2")
+    assert set_one.exit_code == 0, set_one.stderr
+    stored = json.loads((isolated / "keys.json").read_text())["kling"]
+    assert stored == {"KLING_ACCESS_KEY": "ak-fake-2", "KLING_SECRET_KEY": "sk-fake-1"}
+    for bad in (
+        ["--value", "KLING_ACCESS_KEY=a b"],
+        ["--value", "KLING_ACCESS_KEY="],
+        ["--value", "FAL_KEY=x"],
+        ["--value", "novalue"],
+    ):
+        refused = cli("keys", "set", "kling", *bad)
+        assert refused.exit_code == 2, (bad, refused.stderr)
+    assert json.loads((isolated / "keys.json").read_text())["kling"] == stored

@@ -14,6 +14,7 @@ Precedence: CLI flags > environment > config file > defaults. The format is TOML
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,8 +69,13 @@ class Config(BaseModel):
 SECRET_WORDS = ("key", "secret", "token", "password", "auth", "credential", "header")
 
 
+SECRET_PREFIXES = ("whsec_", "sk-", "sk_", "Bearer ")
+"""Values that are secrets whatever key holds them (webhook secrets, API keys)."""
+
+
 def masked(value: Any, secret: bool = False) -> Any:
-    """``value`` with everything under a secret-looking key replaced by ``****``."""
+    """``value`` with everything under a secret-looking key, every secret-looking value and
+    the password inside any URL replaced by ``****``."""
     if isinstance(value, dict):
         return {
             k: masked(v, secret or any(w in str(k).lower() for w in SECRET_WORDS))
@@ -77,7 +83,11 @@ def masked(value: Any, secret: bool = False) -> Any:
         }
     if isinstance(value, list):
         return [masked(v, secret) for v in value]
-    return "****" if secret else value
+    if secret or (isinstance(value, str) and value.startswith(SECRET_PREFIXES)):
+        return "****"
+    if isinstance(value, str):
+        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1****@", value)
+    return value
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

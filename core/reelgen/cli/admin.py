@@ -70,11 +70,21 @@ def cli_config_path() -> None:
 @cli_config.command("show")
 @guarded
 def cli_config_show() -> None:
-    """Print the config in effect as JSON, secrets masked."""
+    """Print the config in effect as JSON, secrets masked: the file, and the environment
+    variables that override it."""
+    import os
+
     from ..config import load_config, masked
+    from ..plugins import get_providers
 
     config = load_config()
     payload = {"path": str(config.path), **masked(config.model_dump(exclude_none=True))}
+    read = ["REELGEN_HOME", "REELGEN_CONFIG", "REELGEN_DB", "REELGEN_ROUTE", "REELGEN_PROVIDER"]
+    read += ["REELGEN_MAX_COST"]
+    read += [var for cls in get_providers().values() for var in cls.env_settings.values()]
+    overrides = {var: os.environ[var] for var in dict.fromkeys(read) if os.environ.get(var)}
+    if overrides:
+        payload["environment (overrides the file)"] = masked(overrides)
     click.echo(json.dumps(payload, indent=2, default=str))
 
 
@@ -86,23 +96,47 @@ def cli_keys() -> None:
 @cli_keys.command("set")
 @click.argument("provider")
 @click.argument("names", nargs=-1)
+@click.option(
+    "--value",
+    "given",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set NAME without asking (it lands in your shell history: prefer a pipe or the prompt).",
+)
 @guarded
-def cli_keys_set(provider: str, names: tuple[str, ...]) -> None:
-    """Ask for PROVIDER's keys (or just NAMES) and store them."""
+def cli_keys_set(provider: str, names: tuple[str, ...], given: tuple[str, ...]) -> None:
+    """Store PROVIDER's keys (or just NAMES): asked for on a terminal, one line each from a
+    pipe (`printf 'AK\\nSK\\n' | reelgen keys set kling`), or with --value NAME=VALUE."""
+    import sys
+
     from ..credentials import save_keys
     from ..errors import InvalidRequest
     from ..plugins import get_provider
 
     chosen = get_provider(provider)
     known = chosen.credential_names
+    pairs = [item.partition("=") for item in given]
+    if any(not sep for _, sep, _ in pairs):
+        raise InvalidRequest("--value takes NAME=VALUE, e.g. --value KLING_ACCESS_KEY=...")
     # the provider's usual set; alternatives and the webhook secret are asked for by name
-    wanted = names or chosen.required_credentials()[0]
+    wanted = [n for n, _, _ in pairs] or list(names) or list(chosen.required_credentials()[0])
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise InvalidRequest(
             f"{provider} does not use {', '.join(unknown)}; it uses {', '.join(known)}"
         )
-    values = {n: click.prompt(n, hide_input=True).strip() for n in wanted}
+    if pairs:
+        values = {n: v.strip() for n, _, v in pairs}
+    elif sys.stdin.isatty():
+        values = {n: click.prompt(n, hide_input=True).strip() for n in wanted}
+    else:  # a pipe: one line per name, nothing echoed, no terminal warnings
+        lines = sys.stdin.read().splitlines()
+        if len(lines) < len(wanted):
+            raise InvalidRequest(f"expected {len(wanted)} lines on stdin: {', '.join(wanted)}")
+        values = {n: line.strip() for n, line in zip(wanted, lines, strict=False)}
+    for name, value in values.items():
+        if not value or any(c.isspace() or not c.isprintable() for c in value):
+            raise InvalidRequest(f"{name} is empty or holds spaces or control characters")
     path = save_keys(provider, values)
     click.echo(f"saved {', '.join(values)} for {provider} in {path}")
 
