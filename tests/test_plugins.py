@@ -194,3 +194,17 @@ def test_keys_follow_what_the_provider_declares() -> None:
     kling = plugins.get_provider("kling")
     assert kling.required_credentials()[0] == ("KLING_ACCESS_KEY", "KLING_SECRET_KEY")
     assert ("KLING_API_KEY",) in kling.required_credentials()
+
+
+def test_a_provider_of_a_switched_off_plugin_says_so(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-P kling with the kling plugin switched off says which variable switched it off,
+    not just "unknown provider"."""
+    from reelgen import plugins
+
+    monkeypatch.setenv("REELGEN_DISABLE_PLUGINS", "kling")
+    monkeypatch.setattr(plugins, "_pm", None)
+    monkeypatch.setattr(plugins, "_skipped", {})
+    plugins.reset_providers()
+    result = cli("generate", "-p", "x", "-P", "kling")
+    assert result.exit_code == 2
+    assert "plugins switched off: kling (by REELGEN_DISABLE_PLUGINS)" in result.stderr

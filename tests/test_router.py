@@ -398,3 +398,17 @@ def test_failed_route_json_lists_attempts(
     payload = json.loads(result.stdout)
     assert payload["attempts"][0]["provider"] == "kling"
     assert "top up" in payload["attempts"][0]["reason"]
+
+
+def test_a_skipped_provider_is_named_once(cli, isolated) -> None:
+    """The estimate's "skipped:" line names the provider once, not "kling: kling: ..."."""
+    from pathlib import Path
+
+    (isolated / "config.toml").write_text(
+        'route = "r"\n[routes.r]\nproviders = ["kling", "local"]\n'
+    )
+    image = Path(__file__).parents[1] / "examples" / "sunset.jpg"
+    result = cli("estimate", str(image), "-p", "x")
+    assert result.exit_code == 0, result.stderr
+    assert "skipped:  kling: missing KLING_ACCESS_KEY" in result.output
+    assert "kling: kling:" not in result.output

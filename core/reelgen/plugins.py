@@ -41,6 +41,8 @@ class PluginInfo:
 
 _pm: pluggy.PluginManager | None = None
 _infos: dict[str, PluginInfo] = {}
+_skipped: dict[str, str] = {}
+"""Plugins not loaded on purpose: entry-point name -> the variable that said so."""
 _providers: dict[str, tuple[type[VideoProvider], Callable[[], VideoProvider]]] | None = None
 _clashes: dict[str, str] = {}
 
@@ -61,8 +63,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     allow = _names("REELGEN_LOAD_PLUGINS")
     deny = _names("REELGEN_DISABLE_PLUGINS") or set()
+    _skipped.clear()
     for ep in metadata.entry_points(group=GROUP):
         if ep.name in deny or (allow is not None and ep.name not in allow):
+            _skipped[ep.name] = (
+                "REELGEN_DISABLE_PLUGINS" if ep.name in deny else "REELGEN_LOAD_PLUGINS"
+            )
             continue
         dist = getattr(ep, "dist", None)
         info = PluginInfo(
@@ -189,8 +195,10 @@ def _check_known(name: str) -> None:
         raise ConfigError(_clashes[name])
     if name not in providers:
         known = ", ".join(sorted(providers)) or "none"
+        off = ", ".join(f"{plugin} (by {var})" for plugin, var in sorted(_skipped.items()))
         raise UnknownProvider(
             f'unknown provider "{name}"; installed: {known} (`reelgen providers` lists them)'
+            + (f"; plugins switched off: {off}" if off else "")
         )
 
 

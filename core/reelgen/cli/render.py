@@ -105,7 +105,8 @@ def print_plan(
                 f"{estimate.mode} is ${published:g}/s (${published * estimate.duration:.2f})"
             )
     for attempt in skipped:
-        click.echo(f"skipped:  {attempt.provider}: {attempt.reason}")
+        reason = attempt.reason.removeprefix(f"{attempt.provider}: ")  # named once, not twice
+        click.echo(f"skipped:  {attempt.provider}: {reason}")
     if dry_run:
         click.echo("dry run: nothing was sent")
 
