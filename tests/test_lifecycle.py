@@ -336,7 +336,7 @@ def test_damaged_rows_are_reported_skipped_and_forgettable(
 
     listed = cli("jobs")
     assert listed.exit_code == 0, listed.output
-    rows = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}  # after the header
     assert len(rows) == 3
     assert "damaged row" in rows[done_id] and f"reelgen forget {done_id}" in rows[done_id]
     assert "damaged row" in rows[running_id]

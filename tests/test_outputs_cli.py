@@ -199,3 +199,16 @@ def test_a_batch_rerun_from_another_job_log_does_not_pay_again(
         assert (out / f"{name}.mp4").read_bytes() == fake_kling.video
     assert fake_kling.creates_accepted == 3
     assert len(fake_kling.requests) == asked
+
+
+def test_an_output_named_for_another_format_is_refused_before_paying(
+    cli, fake_kling, make_image, tmp_path: Path
+) -> None:
+    """`-o clip.gif` would be an MP4 named .gif: refused before anything is sent."""
+    result = cli(
+        "generate", str(make_image()), "-p", "x", "-P", "kling", "-o", str(tmp_path / "clip.gif")
+    )
+    assert result.exit_code == 2
+    assert "name it .mp4, not .gif" in result.stderr
+    assert fake_kling.creates_accepted == 0
+    assert not (tmp_path / "clip.gif").exists()

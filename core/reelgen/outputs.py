@@ -22,6 +22,11 @@ from .errors import DownloadError, InvalidRequest, OutputExists
 _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep, "/") if sep)
 
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
+"""Names an MP4 file may carry (QuickTime reads MP4 as .mov); anything else, e.g. ``.gif``,
+would be a file named for a format it is not."""
+
+
 def resolve_target(output: str | Path | None, job_id: str) -> Path:
     """The absolute path the video is saved to: ``JOB_ID.mp4`` in the current folder when no
     output is given, or inside ``output`` when it is a folder (an existing one, or any path
@@ -61,15 +66,17 @@ def check_target(target: Path, *, inputs: Sequence[str | Path] = (), force: bool
         raise InvalidRequest(
             f"cannot use {target}: {exc.strerror or exc}; choose another output"
         ) from None
-    if mode is not None:
-        if not stat.S_ISREG(mode):
-            raise InvalidRequest(
-                f"{target} is a {_kind(mode)}, not a regular file; choose another output"
-            )
-        if not force:
-            raise OutputExists(
-                f"{target} exists; pass --force to overwrite it, or choose another output"
-            )
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InvalidRequest(
+            f"{target} is a {_kind(mode)}, not a regular file; choose another output"
+        )
+    if target.suffix.lower() not in VIDEO_SUFFIXES:
+        given = target.suffix or "no suffix"
+        raise InvalidRequest(f"{target}: reelgen saves MP4 video; name it .mp4, not {given}")
+    if mode is not None and not force:
+        raise OutputExists(
+            f"{target} exists; pass --force to overwrite it, or choose another output"
+        )
     _check_folder(target.parent)
 
 
