@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,61 @@ def test_errors_name_the_flag_on_the_command_line_and_the_field_elsewhere(
     with pytest.raises(InvalidRequest, match="`duration` 5 or less"):
         asyncio.run(Engine().run(VideoRequest(image=str(image), duration=10), "kling"))
     assert fake_kling.requests == []
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """The console script's own entry (not CliRunner): its exit code, stdout and stderr."""
+    import contextlib
+    import io
+
+    from reelgen.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_bad_usage_is_one_error_line_and_exit_2() -> None:
+    """A bad flag value or an unknown command reads like every other error: one `error:`
+    line naming where help is, exit 2 (not click's three-line `Error:` block)."""
+    code, _, err = run_main("generate", "--duration", "abc")
+    assert code == 2
+    assert err.splitlines() == [
+        "error: Invalid value for '--duration': 'abc' is not a valid float. "
+        "(see `reelgen generate --help`)"
+    ]
+    code, _, err = run_main("nosuch")
+    assert code == 2 and err.startswith("error: No such command 'nosuch'.")
+
+
+def test_bare_reelgen_prints_its_help() -> None:
+    code, out, err = run_main()
+    assert code == 0 and out.startswith("Usage: reelgen") and err == ""
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """--debug configures the root logger: put it back for the tests that follow."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def test_debug_after_the_command_keeps_the_exit_code(tmp_path, restore_logging: None) -> None:
+    """`--debug` after the command works like before it, and shows the traceback without
+    turning a usage error (2) into a failure (1)."""
+    code, _, err = run_main("generate", str(tmp_path / "nope.jpg"), "-p", "x", "--debug")
+    assert code == 2
+    assert "Traceback" in err
+    assert err.rstrip().splitlines()[-1].startswith("error: image not found")

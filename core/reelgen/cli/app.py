@@ -60,16 +60,31 @@ def register_plugin_commands() -> None:
         logging.getLogger("reelgen.plugins").warning("plugin commands not loaded: %s", exc)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import signal
 
     # SIGTERM (a service manager, `kill`) is handled like Ctrl-C: the job log stays true and
     # the message says how to pick up what was in flight
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args[1:]:  # `reelgen generate ... --debug` means what `--debug generate` does
+        args.remove("--debug")
+        args.insert(0, "--debug")
     try:
         register_plugin_commands()
-        cli(prog_name="reelgen")
-    except KeyboardInterrupt:  # before a command's own boundary took over: nothing was sent
+        cli.main(args=args, prog_name="reelgen", standalone_mode=False)
+    except click.exceptions.Exit as done:  # --help, --version
+        sys.exit(done.exit_code)
+    except click.ClickException as err:  # bad usage: one line, like every other error
+        if type(err).__name__ == "NoArgsIsHelpError":  # `reelgen`, `reelgen keys`: the help
+            click.echo(err.format_message())
+            sys.exit(0)
+        where = ""
+        if isinstance(err, click.UsageError) and err.ctx is not None:
+            where = f" (see `{err.ctx.command_path} --help`)"
+        click.echo(f"error: {err.format_message()}{where}", err=True)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.Abort):  # before a command's own boundary took over
         click.echo("interrupted; nothing was submitted", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -100,8 +101,8 @@ def guarded(fn: F) -> F:
             sys.stderr.close()
             sys.exit(0)
         except Exception as err:
-            if State.debug:
-                raise
+            if State.debug:  # the traceback, then the same line and exit code as without
+                traceback.print_exc()
             fail(err, as_json=as_json)
 
     return wrapper  # type: ignore[return-value]
