@@ -26,8 +26,14 @@ def cli(debug: bool) -> None:
     """
     State.debug = debug
     if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-        logging.getLogger("httpcore").setLevel(logging.INFO)
+        logging.basicConfig(
+            level=logging.DEBUG,
+            format="%(asctime)s.%(msecs)03d %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+        # reelgen.http logs each request once, keys redacted; httpx would log it again
+        for chatty in ("httpcore", "httpx"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 for _command in (
