@@ -621,3 +621,36 @@ def test_forget_drops_a_job_that_cannot_be_finished(
     assert result.exit_code == 0
     assert engine.store.get("rg-stuck").state == "canceled"
     assert "nothing to resume" in cli("resume").stderr
+
+
+def test_redo_runs_an_edited_line_anew_and_keeps_the_paid_video(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """After editing a finished line's prompt, a plain rerun refuses it (its id was paid for
+    with other input); `--redo ID` runs it anew under the same name, keeps the old video as
+    ID.JOB_ID.mp4, and pays only for that line."""
+    image = make_image()
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(image, "a", "b"))
+    out = tmp_path / "out"
+    assert cli("batch", str(manifest), "--out-dir", str(out)).exit_code == 0
+    (old_a,) = [j for j in all_jobs() if j.item == "a"]
+    old_bytes = (out / "a.mp4").read_bytes()
+
+    edited = [{"id": "a", "image": str(image), "prompt": "a new idea"}, *jobs(image, "b")]
+    write_manifest(manifest, edited)
+    refused = cli("batch", str(manifest), "--out-dir", str(out))
+    assert refused.exit_code == 2 and "give the changed line a new id" in refused.stderr
+    assert kling.creates_accepted == 2
+
+    unknown = cli("batch", str(manifest), "--out-dir", str(out), "--redo", "zz")
+    assert unknown.exit_code == 2 and "--redo zz: the manifest has no line zz" in unknown.stderr
+
+    redone = cli("batch", str(manifest), "--out-dir", str(out), "--redo", "a")
+    assert redone.exit_code == 0, redone.stderr
+    assert kling.creates_accepted == 3  # only the redone line was paid again
+    kept = out / f"a.{old_a.id}.mp4"
+    assert kept.read_bytes() == old_bytes
+    new_a = [j for j in all_jobs() if j.item == "a" and j.id != old_a.id]
+    assert len(new_a) == 1 and new_a[0].request.prompt == "a new idea"
+    assert (out / "a.mp4").exists()
+    assert next(j for j in all_jobs() if j.id == old_a.id).output == str(kept)  # its row follows

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class Item:
     """OUT_DIR/<id>.mp4: a file, or an object under an s3:// prefix."""
     max_cost: float | None = None
     existing: Job | None = None
+    retire: Job | None = None
+    """``--redo``: the line's finished job, whose video is moved aside before the line runs
+    anew (it was paid for; it is kept)."""
     state: Literal["new", "done", "resume", "retry"] = "new"
 
     @property
@@ -116,7 +120,10 @@ class Item:
         return [c.provider.name for c in self.candidates]
 
     def record(self, engine: Engine, batch: str, *, enqueue: bool = False) -> Job:
-        """Record the line's new job (planned; ``enqueue``: queued for workers)."""
+        """Record the line's new job (planned; ``enqueue``: queued for workers), after moving
+        a redone line's old video aside."""
+        if self.retire is not None:
+            _retire(engine, self.retire)
         return engine.record(
             self.request,
             self.candidates,
@@ -223,7 +230,25 @@ def load(
     return items
 
 
-def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = False) -> None:
+def _retire(engine: Engine, job: Job) -> None:
+    """Keep a redone line's paid video beside the new one: ``ID.mp4`` -> ``ID.JOB_ID.mp4``."""
+    if not job.output or "://" in job.output:
+        return
+    path = Path(job.output)
+    if path.is_file():
+        aside = path.with_name(f"{path.stem}.{job.id}{path.suffix}")
+        os.replace(path, aside)
+        engine.store.transition(job.id, output=str(aside))
+
+
+def classify(
+    engine: Engine,
+    items: list[Item],
+    batch: str,
+    *,
+    force: bool = False,
+    redo: Collection[str] = (),
+) -> None:
     """What a (re)run must do for each line, from the job log and the files on disk (or the
     objects under the batch's s3:// prefix).
 
@@ -260,6 +285,17 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
             item.state = "new"
             _check_output(item, force, problems, environ)
             continue
+        if item.id in redo:
+            if job.state in JOB_FINAL_STATES:
+                item.state, item.retire, item.existing = "retry", job, None
+                if storage.parse(job.output or "") != item.output:
+                    _check_output(item, force, problems, environ)  # not the old video there
+            else:
+                problems.append(
+                    f"line {item.line} ({item.id}): its job {job.id} is {job.state}; let it "
+                    f"finish (`reelgen wait {job.id}`) or `reelgen forget {job.id}`, then redo it"
+                )
+            continue
         asked = job.meta.asked or job.request
         changed = (asked, job.meta.route or [job.provider]) != (item.request, item.route)
         if changed and job.state in ("failed", "canceled") and not job.superseded_by:
@@ -280,6 +316,10 @@ def classify(engine: Engine, items: list[Item], batch: str, *, force: bool = Fal
             _check_output(item, force, problems, environ)  # a file there is not this line's video
         if item.state == "retry":
             _check_unsettled(engine, item, job, problems)
+    known = {item.id for item in items}
+    problems += [
+        f"--redo {name}: the manifest has no line {name}" for name in redo if name not in known
+    ]
     if problems:
         raise ManifestInvalid(
             f"{len(problems)} bad line{'s' if len(problems) > 1 else ''} against what this "

@@ -59,6 +59,12 @@ if TYPE_CHECKING:
     "the batch id and return.",
 )
 @click.option("--wait", is_flag=True, help="With --enqueue: wait until every line is final.")
+@click.option(
+    "--redo",
+    multiple=True,
+    metavar="ID",
+    help="Run line ID anew (after editing it), keeping its old video as ID.JOB_ID.mp4.",
+)
 @callback_options
 @guarded
 def cli_batch(
@@ -74,6 +80,7 @@ def cli_batch(
     listen: tuple[str, int] | None,
     enqueue: bool,
     wait: bool,
+    redo: tuple[str, ...],
 ) -> None:
     """Run every job in MANIFEST (JSON Lines); rerun the same command to finish after a crash.
     With --enqueue, workers on any machine run them instead."""
@@ -95,6 +102,7 @@ def cli_batch(
             engine,
             manifest,
             out_dir,
+            redo=redo,
             max_cost=max_cost,
             yes=yes,
             force=force,
@@ -116,7 +124,7 @@ def cli_batch(
         check_signatures(receiver, list(providers.values()))
         engine.listen(receiver, callback_url)
     key = str(place)
-    classify_and_confirm(engine, items, key, force=force, max_cost=max_cost, yes=yes)
+    classify_and_confirm(engine, items, key, force=force, max_cost=max_cost, yes=yes, redo=redo)
     import shlex
 
     rerun = shlex.join(
@@ -179,13 +187,14 @@ def classify_and_confirm(
     force: bool,
     max_cost: float | None,
     yes: bool,
+    redo: tuple[str, ...] = (),
     declined: str = "not started: nothing was submitted",
 ) -> None:
     """Check the lines against what the batch did already, print the plan and its price, and
     ask before spending on a terminal (``--yes`` does not ask)."""
     from .. import batch
 
-    batch.classify(engine, items, key, force=force)
+    batch.classify(engine, items, key, force=force, redo=redo)
     plan = batch.plan_run(items, max_cost=max_cost)
     click.echo(plan.summary, err=True)
     asks = plan.may_spend and not yes and sys.stdin.isatty()

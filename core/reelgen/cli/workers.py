@@ -73,6 +73,7 @@ def enqueued(
     wait: bool,
     timeout: float,
     as_json: bool,
+    redo: tuple[str, ...] = (),
 ) -> None:
     """``reelgen batch --enqueue [--wait]``: validate, price and queue every line for workers."""
     import json
@@ -95,6 +96,7 @@ def enqueued(
             items,
             key,
             force=force,
+            redo=redo,
             max_cost=max_cost,
             yes=yes,
             declined="not queued: nothing was submitted",
