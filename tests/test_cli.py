@@ -77,7 +77,8 @@ def test_account_error_exit_message(cli: Cli, fake_kling: FakeKling, make_image)
     result = cli("generate", str(make_image()), "-p", "x", "-P", "kling")
     assert result.exit_code == 2
     assert "top up the resource pack" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    estimate, error = result.stderr.strip().splitlines()  # the estimate came before paying
+    assert estimate.startswith("estimate: $") and error.startswith("error: ")
     creates = [r for r in fake_kling.requests if r.method == "POST"]
     assert len(creates) == 1
 
@@ -320,3 +321,18 @@ def test_keys_set_from_a_pipe_or_value_and_refuses_junk(cli: Cli, isolated: Path
         refused = cli("keys", "set", "kling", *bad)
         assert refused.exit_code == 2, (bad, refused.stderr)
     assert json.loads((isolated / "keys.json").read_text())["kling"] == stored
+
+
+def test_generate_tells_the_cost_before_and_after(
+    cli: Cli, fake_kling: FakeKling, make_image
+) -> None:
+    """The estimate is on stderr before anything is sent (a field with --json); after, what
+    was estimated and charged, and how long it took."""
+    result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--duration", "5")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("estimate: $0.40 for 5 s of kling kling-v2-5-turbo std")
+    assert any(line.startswith("cost: estimated $0.40") for line in lines)
+    as_json = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--json")
+    assert json.loads(as_json.stdout)["estimate"]["amount"] == 0.4
+    assert "estimate:" not in as_json.stderr

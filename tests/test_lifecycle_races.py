@@ -36,8 +36,11 @@ LOOKUP_OUTAGE = 1000
 
 
 def one_line(result: Result) -> str:
-    """The command's stderr, checked to be one line with no traceback and no "bug" notice."""
-    text = result.stderr.strip()
+    """The command's error, checked to be one line with no traceback and no "bug" notice (the
+    estimate printed before the paid call aside)."""
+    text = "\n".join(
+        line for line in result.stderr.strip().splitlines() if not line.startswith("estimate: ")
+    )
     assert "Traceback" not in text, text
     assert "this is a bug" not in text, text
     assert len(text.splitlines()) == 1, text

@@ -277,12 +277,16 @@ class Engine:
         wait: bool = True,
         on_status: StatusCallback | None = None,
         on_submitted: Callable[[Job, VideoProvider], None] | None = None,
+        on_planned: Callable[[Job], None] | None = None,
     ) -> tuple[Job, VideoResult | None]:
         """Plan the request, then advance it until saved (or accepted, without ``wait``); on
-        the route's providers in turn where one fails in a way another could avoid."""
+        the route's providers in turn where one fails in a way another could avoid.
+        ``on_planned`` sees the planned job (its estimate) before anything is sent."""
         job = self.plan(
             request, provider=provider, route=route, output=output, force=force, max_cost=max_cost
         )
+        if on_planned is not None:
+            on_planned(job)
         done = await self.advance(
             job,
             until="saved" if wait else "accepted",

@@ -10,7 +10,7 @@ import click
 from .boundary import closing, guarded, open_engine, run_async
 from .callbacks import callback_options, check_signatures, start_listening
 from .options import FINITE_POSITIVE, build_request, confirm_overwrite, request_options
-from .render import make_status_line, print_plan, report_job
+from .render import announce_estimate, make_status_line, print_plan, report_job
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -94,6 +94,7 @@ def cli_generate(
                     wait=not no_wait,
                     on_status=status_line.update,
                     on_submitted=submitted,
+                    on_planned=None if as_json else announce_estimate,
                 )
         finally:
             status_line.stop()

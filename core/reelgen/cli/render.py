@@ -59,6 +59,27 @@ def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None
         + (f" ({human_size(size)})" if isinstance(size, int) else "")
         + f" from {job.provider}, job {job.id}"
     )
+    cost = f"estimated ${job.estimate.amount:.2f}" if job.estimate else "no estimate"
+    if job.meta.charged:
+        cost += f", charged {job.meta.charged}"
+    took = (job.updated_at - job.created_at).total_seconds()
+    click.echo(f"cost: {cost}; took {took:.0f} s", err=True)
+
+
+def announce_estimate(job: Job) -> None:
+    """Before the paid call: what it is expected to cost (stderr, so stdout stays the result)."""
+    if job.estimate is None:
+        return
+    e = job.estimate
+    line = (
+        f"estimate: ${e.amount:.2f} for {e.duration:g} s of {job.provider} {e.model} {e.mode} "
+        f"at ${e.price_per_second:g}/s"
+    )
+    if job.meta.candidates:
+        line += f" (fails over to {', '.join(job.meta.candidates)} at their own price)"
+    if job.meta.max_cost is not None:
+        line += f"; limit ${job.meta.max_cost:.2f}"
+    click.echo(line, err=True)
 
 
 def print_plan(
