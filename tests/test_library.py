@@ -31,3 +31,28 @@ def test_agenerate_refuses_bad_input_with_typed_errors(make_image, tmp_path: Pat
         asyncio.run(
             reelgen.agenerate(image=str(make_image()), prompt="x", provider="kling", max_cost=0.1)
         )
+
+
+def test_a_misspelt_field_is_a_reelgen_error_naming_it() -> None:
+    """`generate(promt=...)` raises InvalidRequest naming `promt`, not pydantic's error."""
+    import reelgen
+
+    with pytest.raises(reelgen.InvalidRequest, match="`promt`: not a field of VideoRequest"):
+        reelgen.generate(image="a.jpg", promt="waves")
+
+
+def test_the_public_names_are_a_literal_all() -> None:
+    """`__all__` is a literal list (what strict type checkers read to allow `from reelgen
+    import generate`) and matches the lazily exported names."""
+    import ast
+    from pathlib import Path
+
+    import reelgen
+
+    tree = ast.parse(Path(reelgen.__file__).read_text())
+    (listed,) = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__"
+    ]
+    assert listed == sorted([*reelgen._EXPORTS, "__version__"])

@@ -23,7 +23,7 @@ from . import job_actions, lifecycle, router, storage
 from .config import Config
 from .errors import BudgetExceeded, ConfigError
 from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
-from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
+from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult, request_from
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
@@ -359,7 +359,7 @@ async def agenerate(
     **fields: Any,
 ) -> VideoResult:
     """Make one video and save it: ``await agenerate(image="a.jpg", prompt="waves")``."""
-    request = request or VideoRequest(**fields)
+    request = request or request_from(fields)
     engine = Engine()
     try:
         _, result = await engine.run(
@@ -384,7 +384,7 @@ def enqueue(
     """Check, price and queue one video for workers (``reelgen worker``) and return its job at
     once: ``enqueue(image="a.jpg", prompt="waves")``. Needs a PostgreSQL job log
     (``REELGEN_DB=postgresql://...``); follow it with ``reelgen status JOB_ID``."""
-    request = request or VideoRequest(**fields)
+    request = request or request_from(fields)
     engine = Engine()
     try:
         return engine.plan(

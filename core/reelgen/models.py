@@ -194,3 +194,25 @@ class VideoResult(BaseModel):
     @property
     def path(self) -> str | None:
         return self.videos[0].path if self.videos else None
+
+
+def request_from(fields: dict[str, Any]) -> VideoRequest:
+    """A VideoRequest from keyword fields, or InvalidRequest naming the field (a misspelt one,
+    e.g. ``promt``, included) instead of pydantic's ValidationError."""
+    from pydantic import ValidationError
+
+    from .errors import InvalidRequest
+
+    try:
+        return VideoRequest(**fields)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "request"
+            said = (
+                "not a field of VideoRequest"
+                if error["type"] == "extra_forbidden"
+                else error["msg"]
+            )
+            problems.append(f"`{field}`: {said}")
+        raise InvalidRequest("; ".join(problems)) from None
