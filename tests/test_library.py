@@ -56,3 +56,53 @@ def test_the_public_names_are_a_literal_all() -> None:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__"
     ]
     assert listed == sorted([*reelgen._EXPORTS, "__version__"])
+
+
+def test_estimate_route_and_progress_from_the_library(
+    make_image, tmp_path: Path, isolated: Path
+) -> None:
+    """`estimate()` prices each candidate of a route without sending anything; `generate`
+    takes `route=` and calls `on_status` with the provider's answers; one shared engine
+    serves several calls."""
+    import asyncio
+
+    import reelgen
+
+    (isolated / "config.toml").write_text(
+        'route = "previews"\n[routes.previews]\nproviders = ["local"]\n'
+        "[providers.local]\nheight = 144\n"
+    )
+    image = make_image(320, 180)
+    (first,) = reelgen.estimate(image=str(image), prompt="zoom", duration=1, route="previews")
+    assert (first.provider, first.duration, first.amount) == ("local", 1.0, 0.0)
+    seen: list[str] = []
+    result = reelgen.generate(
+        image=str(image),
+        prompt="zoom",
+        duration=1,
+        route="previews",
+        output=tmp_path / "a.mp4",
+        on_status=lambda job, status, elapsed: seen.append(status.state),
+    )
+    assert result.videos[0].path == str(tmp_path / "a.mp4")
+    assert seen and seen[-1] == "succeeded"
+
+    async def two_on_one_engine() -> list[reelgen.VideoResult]:
+        engine = reelgen.Engine()
+        try:
+            return [
+                await reelgen.agenerate(
+                    image=str(image),
+                    prompt="zoom",
+                    duration=1,
+                    engine=engine,
+                    output=tmp_path / f"{n}.mp4",
+                )
+                for n in range(2)
+            ]
+        finally:
+            await engine.aclose()
+            engine.close()
+
+    names = [Path(r.videos[0].path or "").name for r in asyncio.run(two_on_one_engine())]
+    assert names == ["0.mp4", "1.mp4"]

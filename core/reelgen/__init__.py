@@ -60,6 +60,8 @@ _EXPORTS = {
     "generate": "reelgen.engine",
     "agenerate": "reelgen.engine",
     "enqueue": "reelgen.engine",
+    "estimate": "reelgen.engine",
+    "Engine": "reelgen.engine",
 }
 
 # a literal list: type checkers read it to know what `from reelgen import X` may take
@@ -74,6 +76,7 @@ __all__ = [
     "CostEstimate",
     "DamagedJob",
     "DownloadError",
+    "Engine",
     "ImageLimits",
     "InvalidRequest",
     "Job",
@@ -105,13 +108,14 @@ __all__ = [
     "__version__",
     "agenerate",
     "enqueue",
+    "estimate",
     "generate",
     "hookimpl",
     "hookspec",
 ]
 
 if TYPE_CHECKING:
-    from .engine import agenerate, enqueue, generate
+    from .engine import Engine, agenerate, enqueue, estimate, generate
     from .errors import (
         AccountError,
         AuthenticationError,

@@ -23,7 +23,7 @@ from . import job_actions, lifecycle, router, storage
 from .config import Config
 from .errors import BudgetExceeded, ConfigError
 from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
-from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult, request_from
+from .models import Attempt, CostEstimate, Job, JobMeta, VideoRequest, VideoResult, request_from
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
@@ -353,22 +353,61 @@ async def agenerate(
     request: VideoRequest | None = None,
     *,
     provider: str | None = None,
+    route: str | None = None,
     output: str | Path | None = None,
     max_cost: float | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    on_status: StatusCallback | None = None,
+    engine: Engine | None = None,
     **fields: Any,
 ) -> VideoResult:
-    """Make one video and save it: ``await agenerate(image="a.jpg", prompt="waves")``."""
+    """Make one video and save it: ``await agenerate(image="a.jpg", prompt="waves")``.
+
+    ``route`` names a ``[routes.NAME]`` (failover); ``on_status(job, status, elapsed)`` is
+    called on every answer from the provider (progress); pass an ``engine`` to share one job
+    log and one HTTP client per provider across many calls (it is left open)."""
     request = request or request_from(fields)
-    engine = Engine()
+    own = engine is None
+    engine = engine or Engine()
     try:
         _, result = await engine.run(
-            request, provider, output=output, max_cost=max_cost, timeout=timeout
+            request,
+            provider,
+            route=route,
+            output=output,
+            max_cost=max_cost,
+            timeout=timeout,
+            on_status=on_status,
         )
         assert result is not None
         return result
     finally:
-        await engine.aclose()
+        if own:
+            await engine.aclose()
+            engine.close()
+
+
+def estimate(
+    request: VideoRequest | None = None,
+    *,
+    provider: str | None = None,
+    route: str | None = None,
+    max_cost: float | None = None,
+    **fields: Any,
+) -> list[CostEstimate]:
+    """What a generate would cost, per candidate in the order they would be tried (the first
+    is the one expected to run); raises as generate would for input no candidate takes.
+    Nothing is sent."""
+    request = request or request_from(fields)
+    engine = Engine()
+    try:
+        chosen = router.resolve_route(engine, route=route, provider=provider)
+        limit = engine.max_cost(max_cost, route_limit=chosen.max_cost)
+        candidates, _ = router.plan(
+            engine, request, chosen, max_cost=limit, need_credentials=chosen.failover
+        )
+        return [c.estimate for c in candidates]
+    finally:
         engine.close()
 
 
@@ -403,14 +442,23 @@ def generate(
     request: VideoRequest | None = None,
     *,
     provider: str | None = None,
+    route: str | None = None,
     output: str | Path | None = None,
     max_cost: float | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    on_status: StatusCallback | None = None,
     **fields: Any,
 ) -> VideoResult:
     """Blocking :func:`agenerate`, for scripts."""
     return asyncio.run(
         agenerate(
-            request, provider=provider, output=output, max_cost=max_cost, timeout=timeout, **fields
+            request,
+            provider=provider,
+            route=route,
+            output=output,
+            max_cost=max_cost,
+            timeout=timeout,
+            on_status=on_status,
+            **fields,
         )
     )
