@@ -478,3 +478,22 @@ def test_slots_describe_the_limit_in_effect(
         engine.close()
     assert inside == shown
     assert after == shown.replace(" 1/", " 0/")
+
+
+def test_progress_counts_down_from_what_the_log_learned(
+    engine: Engine, fake_kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Before any job of a kind finished, the countdown starts from the provider's guess;
+    after one, from how long it really took."""
+    import asyncio
+
+    from reelgen.lifecycle import expected_seconds
+
+    request = VideoRequest(image=str(make_image()), prompt="waves")
+    first = engine.plan(request, provider="kling", output=tmp_path / "a.mp4")
+    guess = engine.provider("kling").expected_seconds(request)
+    assert expected_seconds(engine, first) == guess
+    asyncio.run(engine.advance(first))
+    second = engine.plan(request, provider="kling", output=tmp_path / "b.mp4")
+    learned = expected_seconds(engine, second)
+    assert learned != guess and 0 < learned < guess

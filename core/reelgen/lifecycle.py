@@ -486,6 +486,12 @@ def _expectation(engine: Engine, provider: VideoProvider, job: Job) -> tuple[flo
     return (learned.seconds, learned.samples) if learned is not None else (guess, 0)
 
 
+def expected_seconds(engine: Engine, job: Job) -> float:
+    """How long a job like this one takes at its provider, as known now (the job log's
+    learned duration, else the provider's guess): what a progress display counts down."""
+    return _expectation(engine, engine.provider(job.provider), job)[0]
+
+
 def next_check_in(engine: Engine, job: Job) -> float:
     """Seconds until a job the provider is running is worth asking about again (what a
     worker that polls once per run re-defers its check by): the learned poll schedule."""

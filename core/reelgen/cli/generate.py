@@ -75,8 +75,10 @@ def cli_generate(
     status_line = make_status_line(as_json)
 
     def submitted(job: Job, provider: VideoProvider) -> None:
-        if not no_wait:
-            status_line.start(job, provider.expected_seconds(job.request))
+        from ..lifecycle import expected_seconds
+
+        if not no_wait:  # what the job log learned of such jobs, else the provider's guess
+            status_line.start(job, expected_seconds(engine, job))
 
     async def work() -> Job:
         try:
