@@ -296,3 +296,43 @@ def test_bad_arguments_raise_value_error(
     with pytest.raises(ValueError, match=message):
         render_ken_burns(source, tmp_path / "clip.mp4", **arguments)  # type: ignore[arg-type]
     assert [path.name for path in tmp_path.iterdir()] == ["in.jpg"]
+
+
+def test_a_small_picture_is_not_blown_up(make_image, tmp_path: Path) -> None:
+    """A 200x150 photo makes a 200x150 clip (its own size), not a 960x720 blur."""
+    import reelgen
+
+    result = reelgen.generate(
+        image=str(make_image(200, 150)),
+        prompt="zoom",
+        duration=1,
+        provider="local",
+        output=tmp_path / "small.mp4",
+    )
+    with av.open(str(result.videos[0].path)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (200, 150)
+
+
+def test_old_renders_are_pruned_saved_copies_stay(
+    make_image, tmp_path: Path, isolated: Path
+) -> None:
+    """The render folder keeps a week of renders; the saved outputs are never touched."""
+    import os
+    import time
+
+    import reelgen
+
+    renders = isolated / "local"
+    renders.mkdir(parents=True, exist_ok=True)
+    stale = renders / "rg-old.mp4"
+    stale.write_bytes(b"old render")
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(stale, (week_ago, week_ago))
+    out = tmp_path / "new.mp4"
+    reelgen.generate(
+        image=str(make_image(320, 180)), prompt="zoom", duration=1, provider="local", output=out
+    )
+    assert not stale.exists()
+    assert out.stat().st_size > 0
+    assert len(list(renders.glob("*.mp4"))) == 1  # this run's render, for a week

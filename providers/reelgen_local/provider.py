@@ -7,10 +7,13 @@ prompt can name the move ("slow zoom out", "pan left"), or ``--option motion=pan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
 from pathlib import Path
 from typing import Literal
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelgen.errors import InvalidRequest, JobFailed, Unsupported
@@ -56,6 +59,10 @@ def motion_for(prompt: str, chosen: str | None) -> str:
         if pattern.search(prompt):
             return motion
     return "zoom_in"
+
+
+RENDERS_KEPT_FOR = 7 * 24 * 3600.0
+"""Seconds a render stays in the render folder after it was made (its saved copy stays)."""
 
 
 class LocalSettings(ProviderSettings):
@@ -118,7 +125,23 @@ class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
         return request
 
     def _height(self, request: VideoRequest) -> int:
-        return self.settings.height or HEIGHTS[request.mode or "std"]
+        """The clip's short side: the setting (or the mode's default), but never above the
+        picture's own short side: a 200 px photo is not blown up to 720 px of blur."""
+        wanted = self.settings.height or HEIGHTS[request.mode or "std"]
+        if request.image is None:
+            return wanted
+        with Image.open(Path(request.image).expanduser()) as picture:
+            short = int(min(picture.size))
+        return max(2, min(wanted, short - short % 2))
+
+    def _prune(self, folder: Path) -> None:
+        """Renders are copied to their output when saved; ones older than a week are
+        removed, so the render folder does not grow forever."""
+        cutoff = time.time() - RENDERS_KEPT_FOR
+        for old in folder.glob("*.mp4"):
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
 
     def _path(self, job: Job) -> Path:
         return (self._output_dir or data_dir() / "local") / f"{job.id}.mp4"
@@ -129,6 +152,7 @@ class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
         assert request.image is not None
         out = self._path(job)
         out.parent.mkdir(parents=True, exist_ok=True)
+        self._prune(out.parent)
         try:
             await asyncio.to_thread(
                 render_ken_burns,
