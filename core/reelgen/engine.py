@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from . import job_actions, lifecycle, router, storage
+from . import framing, job_actions, lifecycle, router, storage
 from .config import Config
-from .errors import BudgetExceeded, ConfigError
+from .errors import BudgetExceeded, ConfigError, InvalidRequest
 from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
 from .models import Attempt, CostEstimate, Job, JobMeta, VideoRequest, VideoResult, request_from
+from .paths import data_dir
 from .plugins import make_provider
 from .provider import VideoProvider
 from .router import Prepared
 from .settings import resolve_settings
 from .store import JobStore, Learned, open_store
+from .validation import is_url
 from .waiting import Waiter
 
 if TYPE_CHECKING:
@@ -132,7 +134,7 @@ class Engine:
     ) -> Prepared:
         """Every check that can be made without the network; raises before anything is paid."""
         chosen = self.provider(provider)
-        validated = chosen.validate(request)
+        validated = chosen.validate(self._framed(request))
         estimate = chosen.estimate(validated)
         limit = self.max_cost(max_cost)
         if limit is not None and estimate.amount > limit + 1e-9:
@@ -145,6 +147,21 @@ class Engine:
         if need_credentials:
             chosen.check_credentials()
         return Prepared(chosen, validated, estimate)
+
+    def _framed(self, request: VideoRequest) -> VideoRequest:
+        """With an image and an aspect ratio: the picture centre-cropped to that ratio (image-
+        to-video keeps the picture's framing, so the crop is what gives a 9:16 or 1:1 clip)."""
+        if request.image is None or request.aspect_ratio is None:
+            return request
+        if is_url(request.image):
+            raise InvalidRequest(
+                "`aspect_ratio` with an image URL: reelgen crops local pictures only; save the "
+                "picture and pass its path, or drop `aspect_ratio`"
+            )
+        crop = framing.cropped(
+            request.image, request.aspect_ratio, data_dir(self.environ) / "crops"
+        )
+        return request.model_copy(update={"image": str(crop), "aspect_ratio": None})
 
     # -- planning ---------------------------------------------------------------------------
 

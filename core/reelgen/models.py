@@ -37,7 +37,9 @@ class VideoRequest(BaseModel):
     negative_prompt: str | None = Field(default=None, description="What to avoid.")
     duration: float | None = Field(default=None, gt=0, description="Seconds of video.")
     aspect_ratio: str | None = Field(
-        default=None, description="Frame shape for text-to-video (e.g. 16:9); image input sets it."
+        default=None,
+        description="Frame shape, e.g. 9:16: text-to-video asks the provider for it; with an "
+        "image, reelgen centre-crops the picture to it before sending.",
     )
     model: str | None = None
     mode: str | None = None

@@ -62,7 +62,10 @@ def request_options(fn: F) -> F:
             "--cfg-scale", type=float, help="Prompt adherence, 0..1 (models that take it)."
         ),
         click.option("--negative-prompt", help="What to avoid."),
-        click.option("--aspect-ratio", help="Frame shape for text-to-video, e.g. 16:9."),
+        click.option(
+            "--aspect-ratio",
+            help="Frame shape, e.g. 9:16 or 1:1 (an image is centre-cropped to it first).",
+        ),
         click.option("--seed", type=int, help="Seed, where the provider takes one."),
         click.option(
             "--option",
