@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -110,14 +112,21 @@ def test_kling_v3_duration_is_a_string(
     assert only_task(fake_kling).body["duration"] == "3"
 
 
-def test_aspect_ratio_with_an_image_is_refused_before_paying(
+def test_aspect_ratio_with_an_image_sends_the_cropped_picture_not_the_field(
     fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
 ) -> None:
-    """An aspect ratio with an image is refused locally: i2v framing follows the image."""
-    request = VideoRequest(image=str(make_image()), prompt="waves", aspect_ratio="16:9")
-    with pytest.raises(InvalidRequest, match="aspect"):
-        run(engine, request, tmp_path / "clip.mp4")
-    assert fake_kling.requests == []
+    """Kling's image-to-video takes no aspect_ratio (the picture's framing rules): reelgen
+    crops the picture to the ratio first and sends no aspect_ratio field."""
+    request = VideoRequest(image=str(make_image(1280, 720)), prompt="waves", aspect_ratio="1:1")
+    run(engine, request, tmp_path / "clip.mp4")
+    (create,) = [r for r in fake_kling.requests if r.method == "POST"]
+    body = json.loads(create.content)
+    assert "aspect_ratio" not in body
+    assert base64.b64decode(body["image"])[:3] == b"\xff\xd8\xff"  # a JPEG, as sent
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(body["image"]))) as sent:
+        assert sent.size == (720, 720)
 
 
 def test_cfg_scale_on_a_model_that_ignores_it_is_refused(
