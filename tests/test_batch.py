@@ -654,3 +654,19 @@ def test_redo_runs_an_edited_line_anew_and_keeps_the_paid_video(
     assert len(new_a) == 1 and new_a[0].request.prompt == "a new idea"
     assert (out / "a.mp4").exists()
     assert next(j for j in all_jobs() if j.id == old_a.id).output == str(kept)  # its row follows
+
+
+def test_the_summary_says_what_the_run_cost_and_took(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """The last line of a batch gives the jobs done, the time and the estimated total of the
+    videos this run made (skipped lines cost nothing)."""
+    manifest = write_manifest(tmp_path / "m.jsonl", jobs(make_image(), "a", "b"))
+    out = tmp_path / "out"
+    first = cli("batch", str(manifest), "--out-dir", str(out))
+    assert first.exit_code == 0, first.stderr
+    last = first.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"2 of 2 jobs done in {out} in ")
+    assert "estimated $0.80 for this run's videos" in last
+    again = cli("batch", str(manifest), "--out-dir", str(out))
+    assert "estimated $0.00 for this run's videos" in again.stderr

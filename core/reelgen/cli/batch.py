@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,11 +168,16 @@ def cli_batch(
         finally:
             ticker.stop()
 
+    started = time.monotonic()
     outcomes = run_async(lambda: closing(engine, work()))
     failed = [o for o in outcomes if o.state == "failed"]
     ok = len(outcomes) - len(failed)
+    spent = sum(o.cost for o in outcomes if o.state == "succeeded")
+    charged = [o.charged for o in outcomes if o.state == "succeeded" and o.charged]
     click.echo(
-        f"{ok} of {len(outcomes)} jobs done in {key}"
+        f"{ok} of {len(outcomes)} jobs done in {key} in {time.monotonic() - started:.0f} s; "
+        f"estimated ${spent:.2f} for this run's videos"
+        + (f" ({len(charged)} with a charge reported: `--json` lists them)" if charged else "")
         + (f"; {len(failed)} failed (rerun `{rerun}` to retry them)" if failed else ""),
         err=True,
     )
