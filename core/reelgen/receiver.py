@@ -30,6 +30,8 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import h11
+
 from .errors import UsageError, WebhookInvalid
 from .webhooks import decode_secret, verify
 
@@ -41,6 +43,13 @@ log = logging.getLogger("reelgen.receiver")
 
 MAX_BODY = 1024 * 1024
 MAX_HEADERS = 100
+WAKE_GAP = 2.0
+"""Seconds in which more callbacks naming the same job wake no one again."""
+PER_PEER = 8
+"""Connections one address may hold at once (slow senders from one place cannot take every
+slot and hold up a real callback)."""
+MAX_HEAD = 64 * 1024
+"""Bytes a request line and its headers may take."""
 STILL_RUNNING = frozenset({"queued", "running"})
 """Reported states that change nothing the waiter acts on: they wake no one. A final state, or
 one the provider could not name, wakes the waiter for one confirming query."""
@@ -63,6 +72,7 @@ class Hints:
         self._clock = clock
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._early: OrderedDict[str, float] = OrderedDict()
+        self._woken_at: OrderedDict[str, float] = OrderedDict()
         self.woken = 0
         """Wake-ups delivered to registered waiters (for tests and --debug)."""
 
@@ -98,6 +108,14 @@ class Hints:
         """Wake every waiter registered under one of ``keys``; remember the keys when there is
         none. Returns the number of waiters woken."""
         named = [k for k in keys if k]
+        now = self._clock()
+        if any(now - self._woken_at.get(k, -WAKE_GAP) < WAKE_GAP for k in named):
+            return 0  # woken a moment ago: a flood of (forged) callbacks costs one query
+        for key in named:
+            self._woken_at[key] = now
+            self._woken_at.move_to_end(key)
+        while len(self._woken_at) > self.remember:
+            self._woken_at.popitem(last=False)
         events: set[asyncio.Event] = set()
         for key in named:
             events |= self._waiting.get(key, set())
@@ -166,6 +184,7 @@ class Receiver:
         """HTTP status -> how many requests got it."""
         self._seen_ids: OrderedDict[str, None] = OrderedDict()
         self._slots = asyncio.Semaphore(64)  # connections served at once (bounded memory)
+        self._peers: Counter[str] = Counter()  # open connections per sender address
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -268,9 +287,13 @@ class Receiver:
         # a handler ends quietly when the receiver stops and cancels it (asyncio would log a
         # cancelled handler task as an error), or when the sender goes away
         quiet = (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError)
+        peer = str((writer.get_extra_info("peername") or ("?",))[0])
+        self._peers[peer] += 1
         try:
             unread = 0
             try:
+                if self._peers[peer] > PER_PEER:
+                    raise _Reply(429, f"more than {PER_PEER} connections from {peer} at once")
                 async with self._slots:
                     status, message = await asyncio.wait_for(self._serve(reader), self.read_timeout)
             except _Reply as reply:
@@ -298,6 +321,9 @@ class Receiver:
                 if 0 < unread <= DISCARD_LIMIT:
                     await asyncio.wait_for(reader.readexactly(unread), self.read_timeout)
         finally:
+            self._peers[peer] -= 1
+            if not self._peers[peer]:
+                del self._peers[peer]
             writer.close()
             with contextlib.suppress(*quiet):
                 await writer.wait_closed()
@@ -305,21 +331,9 @@ class Receiver:
                 self._handlers.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader) -> tuple[int, str]:
-        method, headers = await self._read_head(reader)
+        method, headers, body = await self._read_request(reader)
         if method != "POST":
             raise _Reply(405, f"{method} is not accepted; callbacks are POSTed")
-        if "transfer-encoding" in headers:
-            raise _Reply(411, "send the body with a Content-Length, not chunked")
-        raw_length = headers.get("content-length")
-        if raw_length is None:
-            raise _Reply(411, "a Content-Length header is required")
-        digits = raw_length.strip()
-        if not (digits.isascii() and digits.isdigit()):  # "²".isdigit() is True
-            raise _Reply(400, "bad Content-Length")
-        length = int(digits)
-        if length > self.max_body:
-            raise _Reply(413, f"body of {length} bytes is over the {self.max_body} byte limit")
-        body = await reader.readexactly(length)
         if self.secrets:
             self._verify(headers, body)
             seen_id = headers.get("webhook-id", "")
@@ -344,27 +358,48 @@ class Receiver:
             log.debug("callback: task %s is %s; woke %d", callback.keys[0], callback.state, woken)
         return 200, "ok"
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, dict[str, str]]:
+    async def _read_request(
+        self, reader: asyncio.StreamReader
+    ) -> tuple[str, dict[str, str], bytes]:
+        """One HTTP/1.1 request, parsed by h11 (Content-Length or chunked bodies alike), its
+        body bounded by ``max_body`` however it is framed."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        method = ""
+        headers: dict[str, str] = {}
+        body = bytearray()
         try:
-            line = await reader.readline()
-            parts = line.decode("latin-1").split()
-            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                raise _Reply(400, "not an HTTP/1.x request")
-            headers: dict[str, str] = {}
             while True:
-                raw = await reader.readline()
-                if raw in (b"\r\n", b"\n"):
-                    return parts[0].upper(), headers
-                if not raw:
-                    raise asyncio.IncompleteReadError(raw, None)
-                if len(headers) >= MAX_HEADERS:
-                    raise _Reply(431, "too many headers")
-                name, sep, value = raw.decode("latin-1").partition(":")
-                if not sep:
-                    raise _Reply(400, "malformed header line")
-                headers[name.strip().lower()] = value.strip()
-        except ValueError:  # a line longer than the stream's limit (64 KiB)
-            raise _Reply(431, "request line or header too long") from None
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await reader.read(64 * 1024)
+                    if not data:
+                        raise asyncio.IncompleteReadError(bytes(body), None)
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Request):
+                    if len(event.headers) > MAX_HEADERS:
+                        raise _Reply(431, "too many headers")
+                    method = event.method.decode("ascii", "replace").upper()
+                    headers = {
+                        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers
+                    }
+                    declared = headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > self.max_body:
+                        raise _Reply(
+                            413,
+                            f"body of {declared} bytes is over the {self.max_body} byte limit",
+                            unread=int(declared),
+                        )
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > self.max_body:
+                        raise _Reply(413, f"body over the {self.max_body} byte limit")
+                elif isinstance(event, h11.EndOfMessage):
+                    return method, headers, bytes(body)
+                else:  # ConnectionClosed or anything unexpected
+                    raise asyncio.IncompleteReadError(bytes(body), None)
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint if exc.error_status_hint in (400, 431) else 400
+            raise _Reply(status, f"not a valid HTTP/1.1 request ({exc})") from None
 
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
         error: WebhookInvalid | None = None
