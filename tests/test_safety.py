@@ -247,3 +247,32 @@ def test_keys_prompt_aborted(cli: Cli) -> None:
     assert result.exit_code != 0
     assert "Traceback" not in result.stderr
     assert "this is a bug" not in result.stderr
+
+
+def test_a_read_only_job_log_is_not_called_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job log this user may not write says so and how to fix it, instead of suggesting
+    to move a perfectly good log aside."""
+    import sqlite3
+
+    from reelgen.errors import ConfigError
+    from reelgen.store import SqliteJobStore
+
+    path = tmp_path / "jobs.sqlite3"
+    SqliteJobStore(path).close()
+    real_connect = sqlite3.connect
+
+    def read_only(*args: object, **kwargs: object) -> sqlite3.Connection:
+        kept = {k: v for k, v in kwargs.items() if k != "uri"}
+        return real_connect(f"file:{path}?mode=ro", uri=True, **kept)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    job = Job(id="rg-1", provider="local", request=VideoRequest(prompt="p"), idempotency_key="k")
+    with pytest.raises(ConfigError) as caught:
+        store = SqliteJobStore(path)  # opening may succeed; the first write cannot
+        try:
+            store.add(job)
+        finally:
+            store.close()
+    assert "read-only" in str(caught.value) and "move it aside" not in str(caught.value)

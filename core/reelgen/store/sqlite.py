@@ -108,6 +108,12 @@ class SqliteJobStore(JobStore):
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise ConfigError(
+                    f"{self.path}: the job log is read-only here ({exc}); reelgen writes every "
+                    "job to it: give this user write access to it and its folder, or set "
+                    "REELGEN_HOME to a folder it can write"
+                ) from None
             raise ConfigError(
                 f"{self.path}: the job log is unreadable ({exc}); move it aside to start a new one"
             ) from None
@@ -160,6 +166,11 @@ class SqliteJobStore(JobStore):
             )
         if "JSON" in str(exc):
             return DamagedJob(f"{self.path}: a job's row in the job log is damaged ({exc})")
+        if "readonly" in str(exc):
+            return ConfigError(
+                f"{self.path}: the job log is read-only here ({exc}); give this user write "
+                "access to it and its folder, or set REELGEN_HOME to a folder it can write"
+            )
         return ConfigError(f"{self.path}: the job log could not be written ({exc})")
 
     def _migrate(self) -> None:
