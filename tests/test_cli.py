@@ -337,3 +337,20 @@ def test_generate_tells_the_cost_before_and_after(
     as_json = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "--json")
     assert json.loads(as_json.stdout)["estimate"]["amount"] == 0.4
     assert "estimate:" not in as_json.stderr
+
+
+def test_keys_check_makes_one_free_call(
+    cli: Cli, fake_kling: FakeKling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keys check kling` lists one task (a GET, never a create) and says the keys work; with
+    a wrong secret it fails in one line naming the fix; local needs none."""
+    good = cli("keys", "check", "kling")
+    assert good.exit_code == 0, good.stderr
+    assert "kling accepted the keys" in good.output
+    assert [r.method for r in fake_kling.requests] == ["GET"]
+    monkeypatch.setenv("KLING_SECRET_KEY", "sk-fake-wrong-secret-of-a-realistic-length-0123")
+    bad = cli("keys", "check", "kling")
+    assert bad.exit_code == 2, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "error:" in bad.stderr
+    assert fake_kling.creates_accepted == 0
+    assert "needs no keys" in cli("keys", "check", "local").output

@@ -304,6 +304,14 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
         waiter, which confirms with a query of its own (callbacks are hints, never the truth)."""
         return None
 
+    async def check_keys(self) -> str:
+        """Make one free, authenticated call and say what it showed (``reelgen keys
+        check``); raise the usual error (AuthenticationError, ...) when the keys are refused.
+        Providers without a free call keep this default."""
+        raise Unsupported(
+            f"{self.name} has no free call to check its keys with", provider=self.name
+        )
+
     async def cancel(self, job: Job) -> None:
         """Cancel the job, where the provider supports it."""
         raise NotImplementedError(f"{self.name} cannot cancel jobs")

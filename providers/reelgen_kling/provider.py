@@ -251,6 +251,14 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
             )
         return self._job_from_task(job, data)
 
+    async def check_keys(self) -> str:
+        """List the newest task: free, and only answered to valid keys."""
+        response = await self._request(
+            "GET", "/v1/videos/image2video", params={"pageNum": 1, "pageSize": 1}
+        )
+        unwrap(response)
+        return f"{self.name} accepted the keys at {self.settings.base_url}"
+
     async def lookup(self, job: Job) -> Job | None:
         """Find the task by ``external_task_id``; tolerant of the list or object shapes."""
         key = job.idempotency_key

@@ -141,6 +141,22 @@ def cli_keys_set(provider: str, names: tuple[str, ...], given: tuple[str, ...]) 
     click.echo(f"saved {', '.join(values)} for {provider} in {path}")
 
 
+@cli_keys.command("check")
+@click.argument("provider")
+@guarded
+def cli_keys_check(provider: str) -> None:
+    """Make one free authenticated call to PROVIDER with the keys in effect (nothing paid)."""
+    from .boundary import closing, open_engine, run_async
+
+    engine = open_engine()
+    chosen = engine.provider(provider)
+    if not chosen.required_credentials()[0]:
+        click.echo(f"{provider} needs no keys")
+        return
+    chosen.check_credentials()
+    click.echo(run_async(lambda: closing(engine, chosen.check_keys())))
+
+
 @cli_keys.command("list")
 @guarded
 def cli_keys_list() -> None:
