@@ -667,6 +667,8 @@ def test_the_summary_says_what_the_run_cost_and_took(
     assert first.exit_code == 0, first.stderr
     last = first.stderr.strip().splitlines()[-1]
     assert last.startswith(f"2 of 2 jobs done in {out} in ")
+    rows = sorted(line for line in first.stderr.splitlines() if line.startswith("done: "))
+    assert rows == [f"done: a -> {out / 'a.mp4'} (kling)", f"done: b -> {out / 'b.mp4'} (kling)"]
     assert "estimated $0.80 for this run's videos" in last
     again = cli("batch", str(manifest), "--out-dir", str(out))
     assert "estimated $0.00 for this run's videos" in again.stderr

@@ -478,6 +478,10 @@ class Progress:
     spent: float = 0.0
     limits: str = ""
     """The concurrency in effect, per provider (``NAME 3/4``)."""
+    expected: float = 0.0
+    """Seconds a job of this batch is expected to take (learned, else the provider's guess):
+    the ETA before the first job finishes."""
+    concurrency: int = 1
 
 
 async def run(

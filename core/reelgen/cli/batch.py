@@ -140,7 +140,13 @@ def cli_batch(
         ]
     )
     Interrupted.hint = f"rerun `{rerun}` to finish: nothing is paid twice"
-    progress = batch.Progress(total=len(items))
+    progress = batch.Progress(total=len(items), concurrency=concurrency)
+    if items:
+        first = items[0].prepared
+        learned = engine.learned(first.provider.name, first.request)
+        progress.expected = (
+            learned.seconds if learned else first.provider.expected_seconds(first.request)
+        )
     ticker = BatchTicker(progress, enabled=not as_json and sys.stderr.isatty())
 
     def finished(outcome: batch.Outcome) -> None:
@@ -149,6 +155,9 @@ def cli_batch(
         elif outcome.state == "failed":
             ticker.clear()
             click.echo(f"failed: {outcome.id}: {outcome.message}", err=True)
+        elif outcome.state == "succeeded":  # a row per job; the ticker line stays below
+            ticker.clear()
+            click.echo(f"done: {outcome.id} -> {outcome.output} ({outcome.provider})", err=True)
 
     async def work() -> list[batch.Outcome]:
         ticker.start()

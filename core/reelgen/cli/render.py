@@ -195,11 +195,18 @@ class BatchTicker:
             p = self.progress
             elapsed = loop.time() - t0
             finished = p.done + p.failed
-            eta = f", ETA {elapsed / finished * (p.total - finished):.0f} s" if finished else ""
+            left = p.total - finished
+            if finished:
+                eta = f", ETA {elapsed / finished * left:.0f} s"
+            elif p.expected:  # nothing finished yet: waves of `concurrency` jobs
+                waves = -(-left // max(1, p.concurrency))
+                eta = f", ETA ~{max(0.0, waves * p.expected - elapsed):.0f} s"
+            else:
+                eta = ""
             limits = f" (limit {p.limits})" if p.limits else ""
             click.echo(
                 f"\r\033[Kdone {p.done}/{p.total}, running {p.running}{limits}, "
-                f"failed {p.failed}, spent ${p.spent:.2f}{eta}",
+                f"failed {p.failed}, est. ${p.spent:.2f}{eta}",
                 nl=False,
                 err=True,
             )
