@@ -354,3 +354,26 @@ def test_keys_check_makes_one_free_call(
     assert len(bad.stderr.strip().splitlines()) == 1 and "error:" in bad.stderr
     assert fake_kling.creates_accepted == 0
     assert "needs no keys" in cli("keys", "check", "local").output
+
+
+def test_the_status_line_shows_a_bar_and_a_countdown(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a terminal the job's line has a progress bar and the time left; starting it again
+    (submitted after planned) keeps one line and one clock."""
+    import asyncio
+
+    from reelgen.cli.render import StatusLine
+    from reelgen.models import Job, VideoRequest
+
+    job = Job(id="rg-1", provider="local", request=VideoRequest(prompt="p"), idempotency_key="k")
+
+    async def show() -> None:
+        line = StatusLine(enabled=True)
+        line.start(job.model_copy(update={"state": "submitting"}), 4.0)
+        line.start(job.model_copy(update={"state": "running"}), 4.0)
+        await asyncio.sleep(0.6)
+        line.stop()
+
+    asyncio.run(show())
+    shown = capsys.readouterr().err
+    assert "local rg-1 running [" in shown and "s left" in shown
+    assert "submitting" not in shown.split("\r")[-2]  # the text follows the newest state

@@ -74,6 +74,15 @@ def cli_generate(
     force = force or confirm_overwrite(output, as_json=as_json)
     status_line = make_status_line(as_json)
 
+    def planned(job: Job) -> None:
+        from ..lifecycle import expected_seconds
+
+        announce_estimate(job)
+        if not no_wait:  # shown from the start: a local render does its work while submitting
+            status_line.start(
+                job.model_copy(update={"state": "submitting"}), expected_seconds(engine, job)
+            )
+
     def submitted(job: Job, provider: VideoProvider) -> None:
         from ..lifecycle import expected_seconds
 
@@ -96,7 +105,7 @@ def cli_generate(
                     wait=not no_wait,
                     on_status=status_line.update,
                     on_submitted=submitted,
-                    on_planned=None if as_json else announce_estimate,
+                    on_planned=None if as_json else planned,
                 )
         finally:
             status_line.stop()

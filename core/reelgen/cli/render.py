@@ -148,13 +148,15 @@ class StatusLine:
         self._t0 = 0.0
 
     def start(self, job: Job, expected: float) -> None:
+        """Show ``job`` from now on (again: the clock keeps running, the text follows)."""
         if not self.enabled:
             return
-        loop = asyncio.get_running_loop()
-        self._t0 = loop.time()
         self._expected = expected
         self._text = f"{job.provider} {job.id} {job.state}"
-        self._task = loop.create_task(self._tick())
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            self._t0 = loop.time()
+            self._task = loop.create_task(self._tick())
 
     def update(self, job: Job, status: Any, elapsed: float) -> None:
         if self.enabled:
@@ -166,7 +168,11 @@ class StatusLine:
             elapsed = loop.time() - self._t0
             left = self._expected - elapsed
             eta = f"~{left:.0f} s left" if left > 0 else "any moment now"
-            click.echo(f"\r\033[K{self._text}  {elapsed:.0f} s elapsed, {eta}", nl=False, err=True)
+            share = min(1.0, elapsed / self._expected) if self._expected > 0 else 0.0
+            bar = "#" * round(20 * share) + "-" * (20 - round(20 * share))
+            click.echo(
+                f"\r\033[K{self._text} [{bar}] {elapsed:.0f} s elapsed, {eta}", nl=False, err=True
+            )
             await asyncio.sleep(0.5)
 
     def stop(self) -> None:
