@@ -60,8 +60,7 @@ def report_job(job: Job, *, as_json: bool, submitted_only: bool = False) -> None
         + f" from {job.provider}, job {job.id}"
     )
     cost = f"estimated ${job.estimate.amount:.2f}" if job.estimate else "no estimate"
-    if job.meta.charged:
-        cost += f", charged {job.meta.charged}"
+    cost += f", charged {job.meta.charged}" if job.meta.charged else ", charge not reported"
     took = (job.updated_at - job.created_at).total_seconds()
     click.echo(f"cost: {cost}; took {took:.0f} s", err=True)
 
