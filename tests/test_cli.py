@@ -356,24 +356,61 @@ def test_keys_check_makes_one_free_call(
     assert "needs no keys" in cli("keys", "check", "local").output
 
 
-def test_the_status_line_shows_a_bar_and_a_countdown(capsys: pytest.CaptureFixture[str]) -> None:
-    """On a terminal the job's line has a progress bar and the time left; starting it again
-    (submitted after planned) keeps one line and one clock."""
+def test_the_status_line_shows_a_bar_and_a_countdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the job's row has its state, a bar and the time left; starting it again
+    (submitted after planned) keeps one row whose text follows the newest state."""
     import asyncio
+    import io
 
-    from reelgen.cli.render import StatusLine
+    from rich.console import Console
+
+    from reelgen.cli import render
     from reelgen.models import Job, VideoRequest
 
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        render, "_console", lambda: Console(file=screen, force_terminal=True, width=100)
+    )
     job = Job(id="rg-1", provider="local", request=VideoRequest(prompt="p"), idempotency_key="k")
 
     async def show() -> None:
-        line = StatusLine(enabled=True)
+        line = render.StatusLine(enabled=True)
         line.start(job.model_copy(update={"state": "submitting"}), 4.0)
         line.start(job.model_copy(update={"state": "running"}), 4.0)
         await asyncio.sleep(0.6)
         line.stop()
 
     asyncio.run(show())
-    shown = capsys.readouterr().err
-    assert "local rg-1 running [" in shown and "s left" in shown
-    assert "submitting" not in shown.split("\r")[-2]  # the text follows the newest state
+    shown = screen.getvalue()
+    assert "local rg-1 running" in shown and "s left" in shown
+
+
+def test_the_batch_display_has_a_row_per_running_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch on a terminal shows each job at its provider and a totals row with an ETA from
+    the expected duration before anything finished."""
+    import asyncio
+    import io
+    import time
+
+    from rich.console import Console
+
+    from reelgen.batch import Progress
+    from reelgen.cli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        render, "_console", lambda: Console(file=screen, force_terminal=True, width=120)
+    )
+    progress = Progress(total=10, running=2, expected=60.0, concurrency=2)
+    progress.active = {"shot-a": ("kling", time.monotonic()), "shot-b": ("kling", time.monotonic())}
+
+    async def show() -> None:
+        ticker = render.BatchTicker(progress, enabled=True)
+        ticker.start()
+        await asyncio.sleep(0.6)
+        ticker.stop()
+
+    asyncio.run(show())
+    shown = screen.getvalue()
+    assert "shot-a" in shown and "shot-b" in shown and "at the provider" in shown
+    assert "done 0/10, running 2" in shown and "ETA ~" in shown

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -482,6 +483,8 @@ class Progress:
     """Seconds a job of this batch is expected to take (learned, else the provider's guess):
     the ETA before the first job finishes."""
     concurrency: int = 1
+    active: dict[str, tuple[str, float]] = dataclasses.field(default_factory=dict)
+    """Lines at their provider now: id -> (provider, monotonic time it was accepted)."""
 
 
 async def run(
@@ -521,6 +524,7 @@ async def run(
             nonlocal accepted
             accepted = True
             state.running += 1
+            state.active[item.id] = (_job.provider, time.monotonic())
             state.limits = slots.describe()
 
         try:
@@ -548,6 +552,7 @@ async def run(
             return Outcome(item.id, "failed", job.id, name, message=message)
         finally:
             state.running -= 1 if accepted else 0
+            state.active.pop(item.id, None)
             state.limits = slots.describe()
 
     async def report(item: Item) -> Outcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -136,12 +137,13 @@ def make_status_line(as_json: bool) -> StatusLine:
 
 
 class StatusLine:
-    """One job's status on one stderr line, redrawn every half second on a TTY; silent
-    otherwise."""
+    """One job's progress on a terminal (rich: spinner, state, bar, elapsed, time left from
+    what the job log learned); silent in pipes. rich is imported only when shown."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._task: asyncio.Task[None] | None = None
+        self._live: Any = None
+        self._task: Any = None
         self._text = ""
         self._expected = 0.0
         self._t0 = 0.0
@@ -150,79 +152,116 @@ class StatusLine:
         """Show ``job`` from now on (again: the clock keeps running, the text follows)."""
         if not self.enabled:
             return
-        self._expected = expected
+        self._expected = max(expected, 0.0)
         self._text = f"{job.provider} {job.id} {job.state}"
-        if self._task is None:
-            loop = asyncio.get_running_loop()
-            self._t0 = loop.time()
-            self._task = loop.create_task(self._tick())
+        if self._live is None:
+            from rich.progress import (
+                BarColumn,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as Bars
+
+            self._live = Bars(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[left]}"),
+                console=_console(),
+                transient=True,
+            )
+            self._live.start()
+            self._task = self._live.add_task(self._text, total=self._expected or None, left="")
+            self._t0 = time.monotonic()
+        self._refresh()
 
     def update(self, job: Job, status: Any, elapsed: float) -> None:
-        if self.enabled:
+        if self._live is not None:
             self._text = f"{job.provider} {job.id} {status.state}"
+            self._refresh()
 
-    async def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            elapsed = loop.time() - self._t0
-            left = self._expected - elapsed
-            eta = f"~{left:.0f} s left" if left > 0 else "any moment now"
-            share = min(1.0, elapsed / self._expected) if self._expected > 0 else 0.0
-            bar = "#" * round(20 * share) + "-" * (20 - round(20 * share))
-            click.echo(
-                f"\r\033[K{self._text} [{bar}] {elapsed:.0f} s elapsed, {eta}", nl=False, err=True
-            )
-            await asyncio.sleep(0.5)
+    def _refresh(self) -> None:
+        elapsed = time.monotonic() - self._t0
+        left = self._expected - elapsed
+        said = f"~{left:.0f} s left" if left > 0 else "any moment now"
+        done = min(elapsed, self._expected) if self._expected else None
+        self._live.update(self._task, description=self._text, completed=done, left=said)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-            click.echo("\r\033[K", nl=False, err=True)
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 class BatchTicker:
-    """done / running / failed / spent / ETA on one stderr line, on a TTY only."""
+    """A batch on a terminal (rich): a row per job at its provider (elapsed) and a totals row
+    (done / failed / estimated spend / ETA, from the learned duration before the first job
+    finishes); silent in pipes."""
 
     def __init__(self, progress: Progress, *, enabled: bool) -> None:
         self.progress = progress
         self.enabled = enabled
+        self._live: Any = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self.enabled:
-            self._task = asyncio.get_running_loop().create_task(self._tick())
+        if not self.enabled:
+            return
+        from rich.live import Live
+
+        self._live = Live(self._render(0.0), console=_console(), transient=True)
+        self._live.start()
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    def _render(self, elapsed: float) -> Any:
+        from rich.table import Table
+
+        p = self.progress
+        finished = p.done + p.failed
+        left = p.total - finished
+        if finished:
+            eta = f"ETA {elapsed / finished * left:.0f} s"
+        elif p.expected:  # nothing finished yet: waves of `concurrency` jobs
+            waves = -(-left // max(1, p.concurrency))
+            eta = f"ETA ~{max(0.0, waves * p.expected - elapsed):.0f} s"
+        else:
+            eta = ""
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for item, (provider, since) in list(p.active.items())[:20]:
+            table.add_row(f"  {item}", provider, f"{now - since:.0f} s at the provider")
+        if len(p.active) > 20:
+            table.add_row(f"  ... and {len(p.active) - 20} more", "", "")
+        limits = f" (limit {p.limits})" if p.limits else ""
+        table.add_row(
+            f"done {p.done}/{p.total}, running {p.running}{limits}, failed {p.failed}",
+            f"est. ${p.spent:.2f}",
+            eta,
+        )
+        return table
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         while True:
-            p = self.progress
-            elapsed = loop.time() - t0
-            finished = p.done + p.failed
-            left = p.total - finished
-            if finished:
-                eta = f", ETA {elapsed / finished * left:.0f} s"
-            elif p.expected:  # nothing finished yet: waves of `concurrency` jobs
-                waves = -(-left // max(1, p.concurrency))
-                eta = f", ETA ~{max(0.0, waves * p.expected - elapsed):.0f} s"
-            else:
-                eta = ""
-            limits = f" (limit {p.limits})" if p.limits else ""
-            click.echo(
-                f"\r\033[Kdone {p.done}/{p.total}, running {p.running}{limits}, "
-                f"failed {p.failed}, est. ${p.spent:.2f}{eta}",
-                nl=False,
-                err=True,
-            )
+            self._live.update(self._render(loop.time() - t0))
             await asyncio.sleep(0.5)
 
     def clear(self) -> None:
-        if self.enabled:
-            click.echo("\r\033[K", nl=False, err=True)
+        """Nothing to clear: rich prints other lines above its live rows."""
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-            self.clear()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
