@@ -414,3 +414,12 @@ def test_the_batch_display_has_a_row_per_running_job(monkeypatch: pytest.MonkeyP
     shown = screen.getvalue()
     assert "shot-a" in shown and "shot-b" in shown and "at the provider" in shown
     assert "done 0/10, running 2" in shown and "ETA ~" in shown
+
+
+def test_providers_lists_durations_in_words(cli: Cli) -> None:
+    """A model without fixed durations reads "any duration", not "durations any s"."""
+    listed = cli("providers")
+    assert listed.exit_code == 0, listed.stderr
+    assert "any duration" in listed.output
+    assert "durations any" not in listed.output
+    assert "durations 5, 10 s" in listed.output

@@ -244,11 +244,14 @@ def restore_logging() -> Iterator[None]:
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    chatty = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     yield
     for handler in root.handlers[:]:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
+    for name, was in chatty.items():
+        logging.getLogger(name).setLevel(was)
 
 
 def test_debug_after_the_command_keeps_the_exit_code(tmp_path, restore_logging: None) -> None:
@@ -258,3 +261,25 @@ def test_debug_after_the_command_keeps_the_exit_code(tmp_path, restore_logging: 
     assert code == 2
     assert "Traceback" in err
     assert err.rstrip().splitlines()[-1].startswith("error: image not found")
+
+
+def test_a_reelgen_home_that_is_a_file_is_one_line(tmp_path, monkeypatch) -> None:
+    """REELGEN_HOME naming a file (not a folder) is one `error:` line, exit 2, not a bug."""
+    home = tmp_path / "not-a-folder"
+    home.write_text("x")
+    monkeypatch.setenv("REELGEN_HOME", str(home))
+    code, _, err = run_main("jobs")
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "this is a bug" not in err
+
+
+def test_debug_logs_each_request_once(tmp_path, restore_logging: None, make_image) -> None:
+    """--debug leaves request logging to reelgen's own logger (keys redacted), so httpx does
+    not log every request a second time."""
+    import logging
+
+    code, _, err = run_main("--debug", "estimate", str(make_image()), "-p", "x", "-P", "local")
+    assert code == 0, err
+    assert logging.getLogger("httpx").level == logging.WARNING
+    assert logging.getLogger("httpcore").level == logging.WARNING
