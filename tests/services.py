@@ -79,23 +79,8 @@ def start_postgres(folder: Path) -> str:
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sockets} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    subprocess.run(
-        _as_owner(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(folder / "log"),
-                "-w",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    (folder / "options").write_text(options)
+    pg_ctl(folder, "start")
     (folder / "kind").write_text("postgres")
     subprocess.run(
         _as_owner(
@@ -118,6 +103,19 @@ def start_postgres(folder: Path) -> str:
 
 _children: dict[Path, subprocess.Popen[bytes]] = {}
 """Servers this process started, reaped by :func:`stop` (no "still running" warnings)."""
+
+
+def pg_ctl(folder: Path, action: str) -> None:
+    """``pg_ctl start`` (with the cluster's options) or ``stop`` (fast) on ``folder``'s
+    cluster: a database outage, on purpose."""
+    bindir = pg_bindir()
+    assert bindir is not None
+    cmd = [str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-w"]
+    if action == "start":
+        cmd += ["-o", (folder / "options").read_text(), "-l", str(folder / "log"), "start"]
+    else:
+        cmd += ["-m", "fast", "stop"]
+    subprocess.run(_as_owner(cmd), check=True, capture_output=True)
 
 
 def start_s3(folder: Path) -> str:

@@ -283,3 +283,34 @@ def test_debug_logs_each_request_once(tmp_path, restore_logging: None, make_imag
     assert code == 0, err
     assert logging.getLogger("httpx").level == logging.WARNING
     assert logging.getLogger("httpcore").level == logging.WARNING
+
+
+def test_sigterm_stops_a_command_started_with_sigint_ignored(tmp_path) -> None:
+    """A command started in the background by a script has SIGINT ignored; SIGTERM still
+    stops it, with the interrupt's one line and exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from reelgen.cli.app import main\n"
+        "from reelgen.cli import app\n"
+        "@app.cli.command('nap')\n"
+        "def nap():\n"
+        "    time.sleep(30)\n"
+        "main(['nap'])\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "REELGEN_HOME": str(tmp_path)},
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err

@@ -231,3 +231,18 @@ def test_an_unreachable_database_is_one_line_naming_it_without_the_password() ->
 def test_an_unknown_store_url_is_refused() -> None:
     with pytest.raises(ConfigError, match="sqlite:/// or postgresql://"):
         open_store({"REELGEN_DB": "mysql://x"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:p@ss-fake@127.0.0.1:1/db",  # an @ inside the password
+        "postgresql://bob@127.0.0.1:1/db?password=TopSecretFake",
+        "password=TopSecretFake host=127.0.0.1 user=bob",  # a libpq string, not a URL
+    ],
+)
+def test_no_password_reaches_a_message(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store({"REELGEN_DB": url})
+    message = str(caught.value)
+    assert "ss-fake" not in message and "TopSecretFake" not in message

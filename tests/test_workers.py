@@ -271,3 +271,28 @@ def test_a_job_whose_task_was_lost_is_picked_up_by_the_sweep(
     asyncio.run(run_until_final([engine], [job.id], seconds=40))
     assert engine.store.get(job.id).state == "succeeded"
     assert fake.creates_accepted == 1
+
+
+def test_a_damaged_waiting_row_gives_its_slot_back(
+    make_engine: Callable[[], Engine], make_image, tmp_path: Path, isolated: Path
+) -> None:
+    """With an account limit of 1, a job admitted but never submitted whose row is then
+    damaged gives its slot to the next job instead of holding it for ever."""
+    import psycopg
+
+    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
+    engine = make_engine()
+    assert engine.provider("kling").settings.concurrency == 1
+    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
+    url = engine.environ["REELGEN_DB"]
+
+    def slots() -> dict[str, bool]:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT id, slot FROM jobs").fetchall()
+        return {job_id: held for job_id, held in rows}
+
+    assert slots() == {first.id: True, second.id: False}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET meta = '{bad' WHERE id = %s", (first.id,))
+    asyncio.run(Steps(engine, queue_store(engine.store)).submit(first.id))
+    assert slots() == {first.id: False, second.id: True}

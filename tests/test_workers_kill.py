@@ -135,3 +135,64 @@ def doing(url: str) -> int:
             "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_workers_outlive_a_database_outage(
+    server: KlingServer, isolated: Path, make_image: Callable[..., Path], tmp_path: Path
+) -> None:
+    """PostgreSQL stopped for a few seconds mid-run: the workers stay up, wait, reconnect
+    and finish every job, none paid twice."""
+    import tempfile
+
+    from tests import services
+
+    if services.pg_bindir() is None:
+        pytest.skip("needs PostgreSQL's programs (a cluster of its own, to stop and start)")
+    folder = Path(tempfile.mkdtemp(prefix="reelgen-outage-"))
+    url = services.start_postgres(folder)
+    try:
+        (isolated / "config.toml").write_text(f"[providers.kling]\nconcurrency = {LIMIT}\n")
+        env = {
+            **os.environ,
+            "REELGEN_DB": url,
+            "REELGEN_HOME": str(isolated),
+            "KLING_BASE_URL": server.origin,
+            "KLING_ACCESS_KEY": FAKE_AK,
+            "KLING_SECRET_KEY": FAKE_SK,
+        }
+        engine = Engine(environ=env)
+        out = tmp_path / "out"
+        jobs = [
+            engine.plan(
+                VideoRequest(image=str(make_image()), prompt=f"shot {n}"),
+                provider="kling",
+                output=out / f"{n}.mp4",
+                enqueue=True,
+            )
+            for n in range(12)
+        ]
+        engine.close()
+        with (tmp_path / "w.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [*REELGEN, "worker", "--concurrency", "10"], env=env, stdout=log, stderr=log
+            )
+        try:
+            time.sleep(2.0)
+            services.pg_ctl(folder, "stop")
+            time.sleep(6.0)
+            assert worker.poll() is None, (tmp_path / "w.log").read_text()  # still up
+            services.pg_ctl(folder, "start")
+            deadline = time.monotonic() + 90
+            engine = Engine(environ=env)
+            while any(engine.store.get(j.id).state != "succeeded" for j in jobs):
+                assert time.monotonic() < deadline, [engine.store.get(j.id).state for j in jobs]
+                assert worker.poll() is None, (tmp_path / "w.log").read_text()
+                time.sleep(0.5)
+            engine.close()
+        finally:
+            worker.send_signal(SIGTERM)
+            assert worker.wait(30) == 0
+        assert server.fake.creates_accepted == 12
+        assert all((out / f"{n}.mp4").read_bytes() == server.fake.video for n in range(12))
+    finally:
+        services.stop(folder)

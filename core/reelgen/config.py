@@ -86,8 +86,35 @@ def masked(value: Any, secret: bool = False) -> Any:
     if secret or (isinstance(value, str) and value.startswith(SECRET_PREFIXES)):
         return "****"
     if isinstance(value, str):
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1****@", value)
+        return redact(value)
     return value
+
+
+def secrets_in(url: str) -> list[str]:
+    """The passwords a database URL or connection string holds (and their pieces around an
+    ``@``, which a driver may take for part of the host), to scrub from messages."""
+    found = re.findall(r"(?i)password=([^&\s]+)", url)
+    parts = re.match(r"^[a-z][a-z0-9+.-]*://([^/?#\s]*)", url, flags=re.I)
+    if parts and "@" in parts[1]:
+        userinfo = parts[1].rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    pieces = {p for secret in found for p in (secret, *secret.split("@"))}
+    return sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every password in it replaced by ``***``: the one inside a URL's user
+    info (``user:pass@host``, even a ``pass`` holding ``@``), and ``password=...`` in a query
+    or a libpq connection string."""
+    text = re.sub(r"(?i)(password=)[^&\s]*", r"\1****", text)
+    found = re.match(r"^([a-z][a-z0-9+.-]*://)([^/?#\s]*)(.*)$", text, flags=re.I | re.S)
+    if found and "@" in found[2]:
+        userinfo, _, host = found[2].rpartition("@")
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":****"
+        text = f"{found[1]}{userinfo}@{host}{found[3]}"
+    return text
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

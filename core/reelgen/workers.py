@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConcurrencyLimited, ConfigError, ReelgenError
+from .errors import ConcurrencyLimited, ConfigError, DamagedJob, ReelgenError
 from .lifecycle import next_check_in, refresh
 from .models import Job
 from .receiver import Hints, Receiver
@@ -158,8 +158,19 @@ class Steps:
     def store(self) -> JobStore:
         return self.engine.store
 
+    def _get(self, job_id: str) -> Job | None:
+        """The job, or None when its row is damaged (its slot freed if it never ran)."""
+        try:
+            return self.store.get(job_id)
+        except DamagedJob as err:
+            freed = self.accounts.free_damaged(job_id)
+            log.warning("%s%s", err, "; its account slot is free again" if freed else "")
+            return None
+
     async def submit(self, job_id: str) -> None:
-        job = self.store.get(job_id)
+        job = self._get(job_id)
+        if job is None:
+            return
         if job.state in ("planned", "submitting", "uncertain", "failed"):
             try:
                 moved = await self.engine.advance(job, until="accepted")
@@ -175,7 +186,9 @@ class Steps:
         await self._next(job)
 
     async def check(self, job_id: str) -> None:
-        job = self.store.get(job_id)
+        job = self._get(job_id)
+        if job is None:
+            return
         if job.state in ("queued", "running"):
             try:
                 job = await refresh(self.engine, job)
@@ -186,7 +199,9 @@ class Steps:
         await self._next(job)
 
     async def save(self, job_id: str) -> None:
-        await self._save(self.store.get(job_id))
+        job = self._get(job_id)
+        if job is not None:
+            await self._save(job)
 
     async def _save(self, job: Job) -> None:
         if job.state in ("result", "downloading", "succeeded"):
@@ -316,7 +331,13 @@ async def run_worker(
     wait: bool = True,
     signals: bool = True,
 ) -> None:
-    """Run one worker until stopped (Ctrl-C / SIGTERM finish the tasks in hand first)."""
+    """Run one worker until stopped (Ctrl-C / SIGTERM finish the tasks in hand first). A
+    database that goes away does not end it: Procrastinate stops its worker when its
+    connection fails, and this starts a new one once the database answers again."""
+    import signal
+
+    from procrastinate.worker import Worker
+
     app = make_app(engine)
     options: dict[str, Any] = {
         "queues": ["reelgen"],
@@ -326,9 +347,37 @@ async def run_worker(
         "update_heartbeat_interval": HEARTBEAT,
         "stalled_worker_timeout": STALLED_AFTER,
         "delete_jobs": "successful",
-        "install_signal_handlers": signals,
+        "install_signal_handlers": False,  # ours, below: a stop is told from an outage
     }
     if name:
         options["name"] = name
-    async with app.open_async():
-        await app.run_worker_async(**options)
+    loop = asyncio.get_running_loop()
+    stopping = False
+    current: Any = None
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        if current is not None:
+            current.stop()
+
+    if signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+    try:
+        async with app.open_async():
+            while not stopping:
+                current = Worker(app=app, **options)
+                try:
+                    await current.run()
+                except Exception as exc:  # the database went away under it
+                    said = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+                    log.warning("worker stopped: %s", said)
+                if stopping or not wait:
+                    break
+                log.warning("the job log's database is unreachable; trying again in %.0f s", 5.0)
+                await asyncio.sleep(5.0)
+    finally:
+        if signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)

@@ -71,8 +71,13 @@ def main(argv: list[str] | None = None) -> None:
 
     # SIGTERM (a service manager, `kill`) is handled like Ctrl-C: the job log stays true and
     # the message says how to pick up what was in flight
+    def on_term(*_: object) -> None:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with `&` from a script
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        signal.signal(signal.SIGTERM, on_term)
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args[1:]:  # `reelgen generate ... --debug` means what `--debug generate` does
         args.remove("--debug")

@@ -112,6 +112,12 @@ def enqueued(
         click.echo(json.dumps({"batch": key, **vars(queued)}))
     if not wait:
         return
+    from .boundary import Interrupted
+
+    Interrupted.hint = (
+        f"the workers keep running batch {key}'s jobs; `reelgen batch {manifest} --out-dir "
+        f"{out_dir} --enqueue --wait` waits again (nothing is queued twice)"
+    )
     deadline = time.monotonic() + timeout * max(1, len(items))
     final = ("succeeded", "failed", "canceled")
     while True:

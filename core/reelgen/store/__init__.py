@@ -50,6 +50,9 @@ def open_store(environ: Mapping[str, str], configured: str | None = None) -> Job
                 'a PostgreSQL job log needs psycopg: pip install "reelgen[workers]"'
             ) from None
         return PostgresJobStore(url)
+    from ..config import redact
+
     raise ConfigError(
-        f"REELGEN_DB / [store] url must start with sqlite:/// or postgresql://, not {url[:40]!r}"
+        "REELGEN_DB / [store] url must start with sqlite:/// or postgresql://, not "
+        f"{redact(url)[:60]!r}"
     )

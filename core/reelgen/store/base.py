@@ -258,9 +258,16 @@ class JobStore(ABC):
     def _job(self, row: Any, job_id: str) -> Job:
         job = _read(row)
         if isinstance(job, DamagedRow):
+            if job.state in ("submitting", "uncertain", "queued", "running", "result"):
+                fix = (
+                    "its task may be running (and paid) at its provider: repair the row "
+                    "(e.g. set its meta to '{}') so reelgen can finish it, rather than "
+                    f"`reelgen forget {job_id}`, which drops it"
+                )
+            else:
+                fix = f"`reelgen forget {job_id}` drops it"
             raise DamagedJob(
-                f"job {job_id}'s row in the job log {self.where} is damaged ({job.reason}); "
-                f"`reelgen forget {job_id}` drops it",
+                f"job {job_id}'s row in the job log {self.where} is damaged ({job.reason}); " + fix,
                 job_id=job_id,
             )
         return job

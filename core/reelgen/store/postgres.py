@@ -8,7 +8,6 @@ write is one transaction that locks the job's row (``SELECT ... FOR UPDATE``), w
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ..config import redact as _redact
+from ..config import secrets_in
 from ..errors import ConfigError
 from .base import Cursor, Db, JobStore, StoreBug
 
@@ -75,9 +76,7 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
-def redact(url: str) -> str:
-    """A database URL fit for messages: the password replaced."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+redact = _redact  # a database URL fit for messages: every password replaced
 
 
 class _PgDb:
@@ -115,8 +114,11 @@ class PostgresJobStore(JobStore):
                     self.url, autocommit=True, row_factory=dict_row, connect_timeout=10
                 )
             except psycopg.Error as exc:
+                said = _first_line(exc)
+                for secret in secrets_in(self.url):  # libpq may echo a misparsed password
+                    said = said.replace(secret, "****")
                 raise ConfigError(
-                    f"{self.where}: cannot reach the job log database ({_first_line(exc)})"
+                    f"{self.where}: cannot reach the job log database ({said})"
                 ) from None
         return self._conn
 

@@ -158,6 +158,28 @@ class Accounts:
                 )
             _admit(db, account)
 
+    def free_damaged(self, job_id: str) -> bool:
+        """A job whose row cannot be read and that was never submitted gives its slot back
+        and leaves the queue (else one damaged row would hold a slot for ever; repaired, it
+        can be enqueued again). A damaged row of a job that may
+        run at its provider keeps it: it may really be taking one of the account's places."""
+        freed = (
+            self.store._read_db()
+            .execute(  # and out of the queue: admission would pick it again, oldest first
+                "UPDATE jobs j SET slot = false, account = NULL FROM (SELECT id, account "
+                "FROM jobs WHERE id = ? AND slot AND state = 'planned' FOR UPDATE) old "
+                "WHERE j.id = old.id RETURNING old.account",
+                (job_id,),
+            )
+            .fetchone()
+        )
+        if freed is None:
+            return False
+        with self.store._tx() as db:
+            _lock(db, freed["account"])
+            _admit(db, freed["account"])
+        return True
+
     def hand_over(self, old: Job, new: Job) -> None:
         """A failover: ``new`` (another provider) continues ``old``'s request, already being
         submitted by this worker. It holds a slot of its own account (counted there at once,
