@@ -61,6 +61,7 @@ _EXPORTS = {
     "agenerate": "reelgen.engine",
     "enqueue": "reelgen.engine",
     "estimate": "reelgen.engine",
+    "cancel": "reelgen.engine",
     "Engine": "reelgen.engine",
 }
 
@@ -107,6 +108,7 @@ __all__ = [
     "WebhookInvalid",
     "__version__",
     "agenerate",
+    "cancel",
     "enqueue",
     "estimate",
     "generate",
@@ -115,7 +117,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .engine import Engine, agenerate, enqueue, estimate, generate
+    from .engine import Engine, agenerate, cancel, enqueue, estimate, generate
     from .errors import (
         AccountError,
         AuthenticationError,

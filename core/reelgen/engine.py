@@ -455,6 +455,23 @@ def enqueue(
         engine.close()
 
 
+def cancel(job_id: str) -> str:
+    """Stop a job (see ``reelgen cancel``) and say what happened; raises Unsupported for a
+    provider that cannot cancel a job it accepted (it runs, and is charged, regardless)."""
+    engine = Engine()
+
+    async def go() -> str:
+        try:
+            return await job_actions.cancel(engine, job_id)
+        finally:
+            await engine.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        engine.close()
+
+
 def generate(
     request: VideoRequest | None = None,
     *,

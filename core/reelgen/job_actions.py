@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from .claims import claim_is_live
-from .errors import DamagedJob, JobBusy, JobFailed, ReelgenError
+from .errors import DamagedJob, JobBusy, JobFailed, ReelgenError, Unsupported
 from .lifecycle import advance, refresh
 from .models import JOB_FINAL_STATES, Job, Video, VideoResult, utcnow
 
@@ -82,6 +82,40 @@ def forget(engine: Engine, job_id: str) -> str:
     if done is None:
         raise JobBusy(f"job {job.id} changed meanwhile; look again with `reelgen status`")
     return f"forgot {job.id}: it will not be resumed"
+
+
+async def cancel(engine: Engine, job_id: str) -> str:
+    """Stop a job (``reelgen cancel``): one never submitted is simply not sent; one at its
+    provider is cancelled there where the provider can, and recorded as canceled. A provider
+    that cannot cancel is refused clearly: its job runs (and is charged) whatever we do."""
+    job = engine.store.get(job_id)
+    if job.state in JOB_FINAL_STATES:
+        return f"{job.id} is already {job.state}; nothing to cancel"
+    if job.task_id is None:
+        return forget(engine, job_id).replace("forgot", "canceled", 1)
+    provider = engine.provider(job.provider)
+    if not provider.can_cancel:
+        raise Unsupported(
+            f"{job.provider} cannot cancel a job it accepted: job {job.id} runs (and is "
+            f"charged) regardless; `reelgen wait {job.id}` saves its video",
+            provider=job.provider,
+            job_id=job.id,
+        )
+    provider.check_credentials()
+    taken = await provider.cancel(job)
+    if not taken:
+        return (
+            f"{job.provider} had already finished job {job.id}: `reelgen wait {job.id}` saves "
+            "its video"
+        )
+    engine.store.transition(
+        job.id,
+        from_={"submitting", "uncertain", "queued", "running"},
+        to="canceled",
+        message="canceled by the user",
+        meta={"candidates": []},  # the user stopped the request: no failover
+    )
+    return f"canceled {job.id} at {job.provider}"
 
 
 def describe_interrupted(engine: Engine) -> str:

@@ -312,9 +312,13 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
             f"{self.name} has no free call to check its keys with", provider=self.name
         )
 
-    async def cancel(self, job: Job) -> None:
-        """Cancel the job, where the provider supports it."""
-        raise NotImplementedError(f"{self.name} cannot cancel jobs")
+    can_cancel: ClassVar[bool] = False
+    """True when :meth:`cancel` can stop a job the service accepted."""
+
+    async def cancel(self, job: Job) -> bool:
+        """Ask the service to stop ``job``; True when it took the request, False when the job
+        had already finished (or is unknown to it). Only where ``can_cancel``."""
+        raise Unsupported(f"{self.name} cannot cancel jobs", provider=self.name)
 
     async def aclose(self) -> None:
         """Release connections; called by the core when a run ends."""

@@ -45,6 +45,7 @@ for _command in (
     jobs.cli_jobs,
     jobs.cli_resume,
     jobs.cli_forget,
+    jobs.cli_cancel,
     batch.cli_batch,
     admin.cli_providers,
     admin.cli_plugins,

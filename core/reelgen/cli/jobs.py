@@ -182,6 +182,18 @@ def cli_resume(timeout: float, concurrency: int, as_json: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+@click.command("cancel")
+@click.argument("job_id")
+@guarded
+def cli_cancel(job_id: str) -> None:
+    """Stop JOB_ID at its provider where the provider can (fal); a job not yet sent is simply
+    not sent. Providers that cannot cancel (Kling) are refused: the job runs and is charged."""
+    from ..job_actions import cancel
+
+    engine = open_engine()
+    click.echo(run_async(lambda: closing(engine, cancel(engine, job_id))))
+
+
 @click.command("forget")
 @click.argument("job_id")
 @guarded
