@@ -323,3 +323,21 @@ def test_debug_logs_never_show_secrets(
     assert token not in text
     for part in token.split("."):  # not even a fragment of it
         assert part not in text
+
+
+def test_sound_is_priced_and_needs_pro(
+    engine: Engine, fake_kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """With sound on, kling-v2-6 pro is estimated at the published $0.14/s (twice silent), so
+    --max-cost holds; in std it is refused before anything is sent."""
+    from reelgen.errors import BudgetExceeded
+
+    image = str(make_image())
+    silent = VideoRequest(image=image, prompt="x", model="kling-v2-6", mode="pro", duration=5)
+    loud = silent.model_copy(update={"options": {"sound": "on"}})
+    assert engine.prepare(silent, "kling").estimate.amount == pytest.approx(0.40)  # planning
+    assert engine.prepare(loud, "kling").estimate.amount == pytest.approx(0.70)
+    with pytest.raises(BudgetExceeded):
+        engine.prepare(loud, "kling", max_cost=0.5)
+    with pytest.raises(InvalidRequest, match="needs mode pro"):
+        engine.prepare(loud.model_copy(update={"mode": "std"}), "kling")

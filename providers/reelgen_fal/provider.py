@@ -328,10 +328,13 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
             videos.append(Video(url=video["url"]))
         return VideoResult(job_id=job.id, provider=self.name, videos=videos)
 
-    async def cancel(self, job: Job) -> None:
+    can_cancel = True
+
+    async def cancel(self, job: Job) -> bool:
         """Ask fal to cancel; a request already finished or unknown to fal is left as it is."""
         response = await self._request("PUT", self._url(job, "cancel_url"))
         body = json_body(response)
         if isinstance(body, dict) and body.get("status") in ("ALREADY_COMPLETED", "NOT_FOUND"):
-            return
+            return False
         check(response)
+        return True

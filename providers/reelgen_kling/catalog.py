@@ -40,6 +40,12 @@ MODELS: dict[str, ModelSpec] = {
 
 SOUND_MODELS = frozenset({"kling-v2-6", "kling-v3"})
 
+SOUND_PRICES: dict[str, float] = {
+    "kling-v2-6": 0.14,  # kling-api.md: "v2-6 with sound $0.14" (pro)
+    "kling-v3": 0.224,  # not published: "roughly twice the silent price" (2 x $0.112 pro)
+}
+"""USD per second with ``sound: on`` (which needs ``mode: pro``); voice costs more still."""
+
 CAPABILITIES = Capabilities(
     models=MODELS,
     default_model="kling-v2-5-turbo",

@@ -12,12 +12,21 @@ from pydantic import Field, field_validator
 
 from reelgen.errors import InvalidRequest, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
-from reelgen.models import Callback, Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
+from reelgen.models import (
+    Callback,
+    CostEstimate,
+    Job,
+    JobStatus,
+    TaskState,
+    Video,
+    VideoRequest,
+    VideoResult,
+)
 from reelgen.provider import ProviderSettings, VideoProvider
 from reelgen.validation import check_image, is_url
 
 from .auth import KlingAuth
-from .catalog import CAPABILITIES, SOUND_MODELS
+from .catalog import CAPABILITIES, SOUND_MODELS, SOUND_PRICES
 from .options import KlingOptions
 from .wire_errors import NOT_FOUND_CODES, business_code, transport_errors, unwrap
 
@@ -90,12 +99,35 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
                     f"{request.model})",
                     provider=self.name,
                 )
+            if options.sound == "on" and (request.mode or self.capabilities.default_mode) != "pro":
+                raise InvalidRequest(
+                    f"sound on {request.model} needs mode pro (Kling refuses it in std); "
+                    "pass `mode` pro",
+                    provider=self.name,
+                )
             if options.image_tail:
                 if request.image is None:
                     raise InvalidRequest("image_tail needs a start image", provider=self.name)
                 assert self.capabilities.image is not None
                 check_image(options.image_tail, self.capabilities.image, self.name)
         return request
+
+    def estimate(self, request: VideoRequest) -> CostEstimate:
+        """The silent estimate, raised to the sound price when ``sound`` is on (about twice
+        on v2.6), so --max-cost holds with sound too."""
+        silent = super().estimate(request)
+        options = self.parse_options(request.options)
+        sound = SOUND_PRICES.get(silent.model)
+        if options is None or options.sound != "on" or sound is None:
+            return silent
+        if silent.price_per_second >= sound:
+            return silent.model_copy(update={"basis": silent.basis + "; sound included"})
+        return silent.model_copy(
+            update={
+                "price_per_second": sound,
+                "basis": f"{self.name}'s published price with sound (${sound:g}/s)",
+            }
+        )
 
     def expected_seconds(self, request: VideoRequest) -> float:
         base = self.settings.expected_seconds or self.capabilities.expected_seconds
