@@ -497,3 +497,40 @@ def test_progress_counts_down_from_what_the_log_learned(
     second = engine.plan(request, provider="kling", output=tmp_path / "b.mp4")
     learned = expected_seconds(engine, second)
     assert learned != guess and 0 < learned < guess
+
+
+def test_a_video_moved_into_place_before_the_log_said_so_is_known_as_its_own(
+    engine: Engine,
+    fake_kling: FakeKling,
+    make_image,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job log fails just after the verified video was moved into place (a database
+    outage, a kill): the next save finds that file is this job's own (its size and sha256 were
+    recorded before the move) and finishes, instead of calling it someone else's file."""
+    import asyncio
+
+    from reelgen.errors import ConfigError
+
+    out = tmp_path / "a.mp4"
+    job = engine.plan(
+        VideoRequest(image=str(make_image()), prompt="x"), provider="kling", output=out
+    )
+    real = engine.store.transition
+    failed: list[str] = []
+
+    def flaky(job_id: str, **kwargs: Any) -> Job | None:
+        if kwargs.get("to") == "succeeded" and not failed:
+            failed.append(job_id)
+            raise ConfigError("the job log could not be written (server closed the connection)")
+        return real(job_id, **kwargs)
+
+    monkeypatch.setattr(engine.store, "transition", flaky)
+    with pytest.raises(ConfigError):
+        asyncio.run(engine.advance(job))
+    assert out.read_bytes() == fake_kling.video  # in place, though the log did not say so
+    saved = asyncio.run(engine.advance(engine.store.get(job.id)))
+    assert saved.state == "succeeded" and saved.output == str(out)
+    assert out.read_bytes() == fake_kling.video
+    assert fake_kling.creates_accepted == 1

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -46,26 +47,45 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _finish(part: Path, dest: Path) -> Saved:
+Placing = Callable[[int, str], None]
+"""Called with the verified file's size and sha256 just before it is moved into place (the
+job log records them first, so a crash right after the move still knows the file is its own)."""
+
+
+def _finish(part: Path, dest: Path, placing: Placing | None = None) -> Saved:
     size = part.stat().st_size
     digest = sha256_of(part)
     check_saveable(dest)  # a device or fifo that appeared since the checks is never replaced
+    if placing is not None:
+        placing(size, digest)
     os.replace(part, dest)
     return Saved(dest, size, digest)
 
 
 async def download(
-    url: str, dest: Path, *, client: httpx.AsyncClient, waiter: Waiter, tag: str = ""
+    url: str,
+    dest: Path,
+    *,
+    client: httpx.AsyncClient,
+    waiter: Waiter,
+    tag: str = "",
+    placing: Placing | None = None,
 ) -> Saved:
     """Download ``url`` (http(s), file:// or a local path) to ``dest``; return size and sha256."""
     try:
-        return await _download(url, dest.expanduser(), client, waiter, part_path(dest, tag))
+        part = part_path(dest, tag)
+        return await _download(url, dest.expanduser(), client, waiter, part, placing)
     except OSError as exc:
         raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", retryable=False) from exc
 
 
 async def _download(
-    url: str, dest: Path, client: httpx.AsyncClient, waiter: Waiter, part: Path
+    url: str,
+    dest: Path,
+    client: httpx.AsyncClient,
+    waiter: Waiter,
+    part: Path,
+    placing: Placing | None = None,
 ) -> Saved:
     dest.parent.mkdir(parents=True, exist_ok=True)
     parsed = urlparse(url)
@@ -74,7 +94,7 @@ async def _download(
         if not source.is_file():
             raise DownloadError(f"result file {source} is gone; run the job again", retryable=False)
         shutil.copyfile(source, part)
-        return _finish(part, dest)
+        return _finish(part, dest, placing)
 
     async def attempt() -> None:
         await _fetch_into(url, part, client)
@@ -91,7 +111,7 @@ async def _download(
         deadline=min(POLL_OUTAGE, waiter.policy.deadline),
         progress=received,
     )
-    return _finish(part, dest)
+    return _finish(part, dest, placing)
 
 
 async def _fetch_into(url: str, part: Path, client: httpx.AsyncClient) -> None:

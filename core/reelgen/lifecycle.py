@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import storage
 from .claims import claim_is_live, new_claim
-from .download import part_path
+from .download import part_path, sha256_of
 from .errors import (
     BudgetExceeded,
     ContentPolicyError,
@@ -608,6 +608,12 @@ async def _save(engine: Engine, job: Job, output: Target | None) -> Job:
         result = await engine.waiter.retry(f"result {job.id}", lambda: provider.result(job))
         if not result.videos:
             raise JobFailed(f"job {job.id} succeeded but returned no video", job_id=job.id)
+
+        def placing(size: int, sha256: str) -> None:
+            """Recorded before the file is moved into place: after a crash right after the
+            move, the file is still known to be this job's own (see _check_not_foreign)."""
+            engine.store.transition(job.id, owned_by=claim, meta={"size": size, "sha256": sha256})
+
         async with make_client(transport=engine.transport) as client:
             saved = await storage.save(
                 result.videos[0].url,
@@ -616,6 +622,7 @@ async def _save(engine: Engine, job: Job, output: Target | None) -> Job:
                 client=client,
                 waiter=engine.waiter,
                 environ=engine.environ,
+                placing=placing,
             )
     except BaseException as exc:
         if not again:  # back to result, for the next try (also after Ctrl-C)
@@ -667,6 +674,13 @@ def _check_not_foreign(job: Job, target: Path) -> None:
         return
     if job.output is not None and Path(job.output) == target:
         return  # this job's own earlier video (damaged or replaced): saved again
+    if (
+        job.state in ("downloading", "result")
+        and job.meta.sha256 is not None
+        and target.stat().st_size == job.meta.size
+        and sha256_of(target) == job.meta.sha256
+    ):
+        return  # moved into place just before a crash (or outage) kept the log from saying so
     raise OutputExists(
         f"{target} exists and is not job {job.id}'s video; `reelgen download {job.id} --force` "
         f"replaces it, or `-o OTHER.mp4` saves elsewhere (nothing is lost)",

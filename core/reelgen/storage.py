@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -301,6 +301,7 @@ async def save(
     client: httpx.AsyncClient,
     waiter: Waiter,
     environ: Mapping[str, str] | None = None,
+    placing: Callable[[int, str], None] | None = None,
 ) -> Stored:
     """Download the video at ``url`` to ``target`` (streamed, resumable, verified); for an
     object, to a local staging file first, then upload that and remove it.
@@ -310,7 +311,9 @@ async def save(
     writes the job log.
     """
     if isinstance(target, Path):
-        saved = await download_to(url, target, client=client, waiter=waiter, tag=job.id)
+        saved = await download_to(
+            url, target, client=client, waiter=waiter, tag=job.id, placing=placing
+        )
         return Stored(str(saved.path), saved.size, saved.sha256)
     await asyncio.to_thread(_check_not_foreign, job, target, environ)
     local = _staged(job.id, environ)

@@ -214,6 +214,8 @@ class Steps:
                     self.accounts.defer_save(job, delay=RETRY_LATER)
                     return
                 log.warning("job %s not saved: %s", job.id, err)
+                if job.state in ("result", "downloading"):
+                    return  # left for `reelgen download` (saving again here would loop)
         await self._next(job)
 
     async def _next(self, job: Job) -> None:
