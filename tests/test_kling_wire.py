@@ -341,3 +341,22 @@ def test_sound_is_priced_and_needs_pro(
         engine.prepare(loud, "kling", max_cost=0.5)
     with pytest.raises(InvalidRequest, match="needs mode pro"):
         engine.prepare(loud.model_copy(update={"mode": "std"}), "kling")
+
+
+def test_the_video_id_and_watermarked_copy_are_kept(
+    engine: Engine, fake_kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """Kling's video id (what video-extend and lip-sync take) and the watermarked copy's URL
+    reach the result and the job log."""
+    request = VideoRequest(image=str(make_image()), prompt="x", options={"watermark": True})
+    job, result = run(engine, request, tmp_path / "clip.mp4")
+    assert result is not None
+    (task,) = fake_kling.tasks.values()
+    served = task["task_result"]["videos"][0]
+    assert result.videos[0].id == served["id"]
+    assert result.videos[0].watermark_url == served["watermark_url"]
+    stored = engine.store.get(job.id)
+    assert (stored.meta.video_id, stored.meta.watermark_url) == (
+        served["id"],
+        served["watermark_url"],
+    )

@@ -151,6 +151,8 @@ def result_of(job: Job) -> VideoResult:
     video = Video(
         url=job.meta.url or "",
         duration=job.meta.seconds,
+        id=job.meta.video_id,
+        watermark_url=job.meta.watermark_url,
         path=job.output,
         size=job.meta.size,
         sha256=job.meta.sha256,

@@ -640,6 +640,8 @@ async def _save(engine: Engine, job: Job, output: Target | None) -> Job:
         "sha256": saved.sha256,
         "url": result.videos[0].url,
         "seconds": result.videos[0].duration,
+        "video_id": result.videos[0].id,
+        "watermark_url": result.videos[0].watermark_url,
         "owner": None,
     }
     if result.charged is not None:

@@ -146,6 +146,12 @@ class JobMeta(BaseModel):
     sha256: str | None = None
     url: str | None = None
     seconds: float | None = Field(default=None, description="The saved video's duration.")
+    video_id: str | None = Field(
+        default=None, description="The provider's id of the video (what its edit calls take)."
+    )
+    watermark_url: str | None = Field(
+        default=None, description="Where the provider serves a watermarked copy, if it made one."
+    )
 
 
 class Job(BaseModel):
@@ -179,6 +185,10 @@ class Job(BaseModel):
 class Video(BaseModel):
     url: str
     duration: float | None = None
+    id: str | None = None
+    """The provider's id of the video (Kling's video-extend and lip-sync take it)."""
+    watermark_url: str | None = None
+    """A watermarked copy, where the provider made one."""
     path: str | None = None
     size: int | None = None
     sha256: str | None = None

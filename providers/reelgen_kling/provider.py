@@ -362,7 +362,16 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
                     seconds = float(duration) if duration not in (None, "") else None
                 except (TypeError, ValueError):
                     seconds = None
-                videos.append(Video(url=str(item["url"]), duration=seconds))
+                videos.append(
+                    Video(
+                        url=str(item["url"]),
+                        duration=seconds,
+                        id=str(item["id"]) if item.get("id") else None,
+                        watermark_url=str(item["watermark_url"])
+                        if item.get("watermark_url")
+                        else None,
+                    )
+                )
         charged = task.get("final_unit_deduction")
         return VideoResult(
             job_id=job.id,
