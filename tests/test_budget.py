@@ -128,3 +128,16 @@ def test_concurrency_is_unset_unless_configured() -> None:
     assert ProviderSettings(concurrency=3).concurrency == 3
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         ProviderSettings(concurrency=0)
+
+
+def test_estimate_holds_the_same_budget_as_generate(
+    cli, fake_kling, make_image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reelgen estimate` (and --dry-run) price under the same budget generate will: a
+    REELGEN_MAX_COST below the price is refused there too, before anything is sent."""
+    monkeypatch.setenv("REELGEN_MAX_COST", "0.10")
+    for args in (["estimate"], ["generate", "--dry-run"]):
+        result = cli(*args, str(make_image()), "-p", "x", "-P", "kling")
+        assert result.exit_code == 2, (args, result.output)
+        assert "above the limit of $0.10" in result.stderr
+    assert fake_kling.requests == []

@@ -218,9 +218,9 @@ class Engine:
         route's providers, the budget, keys and where the video goes — and record the job
         (state ``planned``). Nothing is sent; with ``enqueue`` the job is queued for workers
         in the same transaction (a PostgreSQL job log)."""
-        chosen = router.resolve_route(self, route=route, provider=provider)
-        limit = self.max_cost(max_cost, route_limit=chosen.max_cost)
-        candidates, skipped = router.plan(self, request, chosen, max_cost=limit)
+        candidates, skipped, limit = self.candidates(
+            request, provider=provider, route=route, max_cost=max_cost
+        )
         return self.record(
             request,
             candidates,
@@ -232,6 +232,28 @@ class Engine:
             item=item,
             enqueue=enqueue,
         )
+
+    def candidates(
+        self,
+        request: VideoRequest,
+        *,
+        provider: str | None = None,
+        route: str | None = None,
+        max_cost: float | None = None,
+        need_credentials: bool = True,
+    ) -> tuple[list[Prepared], list[Attempt], float | None]:
+        """The route's providers that can take ``request``, in the order they would be tried,
+        the ones skipped and why, and the budget in effect (flag > environment > route):
+        what ``plan``, ``estimate`` and ``reelgen estimate`` all price. Nothing is sent."""
+        chosen = router.resolve_route(self, route=route, provider=provider)
+        limit = self.max_cost(max_cost, route_limit=chosen.max_cost)
+        # a route skips providers without keys, so its estimate must too; one provider needs
+        # none to be priced
+        need = need_credentials or chosen.failover
+        candidates, skipped = router.plan(
+            self, request, chosen, max_cost=limit, need_credentials=need
+        )
+        return candidates, skipped, limit
 
     def record(
         self,
@@ -418,10 +440,8 @@ def estimate(
     request = request or request_from(fields)
     engine = Engine()
     try:
-        chosen = router.resolve_route(engine, route=route, provider=provider)
-        limit = engine.max_cost(max_cost, route_limit=chosen.max_cost)
-        candidates, _ = router.plan(
-            engine, request, chosen, max_cost=limit, need_credentials=chosen.failover
+        candidates, _, _ = engine.candidates(
+            request, provider=provider, route=route, max_cost=max_cost, need_credentials=False
         )
         return [c.estimate for c in candidates]
     finally:

@@ -92,12 +92,12 @@ def print_plan(
     dry_run: bool = False,
 ) -> None:
     """What the run would cost on each candidate, in the order they would be tried."""
-    from .. import router
-
-    route = router.resolve_route(engine, route=params["route"], provider=params["provider"])
-    # a route skips providers without keys, so its estimate must too; one provider needs none
-    candidates, skipped = router.plan(
-        engine, request, route, max_cost=max_cost, need_credentials=route.failover
+    candidates, skipped, _ = engine.candidates(
+        request,
+        provider=params["provider"],
+        route=params["route"],
+        max_cost=max_cost,
+        need_credentials=False,
     )
     first = candidates[0]
     if as_json:
