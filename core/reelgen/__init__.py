@@ -57,11 +57,11 @@ _EXPORTS = {
     "WaitTimeout": "reelgen.errors",
     "DownloadError": "reelgen.errors",
     "UploadError": "reelgen.errors",
-    "generate": "reelgen.engine",
-    "agenerate": "reelgen.engine",
-    "enqueue": "reelgen.engine",
-    "estimate": "reelgen.engine",
-    "cancel": "reelgen.engine",
+    "generate": "reelgen.library",
+    "agenerate": "reelgen.library",
+    "enqueue": "reelgen.library",
+    "estimate": "reelgen.library",
+    "cancel": "reelgen.library",
     "Engine": "reelgen.engine",
 }
 
@@ -117,7 +117,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .engine import Engine, agenerate, cancel, enqueue, estimate, generate
+    from .engine import Engine
     from .errors import (
         AccountError,
         AuthenticationError,
@@ -148,6 +148,7 @@ if TYPE_CHECKING:
         WebhookInvalid,
     )
     from .hookspecs import hookimpl, hookspec
+    from .library import agenerate, cancel, enqueue, estimate, generate
     from .models import CostEstimate, Job, JobStatus, Video, VideoRequest, VideoResult
     from .provider import Capabilities, ImageLimits, ModelSpec, ProviderSettings, VideoProvider
 
