@@ -70,7 +70,7 @@ def queue_store(store: JobStore) -> Accounts:
         )
     store.ensure_script(
         "procrastinate_jobs",
-        (resources.files("procrastinate.sql") / "schema.sql").read_text(encoding="utf-8"),
+        lambda: (resources.files("procrastinate.sql") / "schema.sql").read_text(encoding="utf-8"),
     )
     return Accounts(store)
 

@@ -8,7 +8,7 @@ write is one transaction that locks the job's row (``SELECT ... FOR UPDATE``), w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -100,6 +100,7 @@ class PostgresJobStore(JobStore):
         self.url = url
         self.where = redact(url)
         self._conn: psycopg.Connection[Any] | None = None
+        self._ensured: set[str] = set()
         self._connect()
         try:
             self._migrate()
@@ -142,16 +143,20 @@ class PostgresJobStore(JobStore):
                 f"{self.where}: the job log could not be written ({_first_line(exc)})"
             ) from None
 
-    def ensure_script(self, marker: str, script: str) -> None:
-        """Run ``script`` (many statements, no parameters) once, under the migration lock,
-        unless the table ``marker`` exists already (e.g. Procrastinate's schema)."""
+    def ensure_script(self, marker: str, script: Callable[[], str]) -> None:
+        """Run ``script()`` (many statements, no parameters) once, under the migration lock,
+        unless the table ``marker`` exists already (e.g. Procrastinate's schema). Once found,
+        it is not asked again by this store (tables are never dropped under a running log)."""
+        if marker in self._ensured:
+            return
         try:
             with self._connect().transaction():
                 conn = self._connect()
                 conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 found = conn.execute("SELECT to_regclass(%s) AS t", (marker,)).fetchone()
                 if found is None or found["t"] is None:
-                    conn.execute(script)
+                    conn.execute(script())
+            self._ensured.add(marker)
         except psycopg.Error as exc:
             raise ConfigError(
                 f"{self.where}: could not set up {marker} ({_first_line(exc)})"
