@@ -423,3 +423,15 @@ def test_providers_lists_durations_in_words(cli: Cli) -> None:
     assert "any duration" in listed.output
     assert "durations any" not in listed.output
     assert "durations 5, 10 s" in listed.output
+
+
+def test_providers_lists_published_prices(cli: Cli) -> None:
+    """Each model's published prices per second, paid extras (sound) included, so a user can
+    compare vendors before a run; an offline provider reads "free"."""
+    listed = cli("providers")
+    assert listed.exit_code == 0, listed.stderr
+    lines = listed.output.splitlines()
+    kling = lines.index(next(line for line in lines if line.startswith("kling:")))
+    v26 = next(line for line in lines[kling:] if line.startswith("  - kling-v2-6:"))
+    assert v26.endswith("; $0.042/s std, $0.07/s pro, $0.14/s pro+sound"), v26
+    assert any(line.startswith("  - ken-burns:") and line.endswith("; free") for line in lines)

@@ -32,6 +32,11 @@ class ModelSpec(BaseModel):
     published_prices: dict[str, float] = Field(
         default_factory=dict, description="mode -> USD per second, as the vendor publishes it"
     )
+    extra_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="Other published USD per second, by what they add, e.g. 'pro+sound' or "
+        "'1080p+audio' (listed by `reelgen providers`; the provider's estimate applies them)",
+    )
 
 
 class Capabilities(BaseModel):

@@ -46,6 +46,9 @@ SOUND_PRICES: dict[str, float] = {
 }
 """USD per second with ``sound: on`` (which needs ``mode: pro``); voice costs more still."""
 
+for _name, _price in SOUND_PRICES.items():
+    MODELS[_name].extra_prices["pro+sound"] = _price
+
 CAPABILITIES = Capabilities(
     models=MODELS,
     default_model="kling-v2-5-turbo",

@@ -86,7 +86,11 @@ class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
     capabilities = Capabilities(
         models={
             "ken-burns": ModelSpec(
-                durations=(), modes=("std", "pro"), image_to_video=True, text_to_video=False
+                durations=(),
+                modes=("std", "pro"),
+                image_to_video=True,
+                text_to_video=False,
+                published_prices={"std": 0.0, "pro": 0.0},  # rendered here: free
             )
         },
         default_model="ken-burns",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from .boundary import guarded, open_engine
+
+if TYPE_CHECKING:
+    from ..capabilities import ModelSpec
 
 
 @click.command("providers")
@@ -32,11 +36,22 @@ def cli_providers(show_options: bool) -> None:
         for model, spec in caps.models.items():
             listed = ", ".join(f"{d:g}" for d in spec.durations)
             durations = f"durations {listed} s" if listed else "any duration"
-            click.echo(f"  - {model}: modes {'/'.join(spec.modes)}; {durations}")
+            click.echo(f"  - {model}: modes {'/'.join(spec.modes)}; {durations}{_prices(spec)}")
         if show_options and provider.options_model is not None:
             click.echo("  options (--option KEY=VALUE):")
             for key, field in provider.options_model.model_fields.items():
                 click.echo(f"    {key}: {field.description or ''}")
+
+
+def _prices(spec: ModelSpec) -> str:
+    """``; $0.042/s std, $0.07/s pro, $0.14/s pro+sound``: the published prices per second
+    (empty when the vendor publishes none, e.g. an offline provider)."""
+    prices = {**spec.published_prices, **spec.extra_prices}
+    if not prices:
+        return ""
+    if set(prices.values()) == {0.0}:
+        return "; free"
+    return "; " + ", ".join(f"${price:g}/s {what}" for what, price in prices.items())
 
 
 @click.command("plugins")
