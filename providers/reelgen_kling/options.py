@@ -79,13 +79,15 @@ class KlingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_tail: str | None = path_option("End frame: a local JPEG/PNG or an http(s) URL.")
+    image_tail: str | None = path_option(
+        "End frame: a local JPEG/PNG or an http(s) URL (not with camera_control or masks)."
+    )
     camera_control: CameraControl | None = Field(
-        default=None, description="Camera movement (not with image_tail)."
+        default=None, description="Camera movement (not with image_tail or masks)."
     )
     static_mask: str | None = path_option(
-        "Motion brush: the area that stays still (a local JPEG/PNG or an http(s) URL, same "
-        "aspect ratio as the start image; not with image_tail or camera_control)."
+        "Motion brush (kling-v1, kling-v1-5): the area that stays still, a local JPEG/PNG or an "
+        "http(s) URL with the start image's aspect ratio (not with image_tail or camera_control)."
     )
     dynamic_masks: list[DynamicMask] | None = Field(
         default=None,
@@ -97,7 +99,8 @@ class KlingOptions(BaseModel):
     )
     watermark: bool | None = Field(default=None, description="Also produce a watermarked copy.")
     sound: Literal["on", "off"] | None = Field(
-        default=None, description="Generate sound (kling-v2-6 and later)."
+        default=None,
+        description="Generate sound (kling-v2-6 in pro, kling-v3 in std or pro), priced higher.",
     )
 
     @property
