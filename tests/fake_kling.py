@@ -107,7 +107,19 @@ PRICE_PER_SECOND: dict[str, tuple[float, float]] = {
     "kling-v2-6": (0.042, 0.07),
     "kling-v3": (0.084, 0.112),
 }
-V2_6_SOUND_PRICE = 0.14
+# USD per second with sound on, {(model, mode): price}: v2-6 pro from the doc ("$0.14"); v3 from
+# "Updates to check" as verified for reelgen (1.5x silent, std and pro; not in kling-api.md).
+SOUND_PRICE_PER_SECOND: dict[tuple[str, str], float] = {
+    ("kling-v2-6", "pro"): 0.14,
+    ("kling-v3", "std"): 0.126,
+    ("kling-v3", "pro"): 0.168,
+}
+SOUND_NEEDS_PRO = frozenset({"kling-v2-6"})  # "requires mode pro" on those models
+# Motion brush ("older models"): kling-v1 and kling-v1-5 take static_mask/dynamic_masks.
+MOTION_BRUSH_MODELS = frozenset({"kling-v1", "kling-v1-5"})
+MAX_DYNAMIC_MASKS = 6
+TRAJECTORY_POINTS = (2, 77)
+MASK_ASPECT_TOLERANCE = 0.01
 
 _COMMON_FIELDS = frozenset(
     {
@@ -213,8 +225,8 @@ def units_for(model: str, mode: str, duration: str, sound: bool = False) -> str:
     """Units charged for a finished task, derived from the doc's per-second USD prices."""
     std, pro = PRICE_PER_SECOND[model]
     per_second = pro if mode == "pro" else std
-    if sound and model == "kling-v2-6":
-        per_second = V2_6_SOUND_PRICE
+    if sound:
+        per_second = SOUND_PRICE_PER_SECOND.get((model, mode), per_second)
     return _format_units(per_second * float(duration) / UNIT_USD)
 
 
@@ -721,9 +733,13 @@ def _validate_create(kind: str, body: dict[str, Any]) -> tuple[str, str, str, li
             raise _param_error("sound must be 'on' or 'off'")
         if model not in SOUND_MODELS:
             raise _param_error(f"sound is not supported by {model} (kling-v2-6 and later)")
+        if body["sound"] == "on" and model in SOUND_NEEDS_PRO and mode != "pro":
+            raise _param_error(f"sound on {model} requires mode pro")
 
     if kind == "image2video":
         _validate_image_fields(body)
+        if ("static_mask" in body or "dynamic_masks" in body) and model not in MOTION_BRUSH_MODELS:
+            raise _param_error(f"static_mask/dynamic_masks are not supported by {model}")
     else:
         ratio = body.get("aspect_ratio", "16:9")
         if ratio not in T2V_ASPECT_RATIOS:
@@ -737,10 +753,19 @@ def _validate_image_fields(body: dict[str, Any]) -> None:
     for name in ("image", "image_tail"):
         if name in body:
             _check_image(name, body[name])
-    if "static_mask" in body:
-        _require_str(body, "static_mask")
-    if "dynamic_masks" in body and not isinstance(body["dynamic_masks"], list):
-        raise _param_error("dynamic_masks must be an array")
+    masks = _check_masks(body)
+    if masks:
+        if not body.get("image"):
+            raise _param_error("static_mask/dynamic_masks need image")
+        start = _image_size(body["image"])
+        for name, size in masks.items():
+            if start is not None and size is not None:
+                ratio = (size[0] / size[1]) / (start[0] / start[1])
+                if abs(ratio - 1) > MASK_ASPECT_TOLERANCE:
+                    raise _param_error(f"{name} must have the same aspect ratio as image")
+        sizes = {size for size in masks.values() if size is not None}
+        if len(sizes) > 1:
+            raise _param_error("static_mask and dynamic_masks.mask must have the same resolution")
     groups = [
         name
         for name, present in (
@@ -754,7 +779,51 @@ def _validate_image_fields(body: dict[str, Any]) -> None:
         raise _param_error(f"{' and '.join(groups)} cannot be used together")
 
 
-def _check_image(name: str, value: object) -> None:
+def _check_masks(body: dict[str, Any]) -> dict[str, tuple[int, int] | None]:
+    """Check static_mask and dynamic_masks as the doc describes; return each mask's size (None
+    for a URL, which the fake does not fetch)."""
+    masks: dict[str, tuple[int, int] | None] = {}
+    if "static_mask" in body:
+        _check_image("static_mask", body["static_mask"], mask=True)
+        masks["static_mask"] = _image_size(body["static_mask"])
+    if "dynamic_masks" not in body:
+        return masks
+    groups = body["dynamic_masks"]
+    if not isinstance(groups, list) or not 1 <= len(groups) <= MAX_DYNAMIC_MASKS:
+        raise _param_error(f"dynamic_masks must be an array of 1 to {MAX_DYNAMIC_MASKS} groups")
+    low, high = TRAJECTORY_POINTS
+    for i, group in enumerate(groups):
+        where = f"dynamic_masks[{i}]"
+        if not isinstance(group, dict) or set(group) != {"mask", "trajectories"}:
+            raise _param_error(f"{where} must be an object with mask and trajectories")
+        _check_image(f"{where}.mask", group["mask"], mask=True)
+        masks[f"{where}.mask"] = _image_size(group["mask"])
+        points = group["trajectories"]
+        if not isinstance(points, list) or not low <= len(points) <= high:
+            raise _param_error(f"{where}.trajectories must hold {low} to {high} points")
+        for point in points:
+            if not isinstance(point, dict) or set(point) != {"x", "y"}:
+                raise _param_error(f"{where}.trajectories items must be {{x, y}} objects")
+            if not all(_is_pixel(v) for v in point.values()):
+                raise _param_error(f"{where}.trajectories x and y must be pixel integers >= 0")
+    return masks
+
+
+def _is_pixel(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _image_size(value: str) -> tuple[int, int] | None:
+    """The size of a base64 picture already checked by _check_image (None for a URL)."""
+    if value.startswith(("http://", "https://")):
+        return None
+    found = fake_http.read_image(base64.b64decode(value))
+    return None if found is None else found[1]
+
+
+def _check_image(name: str, value: object, *, mask: bool = False) -> None:
+    """A frame (or, with ``mask``, a motion-brush mask: same format rules, while its size and
+    shape are checked against the start image instead)."""
     if not isinstance(value, str) or not value:
         raise _param_error(f"{name} must be a non-empty string (URL or base64)")
     if value[:5].lower() == "data:":
@@ -775,6 +844,8 @@ def _check_image(name: str, value: object) -> None:
     fmt, (width, height) = image
     if fmt not in ("JPEG", "PNG"):
         raise _param_error(f"{name} must be jpg/jpeg/png, got {fmt}")
+    if mask:
+        return
     if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
         raise _param_error(
             f"{name} is {width}x{height}; width and height must be at least {MIN_IMAGE_SIDE}px"

@@ -602,3 +602,75 @@ def test_real_server_mode(image: str) -> None:
             url = reply["data"]["task_result"]["videos"][0]["url"]
             assert url.startswith(f"{server.origin}/cdn/")
             fake_checks.check_served_video(c, url, server.fake.video)
+
+
+# --------------------------------------------------------------------------- motion brush, sound
+
+
+def brush(mask: str, points: int = 2) -> list[dict[str, Any]]:
+    return [{"mask": mask, "trajectories": [{"x": 10 * i, "y": 5 * i} for i in range(points)]}]
+
+
+def test_motion_brush_accepted_on_kling_v1(fake: FakeKling, client: httpx.Client) -> None:
+    """Masks of the image's shape (any scale), on kling-v1, are accepted and recorded."""
+    start, mask = png_b64(640, 480), png_b64(320, 240)
+    data = create(
+        client, start, model_name="kling-v1", static_mask=mask, dynamic_masks=brush(mask, 77)
+    )
+    body = fake.records[data["task_id"]].body
+    assert body["dynamic_masks"][0]["trajectories"][76] == {"x": 760, "y": 380}
+    assert fake.records[data["task_id"]].ignored_fields == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "text"),
+    [
+        ({"model_name": "kling-v2-5-turbo"}, "not supported by kling-v2-5-turbo"),
+        ({"static_mask": png_b64(480, 480)}, "aspect ratio"),
+        ({"static_mask": png_b64(160, 120)}, "same resolution"),
+        ({"dynamic_masks": brush(png_b64(320, 240), 1)}, "2 to 77"),
+        ({"dynamic_masks": brush(png_b64(320, 240), 78)}, "2 to 77"),
+        ({"dynamic_masks": brush(png_b64(320, 240)) * 7}, "1 to 6"),
+        ({"dynamic_masks": [{"mask": png_b64(320, 240)}]}, "mask and trajectories"),
+        ({"dynamic_masks": [{"mask": "x", "trajectories": [{"x": 1, "y": 1}] * 2}]}, "mask"),
+        (
+            {
+                "dynamic_masks": [
+                    {"mask": png_b64(320, 240), "trajectories": [{"x": 1.5, "y": 1}] * 2}
+                ]
+            },
+            "pixel integers",
+        ),
+        (
+            {
+                "dynamic_masks": [
+                    {"mask": png_b64(320, 240), "trajectories": [{"x": -1, "y": 1}] * 2}
+                ]
+            },
+            "pixel integers",
+        ),
+        ({"camera_control": {"type": "down_back"}}, "cannot be used together"),
+    ],
+)
+def test_motion_brush_rules(client: httpx.Client, extra: dict[str, Any], text: str) -> None:
+    """Masks: kling-v1/v1-5 only, the image's aspect ratio, one resolution for all, 1-6 groups
+    of 2-77 integer points, not with camera_control or image_tail: else 1201."""
+    body = i2v_body(
+        png_b64(640, 480),
+        model_name="kling-v1",
+        static_mask=png_b64(320, 240),
+        dynamic_masks=brush(png_b64(320, 240)),
+    )
+    body.update(extra)
+    assert_error(client.post(I2V, json=body), 400, 1201, text)
+
+
+def test_sound_needs_pro_on_v2_6_only(fake: FakeKling, client: httpx.Client, image: str) -> None:
+    """sound on kling-v2-6 std is refused; kling-v3 std takes it; units follow the sound price."""
+    resp = client.post(I2V, json=i2v_body(image, model_name="kling-v2-6", sound="on"))
+    assert_error(resp, 400, 1201, "requires mode pro")
+    data = create(client, image, model_name="kling-v3", mode="std", sound="on")
+    for _ in range(2):
+        client.get(f"{I2V}/{data['task_id']}")
+    done = fake.tasks[data["task_id"]]
+    assert done["final_unit_deduction"] == "4.5"  # 5 s x $0.126 / $0.14 a unit

@@ -360,3 +360,194 @@ def test_the_video_id_and_watermarked_copy_are_kept(
         served["id"],
         served["watermark_url"],
     )
+
+
+# ------------------------------------------------------------------------------ motion brush
+
+
+def test_motion_brush_body_follows_the_contract(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path, monkeypatch
+) -> None:
+    """static_mask and each dynamic_masks[].mask go out as bare base64 of the local file (a URL
+    as it is), trajectories as {x, y} integers in order, next to image, nothing else added."""
+    image = make_image(1280, 720, "JPEG")
+    still = make_image(640, 360, "PNG", name="still.png")
+    moving = make_image(640, 360, "PNG", name="moving.png")
+    mask_url = "https://example.com/masks/second.png"
+    monkeypatch.chdir(tmp_path)
+    dynamic = [
+        {"mask": "moving.png", "trajectories": [{"x": 279, "y": 219}, {"x": 417, "y": 65}]},
+        {"mask": mask_url, "trajectories": [{"x": 0, "y": 0}, {"x": 1, "y": 2}, {"x": 3, "y": 4}]},
+    ]
+    request = VideoRequest(
+        image=str(image),
+        prompt="the astronaut stands up",
+        model="kling-v1",
+        options={"static_mask": "still.png", "dynamic_masks": dynamic},
+    )
+    job, _ = run(engine, request, tmp_path / "clip.mp4")
+    body = only_task(fake_kling).body
+    assert base64.b64decode(body["static_mask"], validate=True) == still.read_bytes()
+    assert body["dynamic_masks"] == [
+        {
+            "mask": base64.b64encode(moving.read_bytes()).decode(),
+            "trajectories": [{"x": 279, "y": 219}, {"x": 417, "y": 65}],
+        },
+        {"mask": mask_url, "trajectories": [{"x": 0, "y": 0}, {"x": 1, "y": 2}, {"x": 3, "y": 4}]},
+    ]
+    assert not {"image_tail", "camera_control"} & set(body)
+    assert only_task(fake_kling).ignored_fields == []
+    # the job log keeps absolute paths: a recovery from another folder sends the same masks
+    stored = engine.store.get(job.id).request.options
+    assert stored["static_mask"] == str(still)
+    assert stored["dynamic_masks"][0]["mask"] == str(moving)
+    assert stored["dynamic_masks"][1]["mask"] == mask_url
+
+
+@pytest.mark.parametrize(
+    ("options", "model", "needles"),
+    [
+        (
+            {"static_mask": "MASK", "camera_control": {"type": "down_back"}},
+            "kling-v1",
+            ["motion brush", "camera_control", "cannot be used together"],
+        ),
+        (
+            {"static_mask": "MASK", "image_tail": "MASK"},
+            "kling-v1",
+            ["image_tail and motion brush", "cannot be used together"],
+        ),
+        ({"static_mask": "MASK"}, "kling-v2-6", ["not offered on kling-v2-6", "kling-v1"]),
+        ({"static_mask": "SQUARE"}, "kling-v1", ["400x400", "1280x720", "aspect ratio"]),
+        (
+            {"static_mask": "MASK", "dynamic_masks": [{"mask": "HALF", "trajectories": "PATH"}]},
+            "kling-v1",
+            ["320x180", "640x360", "one resolution"],
+        ),
+        ({"static_mask": "GIF"}, "kling-v1", ["JPEG or PNG"]),
+        (
+            {"dynamic_masks": [{"mask": "MASK", "trajectories": [{"x": 1, "y": 1}]}]},
+            "kling-v1",
+            ["trajectories", "at least 2"],
+        ),
+        (
+            {"dynamic_masks": [{"mask": "MASK", "trajectories": "PATH"}] * 7},
+            "kling-v1",
+            ["dynamic_masks", "at most 6"],
+        ),
+        (
+            {"dynamic_masks": [{"mask": "MASK", "trajectories": [{"x": -1, "y": 1}] * 2}]},
+            "kling-v1",
+            ["x", "greater than or equal to 0"],
+        ),
+        (
+            {"voice_list": [{"voice_id": "v1"}], "sound": "on"},
+            "kling-v2-6",
+            ["voice_list", "not published"],
+        ),
+        ({"multi_shot": True}, "kling-v3", ["multi_shot", "not supported"]),
+    ],
+)
+def test_motion_brush_and_unoffered_fields_are_refused_before_paying(
+    cli, fake_kling: FakeKling, make_image, options: dict[str, Any], model: str, needles: list[str]
+) -> None:
+    """What Kling would refuse (or reelgen cannot price) is refused with one line, exit 2,
+    and nothing reaches Kling."""
+    from tests.cli_helpers import refused
+
+    image = make_image(1280, 720, "JPEG")
+    files = {
+        "MASK": str(make_image(640, 360, "PNG", name="mask.png")),
+        "HALF": str(make_image(320, 180, "PNG", name="half.png")),
+        "SQUARE": str(make_image(400, 400, "PNG", name="square.png")),
+        "GIF": str(make_image(640, 360, "GIF", name="mask.gif")),
+    }
+    path = [{"x": 1, "y": 1}, {"x": 5, "y": 9}]
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return path if value == "PATH" else files.get(value, value)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    args = ["generate", str(image), "-p", "x", "-P", "kling", "--model", model, "--mode", "pro"]
+    for key, value in fill(options).items():
+        args += ["--option", f"{key}={json.dumps(value)}"]
+    refused(cli(*args), fake_kling, *needles)
+
+
+def test_masks_need_a_start_image(engine: Engine, fake_kling: FakeKling, make_image) -> None:
+    """Motion brush on text-to-video is refused (masks draw on the start image)."""
+    mask = str(make_image(640, 360, "PNG"))
+    request = VideoRequest(prompt="x", model="kling-v1", options={"static_mask": mask})
+    with pytest.raises(InvalidRequest, match="need a start image"):
+        engine.prepare(request, "kling")
+
+
+def test_a_mask_url_is_left_to_kling(engine: Engine, fake_kling: FakeKling, make_image) -> None:
+    """A mask given as a URL cannot be measured here: it is not refused for its shape."""
+    image = str(make_image(1280, 720))
+    request = VideoRequest(
+        image=image, model="kling-v1", options={"static_mask": "https://example.com/m.png"}
+    )
+    assert engine.prepare(request, "kling").request.options["static_mask"].startswith("https://")
+    assert fake_kling.requests == []
+
+
+# ------------------------------------------------------------------------------ sound prices
+
+
+@pytest.mark.parametrize(
+    ("model", "mode", "duration", "amount"),
+    [
+        ("kling-v2-6", "pro", 5, 0.70),  # $0.14/s, twice silent
+        ("kling-v3", "std", 5, 0.63),  # $0.126/s
+        ("kling-v3", "pro", 10, 1.68),  # $0.168/s
+        ("kling-v3", "std", 3, 0.378),
+    ],
+)
+def test_sound_is_priced_by_model_and_mode(
+    fake_kling: FakeKling,
+    make_image,
+    model: str,
+    mode: str,
+    duration: int,
+    amount: float,
+    isolated: Path,
+) -> None:
+    """The estimate with sound is the published price for that model and mode; kling-v3 takes
+    sound in std too (only kling-v2-6 needs pro)."""
+    (isolated / "config.toml").write_text("[providers.kling]\nmax_duration = 15\n")
+    request = VideoRequest(
+        image=str(make_image()),
+        model=model,
+        mode=mode,
+        duration=duration,
+        options={"sound": "on"},
+    )
+    engine = Engine()  # reads the config file just written
+    try:
+        estimate = engine.prepare(request, "kling").estimate
+    finally:
+        engine.close()
+    assert estimate.amount == pytest.approx(amount)
+    assert "with sound" in estimate.basis
+    assert fake_kling.requests == []
+
+
+def test_sound_on_kling_v3_std_reaches_kling(
+    fake_kling: FakeKling, engine: Engine, make_image, tmp_path: Path
+) -> None:
+    """kling-v3 std with sound is sent as asked (sound "on", mode "std"); Kling charges the
+    sound price, which the estimate already held."""
+    request = VideoRequest(
+        image=str(make_image()), model="kling-v3", mode="std", duration=5, options={"sound": "on"}
+    )
+    job, result = run(engine, request, tmp_path / "clip.mp4")
+    body = only_task(fake_kling).body
+    assert (body["sound"], body["mode"], body["model_name"]) == ("on", "std", "kling-v3")
+    assert result is not None and result.charged == "4.5"  # units: 5 s x $0.126 / $0.14
+    assert job.estimate is not None and job.estimate.amount == pytest.approx(0.63)

@@ -39,12 +39,35 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 SOUND_MODELS = frozenset({"kling-v2-6", "kling-v3"})
+"""Models that take ``sound`` ("kling-v2-6 and later", kling-api.md; the v3 family on the classic
+text2video/image2video endpoints is ``kling-v3`` alone: Omni and Turbo have their own endpoints
+and request shapes, so they are not in this catalog)."""
 
-SOUND_PRICES: dict[str, float] = {
-    "kling-v2-6": 0.14,  # kling-api.md: "v2-6 with sound $0.14" (pro)
-    "kling-v3": 0.224,  # not published: "roughly twice the silent price" (2 x $0.112 pro)
+SOUND_NEEDS_PRO = frozenset({"kling-v2-6"})
+"""Models whose ``sound: on`` is refused in ``std`` (independent clients and resellers: "requires
+mode pro" on v2.6). kling-v3 is sold with sound in std too (720p with audio): not listed."""
+
+SOUND_PRICES: dict[str, dict[str, float]] = {
+    # kling-api.md: "v2-6 with sound $0.14" (pro; std takes no sound)
+    "kling-v2-6": {"pro": 0.14},
+    # *verify*: Kling's own price page is not in any public copy we could read. Resellers that
+    # pass Kling's prices through with a flat markup agree on 1.5x the silent price (std
+    # $0.084 -> $0.126, pro $0.112 -> $0.168; e.g. $1.68 for 10 s of pro with audio).
+    "kling-v3": {"std": 0.126, "pro": 0.168},
 }
-"""USD per second with ``sound: on`` (which needs ``mode: pro``); voice costs more still."""
+"""USD per second with ``sound: on``, by model and mode. Voice control (``voice_list``, billed at a
+higher "with specified voice" rate whose price is not published) is not offered: it is refused."""
+
+MOTION_BRUSH_MODELS = frozenset({"kling-v1", "kling-v1-5"})
+"""Models whose image-to-video takes ``static_mask``/``dynamic_masks`` (Kling's capability map:
+kling-v1 std and pro, kling-v1-5 pro; none of v1-6, v2.x or v3). *verify*: read from copies of
+the capability map, not the live page; the mode and duration rules are left to Kling (1201)."""
+
+MAX_DYNAMIC_MASKS = 6
+"""``dynamic_masks`` holds at most 6 groups (Kling's image-to-video reference)."""
+
+TRAJECTORY_POINTS = (2, 77)
+"""Points per trajectory for a 5 s clip (Kling's reference; origin at the image's bottom-left)."""
 
 for _name, _price in SOUND_PRICES.items():
     MODELS[_name].extra_prices["pro+sound"] = _price

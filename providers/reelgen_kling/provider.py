@@ -26,11 +26,22 @@ from reelgen.provider import ProviderSettings, VideoProvider
 from reelgen.validation import check_image, is_url
 
 from .auth import KlingAuth
-from .catalog import CAPABILITIES, SOUND_MODELS, SOUND_PRICES
+from .catalog import CAPABILITIES, SOUND_MODELS, SOUND_NEEDS_PRO, SOUND_PRICES
+from .masks import check_masks
 from .options import KlingOptions
 from .wire_errors import NOT_FOUND_CODES, business_code, transport_errors, unwrap
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+
+UNOFFERED_FIELDS: dict[str, str] = {
+    "voice_list": 'voice control is billed at Kling\'s "with specified voice" rate, which is '
+    "not published, so reelgen cannot keep it within a budget",
+    "multi_shot": "multi-shot (kling-v3) is not supported by reelgen yet",
+    "shot_type": "multi-shot (kling-v3) is not supported by reelgen yet",
+    "multi_prompt": "multi-shot (kling-v3) is not supported by reelgen yet",
+    "element_list": "element control (kling-v3) is not supported by reelgen yet",
+}
+"""Kling body fields reelgen refuses by name (rather than as an unknown option)."""
 
 STATES: dict[str, TaskState] = {
     "submitted": "queued",
@@ -39,6 +50,28 @@ STATES: dict[str, TaskState] = {
     "succeeded": "succeeded",  # tolerated spelling
     "failed": "failed",
 }
+
+
+def _absolute(value: str) -> str:
+    return value if is_url(value) else str(Path(value).expanduser().resolve())
+
+
+def _absolute_files(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every local file (end frame, masks) made absolute, so a job recovered
+    later, from another folder, sends the same pictures (as the core does for the image)."""
+    fixed = dict(options)
+    for name in ("image_tail", "static_mask"):
+        if isinstance(fixed.get(name), str) and fixed[name]:
+            fixed[name] = _absolute(fixed[name])
+    dynamic = fixed.get("dynamic_masks")
+    if isinstance(dynamic, list):
+        fixed["dynamic_masks"] = [
+            {**item, "mask": _absolute(item["mask"])}
+            if isinstance(item, Mapping) and isinstance(item.get("mask"), str)
+            else item
+            for item in dynamic
+        ]
+    return fixed
 
 
 class KlingSettings(ProviderSettings):
@@ -88,36 +121,44 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         self._finished = {}
 
     def validate(self, request: VideoRequest) -> VideoRequest:
+        unoffered = sorted(UNOFFERED_FIELDS.keys() & request.options.keys())
+        if unoffered:
+            field = unoffered[0]
+            raise Unsupported(
+                f"kling option {field}: {UNOFFERED_FIELDS[field]}; drop it", provider=self.name
+            )
         request = super().validate(request)
         options = self.parse_options(request.options)
         if request.seed is not None:
             raise Unsupported("kling does not take a seed; drop `seed`", provider=self.name)
-        if options is not None:
-            if options.sound and request.model not in SOUND_MODELS:
-                raise Unsupported(
-                    f"sound needs one of {', '.join(sorted(SOUND_MODELS))} (model is "
-                    f"{request.model})",
-                    provider=self.name,
-                )
-            if options.sound == "on" and (request.mode or self.capabilities.default_mode) != "pro":
-                raise InvalidRequest(
-                    f"sound on {request.model} needs mode pro (Kling refuses it in std); "
-                    "pass `mode` pro",
-                    provider=self.name,
-                )
-            if options.image_tail:
-                if request.image is None:
-                    raise InvalidRequest("image_tail needs a start image", provider=self.name)
-                assert self.capabilities.image is not None
-                check_image(options.image_tail, self.capabilities.image, self.name)
-        return request
+        if options is None:
+            return request
+        model = request.model or self.capabilities.default_model
+        if options.sound and model not in SOUND_MODELS:
+            raise Unsupported(
+                f"sound needs one of {', '.join(sorted(SOUND_MODELS))} (model is {model})",
+                provider=self.name,
+            )
+        if options.sound == "on" and model in SOUND_NEEDS_PRO and request.mode != "pro":
+            raise InvalidRequest(
+                f"sound on {model} needs mode pro (Kling refuses it in std); pass `mode` pro",
+                provider=self.name,
+            )
+        if options.image_tail:
+            if request.image is None:
+                raise InvalidRequest("image_tail needs a start image", provider=self.name)
+            assert self.capabilities.image is not None
+            check_image(options.image_tail, self.capabilities.image, self.name)
+        if options.mask_files:
+            check_masks(options, request.image, model, self.name)
+        return request.model_copy(update={"options": _absolute_files(request.options)})
 
     def estimate(self, request: VideoRequest) -> CostEstimate:
-        """The silent estimate, raised to the sound price when ``sound`` is on (about twice
-        on v2.6), so --max-cost holds with sound too."""
+        """The silent estimate (model and mode), raised to the published price with sound when
+        ``sound`` is on (twice silent on kling-v2-6 pro), so --max-cost holds with sound too."""
         silent = super().estimate(request)
         options = self.parse_options(request.options)
-        sound = SOUND_PRICES.get(silent.model)
+        sound = SOUND_PRICES.get(silent.model, {}).get(silent.mode)
         if options is None or options.sound != "on" or sound is None:
             return silent
         if silent.price_per_second >= sound:
@@ -207,6 +248,16 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         if isinstance(options, KlingOptions):
             if options.image_tail:
                 body["image_tail"] = self._image_field(options.image_tail)
+            if options.static_mask:
+                body["static_mask"] = self._image_field(options.static_mask)
+            if options.dynamic_masks:
+                body["dynamic_masks"] = [
+                    {
+                        "mask": self._image_field(dynamic.mask),
+                        "trajectories": [p.model_dump() for p in dynamic.trajectories],
+                    }
+                    for dynamic in options.dynamic_masks
+                ]
             if options.camera_control:
                 body["camera_control"] = options.camera_control.model_dump(exclude_none=True)
             if options.watermark is not None:
