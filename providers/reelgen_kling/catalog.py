@@ -69,8 +69,14 @@ MAX_DYNAMIC_MASKS = 6
 TRAJECTORY_POINTS = (2, 77)
 """Points per trajectory for a 5 s clip (Kling's reference; origin at the image's bottom-left)."""
 
-for _name, _price in SOUND_PRICES.items():
-    MODELS[_name].extra_prices["pro+sound"] = _price
+# the sound prices as `reelgen providers` lists them ("pro+sound"); the estimate reads SOUND_PRICES
+MODELS.update(
+    (
+        model,
+        MODELS[model].model_copy(update={"extra_prices": {f"{m}+sound": p for m, p in by.items()}}),
+    )
+    for model, by in SOUND_PRICES.items()
+)
 
 CAPABILITIES = Capabilities(
     models=MODELS,
