@@ -119,15 +119,16 @@ async def advance(
     held: str | None = None
     async with contextlib.AsyncExitStack() as stack:
         while True:
-            job = engine.store.get(job.id)
-            in_flight = job.state == "planned" or job.state in IN_FLIGHT_STATES
-            if slots is not None and held != (job.provider if in_flight else None):
-                await stack.aclose()
-                held = None
-                if in_flight:
-                    await stack.enter_async_context(slots.hold(job.provider))
-                    held = job.provider
-                    continue  # the wait for a slot may have been long: read the job again
+            if slots is not None:  # hold the provider's slot while the job is in flight there
+                job = engine.store.get(job.id)
+                in_flight = job.state == "planned" or job.state in IN_FLIGHT_STATES
+                if held != (job.provider if in_flight else None):
+                    await stack.aclose()
+                    held = None
+                    if in_flight:
+                        await stack.enter_async_context(slots.hold(job.provider))
+                        held = job.provider
+                        continue  # the wait for a slot may have been long: read it again
             try:
                 async with engine.job_lock(job.id):
                     job = engine.store.get(job.id)  # as it stands now that it is this call's turn
