@@ -293,7 +293,6 @@ def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Resu
 from tests.fake_veo import DEFAULT_KEY as FAKE_VEO_KEY  # noqa: E402
 from tests.fake_veo import FakeVeo  # noqa: E402
 
-
 VEO_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "VEO_API_URL")
 
 
