@@ -286,3 +286,45 @@ def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Resu
         return CliRunner().invoke(cli_module.cli, list(args), input=input, **kw)
 
     return run
+
+
+# -- the fake Gemini API (Veo) ----------------------------------------------------------------
+
+from tests.fake_veo import DEFAULT_KEY as FAKE_VEO_KEY  # noqa: E402
+from tests.fake_veo import FakeVeo  # noqa: E402
+
+VEO_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "VEO_API_URL")
+
+
+@pytest.fixture(autouse=True)
+def no_real_veo_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own Gemini key or host never reaches a test (as ``isolated`` does for
+    the other providers' variables)."""
+    for name in VEO_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def veo_keys(no_real_veo_keys: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", FAKE_VEO_KEY)
+
+
+@pytest.fixture
+def make_fake_veo(
+    transports: contextlib.ExitStack, timer: FakeTimer, veo_keys: None
+) -> Callable[..., FakeVeo]:
+    """Build a FakeVeo (key and clock preset) and serve it behind every HTTP client reelgen
+    makes; the newest one built answers."""
+
+    def build(**kwargs: Any) -> FakeVeo:
+        fake = FakeVeo(**{"key": FAKE_VEO_KEY, "clock": timer.wall, **kwargs})
+        transports.enter_context(use_transport(httpx.MockTransport(fake.handler)))
+        return fake
+
+    return build
+
+
+@pytest.fixture
+def fake_veo(make_fake_veo: Callable[..., FakeVeo]) -> FakeVeo:
+    """The fake Gemini API (Veo) behind every HTTP client reelgen makes, on the fake clock."""
+    return make_fake_veo()

@@ -23,7 +23,7 @@ from . import __version__
 log = logging.getLogger("reelgen.http")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie"})
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "cookie"})
 _transport: contextvars.ContextVar[httpx.AsyncBaseTransport | None] = contextvars.ContextVar(
     "reelgen_transport", default=None
 )
