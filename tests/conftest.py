@@ -286,3 +286,45 @@ def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Resu
         return CliRunner().invoke(cli_module.cli, list(args), input=input, **kw)
 
     return run
+
+
+# -- the fake Replicate --------------------------------------------------------------------
+
+REPLICATE_ENV_VARS = ("REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "REPLICATE_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_replicate_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees a developer's own Replicate token, secret or host."""
+    for var in REPLICATE_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def replicate_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fake_replicate import DEFAULT_TOKEN
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", DEFAULT_TOKEN)
+
+
+@pytest.fixture
+def make_fake_replicate(
+    transports: contextlib.ExitStack, timer: FakeTimer, replicate_keys: None
+) -> Callable[..., Any]:
+    """Build a FakeReplicate (token and clock preset) and serve it behind every HTTP client
+    reelgen makes; the newest one built answers."""
+    from tests.fake_replicate import DEFAULT_TOKEN, FakeReplicate
+
+    def build(**kwargs: Any) -> FakeReplicate:
+        fake = FakeReplicate(**{"token": DEFAULT_TOKEN, "clock": timer.wall, **kwargs})
+        transports.enter_context(use_transport(httpx.MockTransport(fake.handler)))
+        return fake
+
+    return build
+
+
+@pytest.fixture
+def fake_replicate(make_fake_replicate: Callable[..., Any]) -> Any:
+    """The fake Replicate predictions API behind every HTTP client reelgen makes, on the fake
+    clock."""
+    return make_fake_replicate()
