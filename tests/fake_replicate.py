@@ -365,7 +365,7 @@ class FakeReplicate(FakeBase[Fault]):
         if schema is None:
             return _problem(404, "The requested resource could not be found.")
         prefer = request.headers.get("prefer")
-        if prefer is not None and not _PREFER.fullmatch(prefer.strip()):
+        if prefer is not None and not _prefer_ok(prefer):
             return _problem(400, f"Invalid Prefer header {prefer!r}: expected wait or wait=1..60")
         try:
             body = json.loads(request.content)
@@ -559,6 +559,13 @@ class FakeReplicate(FakeBase[Fault]):
 
 
 # ---------------------------------------------------------------------- input values
+
+
+def _prefer_ok(prefer: str) -> bool:
+    """``wait`` or ``wait=n`` with n from 1 to 60 (the header's description; its pattern
+    alone would let 61-99 through)."""
+    match = _PREFER.fullmatch(prefer.strip())
+    return match is not None and (match.group(2) is None or int(match.group(2)) <= 60)
 
 
 _DATA_URI = re.compile(r"data:(?P<mime>[^;,]+)(?:;[^;,]+)*?;base64,(?P<data>.*)", re.S)
