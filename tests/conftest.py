@@ -1,5 +1,5 @@
-"""Shared fixtures: an isolated REELGEN_HOME, a fake clock, test images, the fake Kling and
-the fake fal."""
+"""Shared fixtures: an isolated REELGEN_HOME, a fake clock, test images, and the fakes of the
+cloud providers (Kling, fal, Replicate, Veo)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ from tests.fake_fal import FakeFal
 from tests.fake_kling import DEFAULT_ACCESS_KEY as FAKE_AK
 from tests.fake_kling import DEFAULT_SECRET_KEY as FAKE_SK
 from tests.fake_kling import FakeKling
+from tests.fake_replicate import DEFAULT_TOKEN as FAKE_REPLICATE_TOKEN
+from tests.fake_replicate import FakeReplicate
+from tests.fake_veo import DEFAULT_KEY as FAKE_VEO_KEY
+from tests.fake_veo import FakeVeo
 
 FakeT = TypeVar("FakeT", FakeKling, FakeFal)
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -41,6 +45,12 @@ ENV_VARS = (
     "KLING_BASE_URL",
     "FAL_KEY",
     "FAL_QUEUE_URL",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "VEO_API_URL",
+    "REPLICATE_API_TOKEN",
+    "REPLICATE_WEBHOOK_SECRET",
+    "REPLICATE_BASE_URL",
     "REELGEN_CONFIG",
     "REELGEN_PROVIDER",
     "REELGEN_MAX_COST",
@@ -290,22 +300,9 @@ def cli(timer: FakeTimer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Resu
 
 # -- the fake Gemini API (Veo) ----------------------------------------------------------------
 
-from tests.fake_veo import DEFAULT_KEY as FAKE_VEO_KEY  # noqa: E402
-from tests.fake_veo import FakeVeo  # noqa: E402
-
-VEO_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "VEO_API_URL")
-
-
-@pytest.fixture(autouse=True)
-def no_real_veo_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own Gemini key or host never reaches a test (as ``isolated`` does for
-    the other providers' variables)."""
-    for name in VEO_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture
-def veo_keys(no_real_veo_keys: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def veo_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", FAKE_VEO_KEY)
 
 
@@ -328,3 +325,33 @@ def make_fake_veo(
 def fake_veo(make_fake_veo: Callable[..., FakeVeo]) -> FakeVeo:
     """The fake Gemini API (Veo) behind every HTTP client reelgen makes, on the fake clock."""
     return make_fake_veo()
+
+
+# -- the fake Replicate --------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicate_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", FAKE_REPLICATE_TOKEN)
+
+
+@pytest.fixture
+def make_fake_replicate(
+    transports: contextlib.ExitStack, timer: FakeTimer, replicate_keys: None
+) -> Callable[..., FakeReplicate]:
+    """Build a FakeReplicate (token and clock preset) and serve it behind every HTTP client
+    reelgen makes; the newest one built answers."""
+
+    def build(**kwargs: Any) -> FakeReplicate:
+        fake = FakeReplicate(**{"token": FAKE_REPLICATE_TOKEN, "clock": timer.wall, **kwargs})
+        transports.enter_context(use_transport(httpx.MockTransport(fake.handler)))
+        return fake
+
+    return build
+
+
+@pytest.fixture
+def fake_replicate(make_fake_replicate: Callable[..., FakeReplicate]) -> FakeReplicate:
+    """The fake Replicate predictions API behind every HTTP client reelgen makes, on the fake
+    clock."""
+    return make_fake_replicate()
