@@ -18,7 +18,11 @@ Behaviour in brief:
 * A request is ``IN_QUEUE`` on its first status poll, ``IN_PROGRESS`` after, ``COMPLETED`` on
   the ``polls_to_finish``-th (or by clock with ``seconds_to_finish``). A failed request is still
   ``COMPLETED``; the failure shows when the result is fetched: an HTTP error with
-  ``{"detail": [{"loc", "msg", "type", ...}]}`` and ``X-Fal-Retryable``.
+  ``{"detail": [{"loc", "msg", "type", ...}]}`` and ``X-Fal-Retryable``. A request that ends
+  in one of fal's *request errors* (:data:`REQUEST_ERROR_TYPES`, :meth:`FakeFal.fail_next_with`)
+  says so on its COMPLETED status (``error``, ``error_type``) and its result is the flat
+  ``{"detail": "<text>", "error_type": "<type>"}`` with ``X-Fal-Error-Type``, at the type's
+  typical status.
 * Input is validated per model (a field map per model id). By default the errors surface at the
   result (422), as the queue accepts any JSON object; ``validation="submit"`` rejects at submit.
 * ``PUT cancel_url`` -> 202 ``CANCELLATION_REQUESTED`` / 400 ``ALREADY_COMPLETED`` /
@@ -81,6 +85,22 @@ MAX_PROMPT_CHARS = 2500
 RETRY_HEADERS = ("X-Fal-Retryable", "X-Fal-Needs-Retry")
 CANCELLED_STATUS = 499
 """fal's request-error status for ``client_cancelled`` (the result of a cancelled request)."""
+REQUEST_ERROR_TYPES: dict[str, tuple[int, str]] = {
+    "request_timeout": (504, "Request timed out"),
+    "startup_timeout": (504, "Runner did not start in time"),
+    "runner_scheduling_failure": (503, "No runner could be allocated"),
+    "runner_connection_timeout": (503, "Connection to the runner timed out"),
+    "runner_disconnected": (503, "Runner disconnected"),
+    "runner_connection_refused": (503, "Runner refused the connection"),
+    "runner_connection_error": (503, "Connection error with the runner"),
+    "runner_incomplete_response": (502, "Runner sent an incomplete response"),
+    "runner_server_error": (500, "Runner internal server error"),
+    "client_disconnected": (499, "Client disconnected"),
+    "client_cancelled": (CANCELLED_STATUS, "Request was cancelled"),
+    "bad_request": (400, "Invalid timeout header"),
+    "internal_error": (500, "Internal error"),
+}
+"""fal's "Request Error Types" table: error_type -> (typical HTTP status, a detail text)."""
 
 Route = Literal["submit", "status", "result", "cancel", "download", "any"]
 ROUTES: tuple[Route, ...] = ("submit", "status", "result", "cancel", "download", "any")
@@ -287,6 +307,20 @@ class FakeFal(FakeBase[Fault]):
         result: HTTP ``status``, ``{"detail": [{"loc", "msg": detail, "type": error_type}]}``
         and the retry header set to ``retryable``."""
         failure = self._failure(status, detail, retryable, error_type, loc)
+        with self._lock:
+            self._fail_next.extend(copy.deepcopy(failure) for _ in range(times))
+
+    def fail_next_with(self, error_type: str, detail: str | None = None, *, times: int = 1) -> None:
+        """Make the next ``times`` requests that would succeed end in the request error
+        ``error_type`` (one of :data:`REQUEST_ERROR_TYPES`): the COMPLETED status carries
+        ``error`` and ``error_type``, the result answers the flat error body and header."""
+        status, text = REQUEST_ERROR_TYPES[error_type]
+        failure = {
+            "http_status": status,
+            "body": {"detail": detail or text, "error_type": error_type},
+            "retryable": None,
+            "error_type": error_type,
+        }
         with self._lock:
             self._fail_next.extend(copy.deepcopy(failure) for _ in range(times))
 
@@ -584,6 +618,10 @@ class FakeFal(FakeBase[Fault]):
                 if other["status"] == "IN_QUEUE" and other["seq"] < job["seq"]
             )
         payload["logs"] = copy.deepcopy(job["logs"]) if with_logs else None
+        failure = job["failure"]
+        if status == "COMPLETED" and job["outcome"] == "error" and failure.get("error_type"):
+            payload["error"] = failure["body"]["detail"]
+            payload["error_type"] = failure["error_type"]
         if status == "COMPLETED":
             started = job["started_s"] if job["started_s"] is not None else job["created_s"]
             payload["metrics"] = {"inference_time": round(job["completed_s"] - started, 3)}
@@ -637,6 +675,8 @@ class FakeFal(FakeBase[Fault]):
             return _json(CANCELLED_STATUS, body, headers)
         failure = job["failure"]
         headers = dict(rid_header)
+        if failure.get("error_type"):
+            headers["X-Fal-Error-Type"] = failure["error_type"]
         if failure["retryable"] is not None:
             headers[self.retry_header] = "true" if failure["retryable"] else "false"
         return _json(failure["http_status"], copy.deepcopy(failure["body"]), headers)

@@ -20,13 +20,22 @@ import httpx
 import pytest
 
 from reelgen.engine import Engine
-from reelgen.errors import InvalidRequest, ProviderTimeout, Unsupported
+from reelgen.errors import (
+    ContentPolicyError,
+    InvalidRequest,
+    JobFailed,
+    ProviderTimeout,
+    Unsupported,
+)
+from reelgen.http import use_transport
 from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
 from reelgen.waiting import Waiter
 from reelgen_fal.catalog import ENDPOINTS, I2V, PRICES, T2V
 from reelgen_fal.provider import FalKlingProvider, FalSettings
-from tests.conftest import FAKE_FAL_KEY, FakeTimer
-from tests.fake_fal import APP_ID, MODELS, FakeFal
+from reelgen_fal.wire_errors import REQUEST_ERRORS, request_failure
+from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK, FakeTimer
+from tests.fake_fal import APP_ID, MODELS, REQUEST_ERROR_TYPES, FakeFal
+from tests.fake_kling import FakeKling
 from tests.wire_helpers import IMAGE_URL, LIFECYCLE, run_watched
 
 QUEUE = "https://queue.fal.run"
@@ -477,3 +486,171 @@ def test_debug_logs_and_downloads_never_show_the_key(
     assert fake_fal.cdn_requests() and all(
         "authorization" not in r.headers for r in fake_fal.cdn_requests()
     )
+
+
+# ------------------------------------------------------------------------------ request errors
+
+# fal's "Request Error Types" table (docs, model-apis/request-errors): type -> typical status.
+DOCUMENTED_REQUEST_ERRORS = {
+    "request_timeout": 504,
+    "startup_timeout": 504,
+    "runner_scheduling_failure": 503,
+    "runner_connection_timeout": 503,
+    "runner_disconnected": 503,
+    "runner_connection_refused": 503,
+    "runner_connection_error": 503,
+    "runner_incomplete_response": 502,
+    "runner_server_error": 500,
+    "client_disconnected": 499,
+    "client_cancelled": 499,
+    "bad_request": 400,
+    "internal_error": 500,
+}
+
+
+def test_the_request_error_table_is_fals_documented_one() -> None:
+    """Every documented request error type is mapped, with its typical status; no other."""
+    assert {t: e.status for t, e in REQUEST_ERRORS.items()} == DOCUMENTED_REQUEST_ERRORS
+    assert {t: s for t, (s, _) in REQUEST_ERROR_TYPES.items()} == DOCUMENTED_REQUEST_ERRORS
+
+
+@pytest.mark.parametrize("error_type", sorted(DOCUMENTED_REQUEST_ERRORS))
+def test_a_request_error_ends_the_job_at_once(
+    make_fake_fal: Callable[..., FakeFal],
+    engine: Engine,
+    timer: FakeTimer,
+    make_image,
+    tmp_path: Path,
+    error_type: str,
+) -> None:
+    """A request fal reports COMPLETED with an error_type is over at the first such poll: no
+    polling to the deadline, no result fetch, nothing saved, one submission; a cancel reads
+    as canceled, everything else as a failure naming the type."""
+    fake = make_fake_fal(polls_to_finish=2)
+    fake.fail_next_with(error_type)
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(JobFailed) as caught:
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), out)
+    record = only_job(fake)
+    assert record["status_polls"] == 2  # IN_QUEUE, then COMPLETED with the error: done
+    assert record["result_fetches"] == 0  # the status said it all
+    assert sum(timer.sleeps) < 600  # nowhere near the hour-long deadline
+    assert fake.submits_accepted == 1 and not out.exists()
+    job = engine.store.get(str(caught.value.job_id))
+    if error_type == "client_cancelled":
+        assert job.state == "canceled"
+        assert "canceled" in str(caught.value) and "cancelled" in job.message
+    else:
+        assert job.state == "failed"
+        assert error_type in job.message and error_type in str(caught.value)
+
+
+@pytest.mark.parametrize("error_type", sorted(DOCUMENTED_REQUEST_ERRORS))
+def test_a_request_error_told_only_by_the_result_is_final_too(error_type: str) -> None:
+    """Read from the result alone (body error_type, or only the X-Fal-Error-Type header),
+    each documented type is the request's outcome, even at a 5xx status."""
+    status = DOCUMENTED_REQUEST_ERRORS[error_type]
+    bodies = [
+        httpx.Response(status, json={"detail": "it broke", "error_type": error_type}),
+        httpx.Response(
+            status, json={"detail": "it broke"}, headers={"X-Fal-Error-Type": error_type}
+        ),
+    ]
+    for response in bodies:
+        failure = request_failure(response)
+        assert failure is not None, response.headers
+        state, text, kind = failure
+        assert state == ("canceled" if error_type == "client_cancelled" else "failed")
+        assert "it broke" in text
+        assert error_type in text or error_type == "client_cancelled"
+        assert kind is None  # not the input's fault: another provider may take it
+
+
+def test_a_5xx_at_the_result_without_an_error_type_is_still_asked_again() -> None:
+    """A gateway's 503 that names no fal error type is a fetch problem, not the outcome."""
+    assert request_failure(httpx.Response(503, json={"detail": "upstream down"})) is None
+    assert request_failure(httpx.Response(502, text="<html>bad gateway</html>")) is None
+
+
+def test_an_unknown_error_on_a_completed_status_is_final_with_the_results_detail(
+    fake_fal: FakeFal, engine: Engine, serve_handler, make_image, tmp_path: Path
+) -> None:
+    """A COMPLETED status with an `error` fal does not document: the result gives the detail
+    (here a content refusal, so no failover); had it been unreadable, the status's error."""
+    fake_fal.fail_next("flagged by the checker")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = fake_fal.handler(request)
+        if request.url.path.endswith("/status") and response.json()["status"] == "COMPLETED":
+            return httpx.Response(200, json={**response.json(), "error": "Invalid status"})
+        return response
+
+    serve_handler(handler)
+    with pytest.raises(ContentPolicyError, match="flagged by the checker"):
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+
+
+def test_an_error_on_a_completed_status_is_final_when_the_result_is_unreadable(
+    fake_fal: FakeFal, engine: Engine, serve_handler, make_image, tmp_path: Path
+) -> None:
+    """COMPLETED with `error` but a result fal cannot serve (a gateway 502): the job fails
+    with the status's error at once instead of being polled to the deadline."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = fake_fal.handler(request)
+        if request.url.path.endswith("/status") and response.json()["status"] == "COMPLETED":
+            return httpx.Response(200, json={**response.json(), "error": "Runner exploded"})
+        path = request.url.path
+        if request.method == "GET" and "/requests/" in path and not path.endswith("/status"):
+            return httpx.Response(502, text="bad gateway")
+        return response
+
+    serve_handler(handler)
+    with pytest.raises(JobFailed, match="Runner exploded"):
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+
+
+@pytest.mark.parametrize(
+    ("error_type", "fails_over"),
+    [("runner_scheduling_failure", True), ("request_timeout", True), ("client_cancelled", False)],
+)
+def test_a_request_error_fails_over_to_kling_unless_it_was_a_cancel(
+    timer: FakeTimer,
+    kling_keys: None,
+    fal_keys: None,
+    make_image,
+    tmp_path: Path,
+    error_type: str,
+    fails_over: bool,
+) -> None:
+    """fal bills no 5xx failure, so a request fal could not run moves on to Kling direct (one
+    paid video in all); a cancelled one ends the request."""
+    kling = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
+    fal = FakeFal(key=FAKE_FAL_KEY, clock=timer.wall)
+    fal.fail_next_with(error_type)
+    Path("reelgen.toml").write_text(
+        'route = "main"\n[routes.main]\nproviders = ["fal-kling", "kling"]\n'
+        '[providers.kling]\nmodel = "kling-v2-1"\n[providers.fal-kling]\nmodel = "kling-v2-1"\n'
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return (fal if "fal" in str(request.url.host) else kling).handler(request)
+
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall)
+    out = tmp_path / "clip.mp4"
+    request = VideoRequest(image=str(make_image()), prompt="w")
+    try:
+        with use_transport(httpx.MockTransport(handler)):
+            if fails_over:
+                job, _ = asyncio.run(engine.run(request, route="main", output=out))
+                assert job.provider == "kling" and job.state == "succeeded"
+                assert out.read_bytes() == kling.video
+                assert error_type in job.meta.attempts[0].reason
+            else:
+                with pytest.raises(JobFailed, match="canceled"):
+                    asyncio.run(engine.run(request, route="main", output=out))
+    finally:
+        asyncio.run(engine.aclose())
+        engine.close()
+    assert fal.submits_accepted == 1
+    assert kling.creates_accepted == (1 if fails_over else 0)

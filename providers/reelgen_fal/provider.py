@@ -4,7 +4,7 @@ One job is one queued request: ``POST {queue_url}/{model_id}`` answers ``request
 ``status_url``, ``response_url`` and ``cancel_url`` to use from then on. Those URLs are kept in
 ``job.data`` and used as given, never rebuilt (they address the app without the endpoint
 sub-path, so building them by hand is a classic bug). A failed request is ``COMPLETED`` too:
-only its result says whether it worked.
+its status may say so (``error`` / ``error_type``), else only its result does.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ from reelgen.provider import ProviderSettings, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
-from .wire_errors import NAME, check, json_body, request_failure, transport_errors
+from .wire_errors import (
+    NAME,
+    Failure,
+    check,
+    completed_failure,
+    json_body,
+    request_failure,
+    transport_errors,
+)
 
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 URL_KEYS = ("status_url", "response_url", "cancel_url")
@@ -277,10 +285,15 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
             )
         return self._check_url(url, key)
 
-    async def _outcome(self, job: Job) -> dict[str, Any] | JobStatus:
-        """A finished request's result, or the status saying how it failed."""
+    async def _outcome(
+        self, job: Job, reported: Failure | None = None
+    ) -> dict[str, Any] | JobStatus:
+        """A finished request's result, or the status saying how it failed. ``reported`` is
+        the failure its COMPLETED status told: final even when the result cannot be read."""
         response = await self._request("GET", self._url(job, "response_url"))
         failure = request_failure(response)
+        if failure is None and reported is not None and not response.is_success:
+            failure = reported
         if failure is not None:
             state, message, kind = failure
             return JobStatus(state=state, message=message, failure=kind)
@@ -305,8 +318,13 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
             return JobStatus(state=state, message=message, raw=raw)
         if state == "running":
             return JobStatus(state=state, raw=raw)
-        # COMPLETED: succeeded, failed or canceled; only the result tells
-        outcome = await self._outcome(job)
+        # COMPLETED: succeeded, failed or canceled. A request error named on the status is the
+        # whole story; any other error there is final too, the result only adds its detail.
+        reported = completed_failure(status)
+        if reported is not None and reported[1]:
+            state, message, kind = reported[0]
+            return JobStatus(state=state, message=message, failure=kind, raw=raw)
+        outcome = await self._outcome(job, reported[0] if reported else None)
         if isinstance(outcome, JobStatus):
             return outcome.model_copy(update={"raw": raw})
         if job.task_id:
