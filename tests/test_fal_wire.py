@@ -88,7 +88,10 @@ def test_submit_posts_the_input_to_the_model_id_with_key_auth(
     assert body["prompt"] == "the waves roll in"
     assert data_uri_bytes(body["image_url"], "image/jpeg") == image.read_bytes()
     assert "aspect_ratio" not in body  # framing follows the image
-    assert set(body) == {"duration", "prompt", "image_url"}  # nothing that was not asked
+    # nothing that was not asked, and an explicit empty negative prompt: without it fal would
+    # apply its own default ("blur, distort, and low quality"), which Kling direct does not
+    assert body["negative_prompt"] == ""
+    assert set(body) == {"duration", "prompt", "image_url", "negative_prompt"}
     record = only_job(fake_fal)
     assert record["input_errors"] == [] and record["ignored_fields"] == []
     assert fake_fal.submits_accepted == 1
@@ -117,6 +120,22 @@ def test_pro_png_goes_to_the_pro_endpoint_as_a_png_data_uri(
     assert record["input_errors"] == [] and record["ignored_fields"] == []
 
 
+def test_every_endpoint_gets_an_explicit_negative_prompt() -> None:
+    """Each endpoint (all take the field) is sent the user's negative prompt, or "" when none
+    was given, so fal's default one never changes a request that failed over from Kling."""
+    provider = FalKlingProvider()
+    provider.configure(FalSettings(), {"FAL_KEY": "k"})
+    for (model, mode, kind), endpoint in ENDPOINTS.items():
+        image = "https://example.com/a.jpg" if kind == I2V else None
+        for given, sent in ((None, ""), ("", ""), ("text, watermark", "text, watermark")):
+            request = VideoRequest(
+                image=image, prompt="p", model=model, mode=mode, negative_prompt=given
+            )
+            body = provider.build_input(provider.validate(request))
+            assert endpoint.negative_prompt
+            assert body["negative_prompt"] == sent, (model, mode, kind, given)
+
+
 def test_image_url_passes_through_untouched(
     fake_fal: FakeFal, engine: Engine, tmp_path: Path
 ) -> None:
@@ -139,6 +158,7 @@ def test_text_to_video_goes_to_its_endpoint_with_aspect_ratio(
     assert record["input"] == {
         "duration": "5",
         "prompt": "a fox in the snow",
+        "negative_prompt": "",
         "aspect_ratio": "9:16",
     }
     assert job.request.mode == "pro" and job.estimate is not None
@@ -197,6 +217,7 @@ def test_field_map_follows_each_endpoint() -> None:
     assert body("kling-v2-1") == {
         "duration": "5",
         "prompt": "p",
+        "negative_prompt": "",
         "image_url": url,
         "tail_image_url": tail,
     }

@@ -38,6 +38,9 @@ class Endpoint:
     """The end frame, where the endpoint has one: ``tail_image_url`` or ``end_image_url``."""
     fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """Inputs always sent with this endpoint."""
+    negative_prompt: bool = True
+    """The endpoint takes ``negative_prompt`` (and applies fal's default, "blur, distort, and
+    low quality", when none is sent): every Kling endpoint's input schema on fal lists it."""
 
 
 def _classic(path: str, tier: str, kind: Kind, *, tail: bool = False) -> Endpoint:

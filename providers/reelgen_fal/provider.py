@@ -231,8 +231,13 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         body: dict[str, Any] = {"duration": f"{duration:g}"}  # a string: "5" or "10"
         if request.prompt:
             body["prompt"] = request.prompt
-        if request.negative_prompt:
-            body["negative_prompt"] = request.negative_prompt
+        if endpoint.negative_prompt:
+            # Sent even when empty: fal fills in its own default negative prompt otherwise
+            # ("blur, distort, and low quality"), which Kling direct does not, so a request
+            # that fails over from Kling would silently change meaning. (*verify*: that fal
+            # takes "" as "no negative prompt" rather than as missing; its schemas only say
+            # the field is an optional string.)
+            body["negative_prompt"] = request.negative_prompt or ""
         if request.cfg_scale is not None:
             body["cfg_scale"] = request.cfg_scale
         if request.image is not None:
