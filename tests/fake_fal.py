@@ -122,23 +122,35 @@ class ModelSpec:
     """Accepted names of the start frame (image-to-video); the first is the documented one."""
     tail_fields: tuple[str, ...] = ()
     """Accepted names of the optional end frame, on the versions that take one."""
+    durations: tuple[str, ...] = DURATIONS
+    """The ``duration`` strings this endpoint takes."""
+    sound: bool = False
+    """Takes ``generate_audio`` (v2.6 and v3: sound on by default, at a higher price)."""
 
     @property
     def fields(self) -> frozenset[str]:
         """Every input field this endpoint understands (others are ignored and recorded)."""
         extra = {"aspect_ratio"} if self.endpoint == T2V else set()
+        if self.sound:
+            extra.add("generate_audio")
         return _COMMON_FIELDS | set(self.image_fields) | set(self.tail_fields) | extra
 
 
 # Kling versions on fal and the tiers/endpoints each exposes (names as fal spells them).
 _CATALOGUE: dict[str, dict[str, tuple[Endpoint, ...]]] = {
-    "v1": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
+    "v1": {"standard": (I2V, T2V)},  # v1 pro is no longer served
     "v1.5": {"pro": (I2V, T2V)},
     "v1.6": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
     "v2": {"master": (I2V, T2V)},
     "v2.1": {"standard": (I2V,), "pro": (I2V,), "master": (I2V, T2V)},
     "v2.5-turbo": {"standard": (I2V,), "pro": (I2V, T2V)},
+    "v2.6": {"pro": (I2V, T2V)},
+    "v3": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
 }
+# fal's model pages: v2.6 and v3 name the frames start_image_url / end_image_url (only), take
+# generate_audio, and v3 takes 3 to 15 s.
+_NEWER = frozenset({"v2.6", "v3"})
+_NEWER_DURATIONS = {"v3": tuple(str(d) for d in range(3, 16))}
 # providers.md: newer Kling endpoints name the start frame ``start_image_url``; accept it as an
 # alternative to ``image_url`` from v2 on.
 _START_IMAGE_ALIAS = frozenset({"v2", "v2.1", "v2.5-turbo"})
@@ -155,13 +167,19 @@ def _build_models() -> dict[str, ModelSpec]:
                 model_id = f"{APP_ID}/{version}/{tier}/{endpoint}"
                 image: tuple[str, ...] = ()
                 tail: tuple[str, ...] = ()
-                if endpoint == I2V:
+                newer = version in _NEWER
+                if endpoint == I2V and newer:
+                    image, tail = ("start_image_url",), ("end_image_url",)
+                elif endpoint == I2V:
                     image = ("image_url", "start_image_url")
                     if version not in _START_IMAGE_ALIAS:
                         image = ("image_url",)
                     if (version, tier) in _TAIL_FRAME:
                         tail = ("tail_image_url", "end_image_url")
-                models[model_id] = ModelSpec(model_id, version, tier, endpoint, image, tail)
+                durations = _NEWER_DURATIONS.get(version, DURATIONS)
+                models[model_id] = ModelSpec(
+                    model_id, version, tier, endpoint, image, tail, durations, newer
+                )
     return models
 
 
@@ -728,7 +746,7 @@ def validate_input(
                 )
             )
     duration = body.get("duration", "5")
-    if not (isinstance(duration, str) and duration in DURATIONS):  # the int 5 is rejected
+    if not (isinstance(duration, str) and duration in spec.durations):  # the int 5 is rejected
         errors.append(
             _error_item(
                 ["body", "duration"],

@@ -30,9 +30,10 @@ from reelgen.errors import (
 from reelgen.http import use_transport
 from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
 from reelgen.waiting import Waiter
-from reelgen_fal.catalog import ENDPOINTS, I2V, PRICES, T2V
+from reelgen_fal.catalog import CAPABILITIES, ENDPOINTS, I2V, PRICES, T2V
 from reelgen_fal.provider import FalKlingProvider, FalSettings
 from reelgen_fal.wire_errors import REQUEST_ERRORS, request_failure
+from reelgen_kling.catalog import CAPABILITIES as KLING_CAPABILITIES
 from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK, FakeTimer
 from tests.fake_fal import APP_ID, MODELS, REQUEST_ERROR_TYPES, FakeFal
 from tests.fake_kling import FakeKling
@@ -246,7 +247,9 @@ def test_end_frame_where_fal_has_none_is_refused_before_paying(
         ({"model": "kling-v2-1"}, "image-to-video only"),
         ({"model": "kling-v2-5-turbo", "mode": "std"}, "pass `mode` pro"),
         ({"model": "kling-v2-1-master", "mode": "std"}, "choose pro"),
-        ({"model": "kling-v3"}, "unknown model"),
+        ({"model": "kling-v9"}, "unknown model"),
+        ({"model": "kling-v1", "mode": "pro"}, "std"),  # v1 pro: no longer served by fal
+        ({"model": "kling-v1-5", "mode": "pro"}, "image-to-video only"),  # v1.5 on fal
         ({"seed": 7}, "seed"),
         ({"cfg_scale": 0.7}, "ignores `cfg_scale`"),
     ],
@@ -434,22 +437,18 @@ def test_configure_drops_the_client_made_for_the_old_key() -> None:
 # ------------------------------------------------------------------------------ catalogue
 
 
-# Endpoints reelgen knows that the fake (written from providers.md alone) does not: kling-v2-6
-# (fal's model page; providers.md only says newer endpoints use start_image_url) and the end
-# frame of kling-v1 (tail_image_url in fal's v1 input schema).
-BEYOND_PROVIDERS_MD = {("kling-v2-6", "pro", I2V), ("kling-v2-6", "pro", T2V)}
-TAIL_BEYOND_PROVIDERS_MD = {("kling-v1", "std", I2V), ("kling-v1", "pro", I2V)}
+# The end frame of kling-v1 (tail_image_url in fal's v1 input schema) is beyond providers.md,
+# which the fake's classic field map follows.
+TAIL_BEYOND_PROVIDERS_MD = {("kling-v1", "std", I2V)}
 
 
 def test_every_endpoint_is_one_fal_hosts_with_its_field_names() -> None:
     """Each (model, mode, kind) maps to a model id fal hosts, with field names it accepts."""
     for key, endpoint in ENDPOINTS.items():
-        if key in BEYOND_PROVIDERS_MD:
-            assert endpoint.model_id.startswith(f"{APP_ID}/")
-            continue
         spec = MODELS.get(endpoint.model_id)
         assert spec is not None, endpoint.model_id
         assert spec.endpoint == key[2]
+        assert set(endpoint.fixed) <= spec.fields, key
         if key[2] == I2V:
             assert endpoint.start_field in spec.image_fields
             if key not in TAIL_BEYOND_PROVIDERS_MD:
@@ -459,11 +458,56 @@ def test_every_endpoint_is_one_fal_hosts_with_its_field_names() -> None:
             assert endpoint.start_field is None and endpoint.end_field is None
 
 
+def test_the_catalog_is_fals_current_one() -> None:
+    """kling-v1 pro (no longer served) is gone; v1.5 and v3 are there; reelgen's model names
+    are Kling's own, and each model takes the durations fal's endpoints take."""
+    assert not [k for k in ENDPOINTS if k[:2] == ("kling-v1", "pro")]
+    assert ENDPOINTS[("kling-v1-5", "pro", I2V)].model_id.endswith("/v1.5/pro/image-to-video")
+    for mode in ("std", "pro"):
+        for kind in (I2V, T2V):
+            assert ("kling-v3", mode, kind) in ENDPOINTS
+    assert set(CAPABILITIES.models) <= set(KLING_CAPABILITIES.models)
+    for (model, _mode, _kind), endpoint in ENDPOINTS.items():
+        fal_durations = MODELS[endpoint.model_id].durations
+        assert [f"{d:g}" for d in CAPABILITIES.models[model].durations] == list(fal_durations)
+    assert (
+        CAPABILITIES.models["kling-v3"].durations == KLING_CAPABILITIES.models["kling-v3"].durations
+    )
+
+
+def test_v3_sends_seconds_as_strings_silent_and_with_the_newer_field_names(
+    fake_fal: FakeFal, timer: FakeTimer, make_image, tmp_path: Path
+) -> None:
+    """kling-v3 pro, 3 s and 15 s: duration "3" / "15", start_image_url, sound off."""
+    Path("reelgen.toml").write_text("[providers.fal-kling]\nmax_duration = 15\n")
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall)
+    image = make_image()
+    try:
+        for seconds in (3, 15):
+            request = VideoRequest(
+                image=str(image), prompt="w", model="kling-v3", mode="pro", duration=seconds
+            )
+            run(engine, request, tmp_path / f"c{seconds}.mp4")
+    finally:
+        asyncio.run(engine.aclose())
+        engine.close()
+    inputs = [job["input"] for job in fake_fal.jobs.values()]
+    assert [i["duration"] for i in inputs] == ["3", "15"]
+    assert all(i["generate_audio"] is False and "start_image_url" in i for i in inputs)
+    assert all(job["input_errors"] == [] for job in fake_fal.jobs.values())
+    assert {job["model_id"] for job in fake_fal.jobs.values()} == {
+        f"{APP_ID}/v3/pro/image-to-video"
+    }
+
+
 def test_prices_are_fals_published_ones() -> None:
-    """providers.md's fal prices per second: Kling 1.0 std, 2.1 std, 2.5 turbo std."""
-    assert PRICES["kling-v1"]["std"] == 0.045
-    assert PRICES["kling-v2-1"]["std"] == 0.056
-    assert PRICES["kling-v2-5-turbo"]["std"] == 0.042
+    """fal's model pages' prices per second (silent), where one was read."""
+    assert PRICES["kling-v1"] == {"std": 0.045}
+    assert PRICES["kling-v2-1"] == {"std": 0.056, "pro": 0.098}
+    assert PRICES["kling-v2-1-master"] == {"pro": 0.28}
+    assert PRICES["kling-v2-5-turbo"] == {"std": 0.042, "pro": 0.07}
+    assert PRICES["kling-v2-6"] == {"pro": 0.07}
+    assert PRICES["kling-v3"] == {"std": 0.084, "pro": 0.112}
     for (model, mode, _), _endpoint in ENDPOINTS.items():
         assert mode in PRICES[model], (model, mode)  # every tier has a price
 
