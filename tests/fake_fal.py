@@ -37,6 +37,7 @@ import base64
 import binascii
 import copy
 import datetime as dt
+import hashlib
 import json
 import re
 import sys
@@ -47,6 +48,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -820,6 +823,48 @@ def check_image_url(value: object, *, accept_data_uri: bool = True) -> tuple[str
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value):
         return "url_scheme", "URL scheme should be 'http' or 'https'"
     return "url_parsing", "Input should be a valid URL, relative URL without a base"
+
+
+# ---------------------------------------------------------------------- webhook signatures
+
+JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+WEBHOOK_USER_ID = "fake-fal-user-0000"
+
+
+def webhook_key(seed: int = 7) -> Ed25519PrivateKey:
+    """A fixed, obviously fake ED25519 key pair standing in for fal's webhook key."""
+    return Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+
+
+def jwks(*keys: Ed25519PrivateKey) -> dict[str, Any]:
+    """A JWKS document publishing the public halves of ``keys`` (as fal's does: OKP, Ed25519,
+    ``x`` in unpadded base64url)."""
+    entries = []
+    for n, key in enumerate(keys):
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        entries.append({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": f"fake-{n}", "use": "sig"})
+    return {"keys": entries}
+
+
+def sign_webhook(
+    key: Ed25519PrivateKey,
+    body: bytes,
+    *,
+    request_id: str,
+    timestamp: int,
+    user_id: str = WEBHOOK_USER_ID,
+) -> dict[str, str]:
+    """The headers fal puts on a webhook delivery of ``body``: an ED25519 signature (hex) over
+    request id, user id, timestamp and the body's hex SHA-256, one per line."""
+    digest = hashlib.sha256(body).hexdigest()
+    signed = "\n".join((request_id, user_id, str(timestamp), digest)).encode()
+    return {
+        "X-Fal-Webhook-Request-Id": request_id,
+        "X-Fal-Webhook-User-Id": user_id,
+        "X-Fal-Webhook-Timestamp": str(timestamp),
+        "X-Fal-Webhook-Signature": key.sign(signed).hex(),
+    }
 
 
 # ---------------------------------------------------------------------- small helpers

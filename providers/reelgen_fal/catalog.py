@@ -157,5 +157,5 @@ def _spec(model: str) -> ModelSpec:
 MODELS: dict[str, ModelSpec] = {model: _spec(model) for model in PRICES}
 
 # fal hands the frame and the prompt to Kling, so Kling's own limits apply (kling-api.md): only
-# the tiers, prices and callbacks (not wired for fal yet) are fal's.
-CAPABILITIES = KLING.model_copy(update={"models": MODELS, "callbacks": False})
+# the tiers, prices and callbacks (fal's webhooks: ``?fal_webhook=`` on submit) are fal's.
+CAPABILITIES = KLING.model_copy(update={"models": MODELS, "callbacks": True})

@@ -13,6 +13,7 @@ import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,11 +24,21 @@ from reelgen.errors import (
     ProviderUnavailable,
     Unsupported,
 )
-from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
+from reelgen.models import (
+    Callback,
+    Job,
+    JobStatus,
+    TaskState,
+    Video,
+    VideoRequest,
+    VideoResult,
+)
 from reelgen.provider import ProviderSettings, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
+from .webhooks import JWKS_URL, JwksCache, signed_by_fal
+from .webhooks import verify as verify_signature
 from .wire_errors import (
     NAME,
     Failure,
@@ -53,6 +64,12 @@ MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 class FalSettings(ProviderSettings):
     queue_url: str = Field(
         default=DEFAULT_QUEUE_URL, description="fal's queue host (FAL_QUEUE_URL)."
+    )
+    webhook_jwks: str = Field(
+        default=JWKS_URL,
+        min_length=1,
+        description="Where fal's webhook signing keys are: a JWKS URL or a local JWKS file "
+        "(FAL_WEBHOOK_JWKS).",
     )
 
     @field_validator("queue_url")
@@ -94,7 +111,10 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     settings_model = FalSettings
     options_model = FalKlingOptions
     credential_names = ("FAL_KEY",)
-    env_settings: ClassVar[dict[str, str]] = {"queue_url": "FAL_QUEUE_URL"}
+    env_settings: ClassVar[dict[str, str]] = {
+        "queue_url": "FAL_QUEUE_URL",
+        "webhook_jwks": "FAL_WEBHOOK_JWKS",
+    }
     # fal cannot find a request by a key of ours: a submission whose reply was lost is never
     # sent again (the core says so and keeps the job for `reelgen wait`), it could pay twice.
     can_lookup = False
@@ -105,12 +125,14 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     def __init__(self) -> None:
         super().__init__()
         self._finished: dict[str, dict[str, Any]] = {}  # request_id -> successful result
+        self._jwks = JwksCache(JWKS_URL, lambda: self.clock())
 
     # -- configuration ----------------------------------------------------------------------
 
     def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
         super().configure(settings, credentials)
         self._finished = {}
+        self._jwks = JwksCache(self.settings.webhook_jwks, lambda: self.clock())
 
     def endpoint(self, request: VideoRequest) -> Endpoint:
         """The fal endpoint of a validated request."""
@@ -258,6 +280,9 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         endpoint = self.endpoint(job.request)
         body = self.build_input(job.request)
         url = f"{self.settings.queue_url}/{endpoint.model_id}"
+        if job.request.callback_url:
+            # fal POSTs the outcome there once the request is done (signed: verify_callback)
+            url += "?" + urlencode({"fal_webhook": job.request.callback_url})
         response = await self._request("POST", url, body=body, submit=True)
         reply = check(response, submit=True)
         request_id = reply.get("request_id") if isinstance(reply, dict) else None
@@ -350,6 +375,34 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         if isinstance(video, dict) and isinstance(video.get("url"), str) and video["url"]:
             videos.append(Video(url=video["url"]))
         return VideoResult(job_id=job.id, provider=self.name, videos=videos)
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    @classmethod
+    def parse_callback(cls, payload: Mapping[str, Any]) -> Callback | None:
+        """fal's webhook body: ``request_id`` (the queue's id, our task id) and
+        ``gateway_request_id`` (the last attempt's), ``status`` ``OK`` or ``ERROR``, then
+        ``payload`` (the result, or the error's detail) and ``error`` on ERROR."""
+        request_id = payload.get("request_id")
+        status = payload.get("status")
+        if not isinstance(request_id, str) or not request_id or status not in ("OK", "ERROR"):
+            return None
+        keys = [request_id]
+        gateway = payload.get("gateway_request_id")
+        if isinstance(gateway, str) and gateway and gateway != request_id:
+            keys.append(gateway)
+        return Callback(keys=tuple(keys), state="succeeded" if status == "OK" else "failed")
+
+    async def verify_callback(
+        self, headers: Mapping[str, str], body: bytes, now: float
+    ) -> bool | None:
+        """fal's ED25519 signature (see :mod:`reelgen_fal.webhooks`), with fal's keys fetched
+        by this provider's client and kept a day; None for a request fal did not sign."""
+        if not signed_by_fal(headers):
+            return None
+        keys = await self._jwks.keys(self.http_client)
+        verify_signature(headers, body, keys, now=now)
+        return True
 
     can_cancel = True
 
