@@ -45,6 +45,7 @@ ENV_VARS = (
     "KLING_BASE_URL",
     "FAL_KEY",
     "FAL_QUEUE_URL",
+    "FAL_WEBHOOK_JWKS",
     "GEMINI_API_KEY",
     "GOOGLE_API_KEY",
     "VEO_API_URL",

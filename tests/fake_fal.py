@@ -18,7 +18,11 @@ Behaviour in brief:
 * A request is ``IN_QUEUE`` on its first status poll, ``IN_PROGRESS`` after, ``COMPLETED`` on
   the ``polls_to_finish``-th (or by clock with ``seconds_to_finish``). A failed request is still
   ``COMPLETED``; the failure shows when the result is fetched: an HTTP error with
-  ``{"detail": [{"loc", "msg", "type", ...}]}`` and ``X-Fal-Retryable``.
+  ``{"detail": [{"loc", "msg", "type", ...}]}`` and ``X-Fal-Retryable``. A request that ends
+  in one of fal's *request errors* (:data:`REQUEST_ERROR_TYPES`, :meth:`FakeFal.fail_next_with`)
+  says so on its COMPLETED status (``error``, ``error_type``) and its result is the flat
+  ``{"detail": "<text>", "error_type": "<type>"}`` with ``X-Fal-Error-Type``, at the type's
+  typical status.
 * Input is validated per model (a field map per model id). By default the errors surface at the
   result (422), as the queue accepts any JSON object; ``validation="submit"`` rejects at submit.
 * ``PUT cancel_url`` -> 202 ``CANCELLATION_REQUESTED`` / 400 ``ALREADY_COMPLETED`` /
@@ -33,6 +37,7 @@ import base64
 import binascii
 import copy
 import datetime as dt
+import hashlib
 import json
 import re
 import sys
@@ -43,6 +48,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 if not __package__:  # run as ``python tests/<this file>``: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,6 +88,22 @@ MAX_PROMPT_CHARS = 2500
 RETRY_HEADERS = ("X-Fal-Retryable", "X-Fal-Needs-Retry")
 CANCELLED_STATUS = 499
 """fal's request-error status for ``client_cancelled`` (the result of a cancelled request)."""
+REQUEST_ERROR_TYPES: dict[str, tuple[int, str]] = {
+    "request_timeout": (504, "Request timed out"),
+    "startup_timeout": (504, "Runner did not start in time"),
+    "runner_scheduling_failure": (503, "No runner could be allocated"),
+    "runner_connection_timeout": (503, "Connection to the runner timed out"),
+    "runner_disconnected": (503, "Runner disconnected"),
+    "runner_connection_refused": (503, "Runner refused the connection"),
+    "runner_connection_error": (503, "Connection error with the runner"),
+    "runner_incomplete_response": (502, "Runner sent an incomplete response"),
+    "runner_server_error": (500, "Runner internal server error"),
+    "client_disconnected": (499, "Client disconnected"),
+    "client_cancelled": (CANCELLED_STATUS, "Request was cancelled"),
+    "bad_request": (400, "Invalid timeout header"),
+    "internal_error": (500, "Internal error"),
+}
+"""fal's "Request Error Types" table: error_type -> (typical HTTP status, a detail text)."""
 
 Route = Literal["submit", "status", "result", "cancel", "download", "any"]
 ROUTES: tuple[Route, ...] = ("submit", "status", "result", "cancel", "download", "any")
@@ -102,23 +125,35 @@ class ModelSpec:
     """Accepted names of the start frame (image-to-video); the first is the documented one."""
     tail_fields: tuple[str, ...] = ()
     """Accepted names of the optional end frame, on the versions that take one."""
+    durations: tuple[str, ...] = DURATIONS
+    """The ``duration`` strings this endpoint takes."""
+    sound: bool = False
+    """Takes ``generate_audio`` (v2.6 and v3: sound on by default, at a higher price)."""
 
     @property
     def fields(self) -> frozenset[str]:
         """Every input field this endpoint understands (others are ignored and recorded)."""
         extra = {"aspect_ratio"} if self.endpoint == T2V else set()
+        if self.sound:
+            extra.add("generate_audio")
         return _COMMON_FIELDS | set(self.image_fields) | set(self.tail_fields) | extra
 
 
 # Kling versions on fal and the tiers/endpoints each exposes (names as fal spells them).
 _CATALOGUE: dict[str, dict[str, tuple[Endpoint, ...]]] = {
-    "v1": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
+    "v1": {"standard": (I2V, T2V)},  # v1 pro is no longer served
     "v1.5": {"pro": (I2V, T2V)},
     "v1.6": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
     "v2": {"master": (I2V, T2V)},
     "v2.1": {"standard": (I2V,), "pro": (I2V,), "master": (I2V, T2V)},
     "v2.5-turbo": {"standard": (I2V,), "pro": (I2V, T2V)},
+    "v2.6": {"pro": (I2V, T2V)},
+    "v3": {"standard": (I2V, T2V), "pro": (I2V, T2V)},
 }
+# fal's model pages: v2.6 and v3 name the frames start_image_url / end_image_url (only), take
+# generate_audio, and v3 takes 3 to 15 s.
+_NEWER = frozenset({"v2.6", "v3"})
+_NEWER_DURATIONS = {"v3": tuple(str(d) for d in range(3, 16))}
 # providers.md: newer Kling endpoints name the start frame ``start_image_url``; accept it as an
 # alternative to ``image_url`` from v2 on.
 _START_IMAGE_ALIAS = frozenset({"v2", "v2.1", "v2.5-turbo"})
@@ -135,13 +170,19 @@ def _build_models() -> dict[str, ModelSpec]:
                 model_id = f"{APP_ID}/{version}/{tier}/{endpoint}"
                 image: tuple[str, ...] = ()
                 tail: tuple[str, ...] = ()
-                if endpoint == I2V:
+                newer = version in _NEWER
+                if endpoint == I2V and newer:
+                    image, tail = ("start_image_url",), ("end_image_url",)
+                elif endpoint == I2V:
                     image = ("image_url", "start_image_url")
                     if version not in _START_IMAGE_ALIAS:
                         image = ("image_url",)
                     if (version, tier) in _TAIL_FRAME:
                         tail = ("tail_image_url", "end_image_url")
-                models[model_id] = ModelSpec(model_id, version, tier, endpoint, image, tail)
+                durations = _NEWER_DURATIONS.get(version, DURATIONS)
+                models[model_id] = ModelSpec(
+                    model_id, version, tier, endpoint, image, tail, durations, newer
+                )
     return models
 
 
@@ -287,6 +328,20 @@ class FakeFal(FakeBase[Fault]):
         result: HTTP ``status``, ``{"detail": [{"loc", "msg": detail, "type": error_type}]}``
         and the retry header set to ``retryable``."""
         failure = self._failure(status, detail, retryable, error_type, loc)
+        with self._lock:
+            self._fail_next.extend(copy.deepcopy(failure) for _ in range(times))
+
+    def fail_next_with(self, error_type: str, detail: str | None = None, *, times: int = 1) -> None:
+        """Make the next ``times`` requests that would succeed end in the request error
+        ``error_type`` (one of :data:`REQUEST_ERROR_TYPES`): the COMPLETED status carries
+        ``error`` and ``error_type``, the result answers the flat error body and header."""
+        status, text = REQUEST_ERROR_TYPES[error_type]
+        failure = {
+            "http_status": status,
+            "body": {"detail": detail or text, "error_type": error_type},
+            "retryable": None,
+            "error_type": error_type,
+        }
         with self._lock:
             self._fail_next.extend(copy.deepcopy(failure) for _ in range(times))
 
@@ -584,6 +639,10 @@ class FakeFal(FakeBase[Fault]):
                 if other["status"] == "IN_QUEUE" and other["seq"] < job["seq"]
             )
         payload["logs"] = copy.deepcopy(job["logs"]) if with_logs else None
+        failure = job["failure"]
+        if status == "COMPLETED" and job["outcome"] == "error" and failure.get("error_type"):
+            payload["error"] = failure["body"]["detail"]
+            payload["error_type"] = failure["error_type"]
         if status == "COMPLETED":
             started = job["started_s"] if job["started_s"] is not None else job["created_s"]
             payload["metrics"] = {"inference_time": round(job["completed_s"] - started, 3)}
@@ -637,6 +696,8 @@ class FakeFal(FakeBase[Fault]):
             return _json(CANCELLED_STATUS, body, headers)
         failure = job["failure"]
         headers = dict(rid_header)
+        if failure.get("error_type"):
+            headers["X-Fal-Error-Type"] = failure["error_type"]
         if failure["retryable"] is not None:
             headers[self.retry_header] = "true" if failure["retryable"] else "false"
         return _json(failure["http_status"], copy.deepcopy(failure["body"]), headers)
@@ -688,7 +749,7 @@ def validate_input(
                 )
             )
     duration = body.get("duration", "5")
-    if not (isinstance(duration, str) and duration in DURATIONS):  # the int 5 is rejected
+    if not (isinstance(duration, str) and duration in spec.durations):  # the int 5 is rejected
         errors.append(
             _error_item(
                 ["body", "duration"],
@@ -762,6 +823,48 @@ def check_image_url(value: object, *, accept_data_uri: bool = True) -> tuple[str
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value):
         return "url_scheme", "URL scheme should be 'http' or 'https'"
     return "url_parsing", "Input should be a valid URL, relative URL without a base"
+
+
+# ---------------------------------------------------------------------- webhook signatures
+
+JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+WEBHOOK_USER_ID = "fake-fal-user-0000"
+
+
+def webhook_key(seed: int = 7) -> Ed25519PrivateKey:
+    """A fixed, obviously fake ED25519 key pair standing in for fal's webhook key."""
+    return Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+
+
+def jwks(*keys: Ed25519PrivateKey) -> dict[str, Any]:
+    """A JWKS document publishing the public halves of ``keys`` (as fal's does: OKP, Ed25519,
+    ``x`` in unpadded base64url)."""
+    entries = []
+    for n, key in enumerate(keys):
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        entries.append({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": f"fake-{n}", "use": "sig"})
+    return {"keys": entries}
+
+
+def sign_webhook(
+    key: Ed25519PrivateKey,
+    body: bytes,
+    *,
+    request_id: str,
+    timestamp: int,
+    user_id: str = WEBHOOK_USER_ID,
+) -> dict[str, str]:
+    """The headers fal puts on a webhook delivery of ``body``: an ED25519 signature (hex) over
+    request id, user id, timestamp and the body's hex SHA-256, one per line."""
+    digest = hashlib.sha256(body).hexdigest()
+    signed = "\n".join((request_id, user_id, str(timestamp), digest)).encode()
+    return {
+        "X-Fal-Webhook-Request-Id": request_id,
+        "X-Fal-Webhook-User-Id": user_id,
+        "X-Fal-Webhook-Timestamp": str(timestamp),
+        "X-Fal-Webhook-Signature": key.sign(signed).hex(),
+    }
 
 
 # ---------------------------------------------------------------------- small helpers

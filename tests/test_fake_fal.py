@@ -230,7 +230,8 @@ def test_unknown_model_404_and_catalogue(client: httpx.Client) -> None:
     ):
         assert client.post(f"{QUEUE}/{model}", json=i2v_body()).status_code == 404, model
     versions = {spec.version for spec in MODELS.values()}
-    assert versions == {"v1", "v1.5", "v1.6", "v2", "v2.1", "v2.5-turbo"}
+    assert versions == {"v1", "v1.5", "v1.6", "v2", "v2.1", "v2.5-turbo", "v2.6", "v3"}
+    assert "fal-ai/kling-video/v1/pro/image-to-video" not in MODELS  # no longer served
     assert {spec.tier for spec in MODELS.values()} == {"standard", "pro", "master"}
     assert "fal-ai/kling-video/v2.5-turbo/pro/text-to-video" in MODELS
     assert "fal-ai/kling-video/v1/standard/image-to-video" in MODELS

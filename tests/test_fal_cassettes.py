@@ -158,6 +158,8 @@ def check_input(body: dict[str, Any], scenario: Scenario) -> None:
     assert set(body) <= spec.fields, sorted(body)
     assert body["duration"] == "5"  # a string, not a number
     assert body["prompt"] == scenario.prompt
+    # no negative prompt asked for: an explicit "" keeps fal's default one out of the request
+    assert body["negative_prompt"] == ""
     if scenario.image is None:
         assert body["aspect_ratio"] == scenario.aspect_ratio
         assert not {"image_url", "start_image_url"} & set(body)

@@ -20,13 +20,23 @@ import httpx
 import pytest
 
 from reelgen.engine import Engine
-from reelgen.errors import InvalidRequest, ProviderTimeout, Unsupported
+from reelgen.errors import (
+    ContentPolicyError,
+    InvalidRequest,
+    JobFailed,
+    ProviderTimeout,
+    Unsupported,
+)
+from reelgen.http import use_transport
 from reelgen.models import Job, JobStatus, VideoRequest, VideoResult
 from reelgen.waiting import Waiter
-from reelgen_fal.catalog import ENDPOINTS, I2V, PRICES, T2V
+from reelgen_fal.catalog import CAPABILITIES, ENDPOINTS, I2V, PRICES, T2V
 from reelgen_fal.provider import FalKlingProvider, FalSettings
-from tests.conftest import FAKE_FAL_KEY, FakeTimer
-from tests.fake_fal import APP_ID, MODELS, FakeFal
+from reelgen_fal.wire_errors import REQUEST_ERRORS, request_failure
+from reelgen_kling.catalog import CAPABILITIES as KLING_CAPABILITIES
+from tests.conftest import FAKE_AK, FAKE_FAL_KEY, FAKE_SK, FakeTimer
+from tests.fake_fal import APP_ID, MODELS, REQUEST_ERROR_TYPES, FakeFal
+from tests.fake_kling import FakeKling
 from tests.wire_helpers import IMAGE_URL, LIFECYCLE, run_watched
 
 QUEUE = "https://queue.fal.run"
@@ -79,7 +89,10 @@ def test_submit_posts_the_input_to_the_model_id_with_key_auth(
     assert body["prompt"] == "the waves roll in"
     assert data_uri_bytes(body["image_url"], "image/jpeg") == image.read_bytes()
     assert "aspect_ratio" not in body  # framing follows the image
-    assert set(body) == {"duration", "prompt", "image_url"}  # nothing that was not asked
+    # nothing that was not asked, and an explicit empty negative prompt: without it fal would
+    # apply its own default ("blur, distort, and low quality"), which Kling direct does not
+    assert body["negative_prompt"] == ""
+    assert set(body) == {"duration", "prompt", "image_url", "negative_prompt"}
     record = only_job(fake_fal)
     assert record["input_errors"] == [] and record["ignored_fields"] == []
     assert fake_fal.submits_accepted == 1
@@ -108,6 +121,22 @@ def test_pro_png_goes_to_the_pro_endpoint_as_a_png_data_uri(
     assert record["input_errors"] == [] and record["ignored_fields"] == []
 
 
+def test_every_endpoint_gets_an_explicit_negative_prompt() -> None:
+    """Each endpoint (all take the field) is sent the user's negative prompt, or "" when none
+    was given, so fal's default one never changes a request that failed over from Kling."""
+    provider = FalKlingProvider()
+    provider.configure(FalSettings(), {"FAL_KEY": "k"})
+    for (model, mode, kind), endpoint in ENDPOINTS.items():
+        image = "https://example.com/a.jpg" if kind == I2V else None
+        for given, sent in ((None, ""), ("", ""), ("text, watermark", "text, watermark")):
+            request = VideoRequest(
+                image=image, prompt="p", model=model, mode=mode, negative_prompt=given
+            )
+            body = provider.build_input(provider.validate(request))
+            assert endpoint.negative_prompt
+            assert body["negative_prompt"] == sent, (model, mode, kind, given)
+
+
 def test_image_url_passes_through_untouched(
     fake_fal: FakeFal, engine: Engine, tmp_path: Path
 ) -> None:
@@ -130,6 +159,7 @@ def test_text_to_video_goes_to_its_endpoint_with_aspect_ratio(
     assert record["input"] == {
         "duration": "5",
         "prompt": "a fox in the snow",
+        "negative_prompt": "",
         "aspect_ratio": "9:16",
     }
     assert job.request.mode == "pro" and job.estimate is not None
@@ -188,6 +218,7 @@ def test_field_map_follows_each_endpoint() -> None:
     assert body("kling-v2-1") == {
         "duration": "5",
         "prompt": "p",
+        "negative_prompt": "",
         "image_url": url,
         "tail_image_url": tail,
     }
@@ -216,7 +247,9 @@ def test_end_frame_where_fal_has_none_is_refused_before_paying(
         ({"model": "kling-v2-1"}, "image-to-video only"),
         ({"model": "kling-v2-5-turbo", "mode": "std"}, "pass `mode` pro"),
         ({"model": "kling-v2-1-master", "mode": "std"}, "choose pro"),
-        ({"model": "kling-v3"}, "unknown model"),
+        ({"model": "kling-v9"}, "unknown model"),
+        ({"model": "kling-v1", "mode": "pro"}, "std"),  # v1 pro: no longer served by fal
+        ({"model": "kling-v1-5", "mode": "pro"}, "image-to-video only"),  # v1.5 on fal
         ({"seed": 7}, "seed"),
         ({"cfg_scale": 0.7}, "ignores `cfg_scale`"),
     ],
@@ -404,22 +437,18 @@ def test_configure_drops_the_client_made_for_the_old_key() -> None:
 # ------------------------------------------------------------------------------ catalogue
 
 
-# Endpoints reelgen knows that the fake (written from providers.md alone) does not: kling-v2-6
-# (fal's model page; providers.md only says newer endpoints use start_image_url) and the end
-# frame of kling-v1 (tail_image_url in fal's v1 input schema).
-BEYOND_PROVIDERS_MD = {("kling-v2-6", "pro", I2V), ("kling-v2-6", "pro", T2V)}
-TAIL_BEYOND_PROVIDERS_MD = {("kling-v1", "std", I2V), ("kling-v1", "pro", I2V)}
+# The end frame of kling-v1 (tail_image_url in fal's v1 input schema) is beyond providers.md,
+# which the fake's classic field map follows.
+TAIL_BEYOND_PROVIDERS_MD = {("kling-v1", "std", I2V)}
 
 
 def test_every_endpoint_is_one_fal_hosts_with_its_field_names() -> None:
     """Each (model, mode, kind) maps to a model id fal hosts, with field names it accepts."""
     for key, endpoint in ENDPOINTS.items():
-        if key in BEYOND_PROVIDERS_MD:
-            assert endpoint.model_id.startswith(f"{APP_ID}/")
-            continue
         spec = MODELS.get(endpoint.model_id)
         assert spec is not None, endpoint.model_id
         assert spec.endpoint == key[2]
+        assert set(endpoint.fixed) <= spec.fields, key
         if key[2] == I2V:
             assert endpoint.start_field in spec.image_fields
             if key not in TAIL_BEYOND_PROVIDERS_MD:
@@ -429,11 +458,56 @@ def test_every_endpoint_is_one_fal_hosts_with_its_field_names() -> None:
             assert endpoint.start_field is None and endpoint.end_field is None
 
 
+def test_the_catalog_is_fals_current_one() -> None:
+    """kling-v1 pro (no longer served) is gone; v1.5 and v3 are there; reelgen's model names
+    are Kling's own, and each model takes the durations fal's endpoints take."""
+    assert not [k for k in ENDPOINTS if k[:2] == ("kling-v1", "pro")]
+    assert ENDPOINTS[("kling-v1-5", "pro", I2V)].model_id.endswith("/v1.5/pro/image-to-video")
+    for mode in ("std", "pro"):
+        for kind in (I2V, T2V):
+            assert ("kling-v3", mode, kind) in ENDPOINTS
+    assert set(CAPABILITIES.models) <= set(KLING_CAPABILITIES.models)
+    for (model, _mode, _kind), endpoint in ENDPOINTS.items():
+        fal_durations = MODELS[endpoint.model_id].durations
+        assert [f"{d:g}" for d in CAPABILITIES.models[model].durations] == list(fal_durations)
+    assert (
+        CAPABILITIES.models["kling-v3"].durations == KLING_CAPABILITIES.models["kling-v3"].durations
+    )
+
+
+def test_v3_sends_seconds_as_strings_silent_and_with_the_newer_field_names(
+    fake_fal: FakeFal, timer: FakeTimer, make_image, tmp_path: Path
+) -> None:
+    """kling-v3 pro, 3 s and 15 s: duration "3" / "15", start_image_url, sound off."""
+    Path("reelgen.toml").write_text("[providers.fal-kling]\nmax_duration = 15\n")
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall)
+    image = make_image()
+    try:
+        for seconds in (3, 15):
+            request = VideoRequest(
+                image=str(image), prompt="w", model="kling-v3", mode="pro", duration=seconds
+            )
+            run(engine, request, tmp_path / f"c{seconds}.mp4")
+    finally:
+        asyncio.run(engine.aclose())
+        engine.close()
+    inputs = [job["input"] for job in fake_fal.jobs.values()]
+    assert [i["duration"] for i in inputs] == ["3", "15"]
+    assert all(i["generate_audio"] is False and "start_image_url" in i for i in inputs)
+    assert all(job["input_errors"] == [] for job in fake_fal.jobs.values())
+    assert {job["model_id"] for job in fake_fal.jobs.values()} == {
+        f"{APP_ID}/v3/pro/image-to-video"
+    }
+
+
 def test_prices_are_fals_published_ones() -> None:
-    """providers.md's fal prices per second: Kling 1.0 std, 2.1 std, 2.5 turbo std."""
-    assert PRICES["kling-v1"]["std"] == 0.045
-    assert PRICES["kling-v2-1"]["std"] == 0.056
-    assert PRICES["kling-v2-5-turbo"]["std"] == 0.042
+    """fal's model pages' prices per second (silent), where one was read."""
+    assert PRICES["kling-v1"] == {"std": 0.045}
+    assert PRICES["kling-v2-1"] == {"std": 0.056, "pro": 0.098}
+    assert PRICES["kling-v2-1-master"] == {"pro": 0.28}
+    assert PRICES["kling-v2-5-turbo"] == {"std": 0.042, "pro": 0.07}
+    assert PRICES["kling-v2-6"] == {"pro": 0.07}
+    assert PRICES["kling-v3"] == {"std": 0.084, "pro": 0.112}
     for (model, mode, _), _endpoint in ENDPOINTS.items():
         assert mode in PRICES[model], (model, mode)  # every tier has a price
 
@@ -477,3 +551,171 @@ def test_debug_logs_and_downloads_never_show_the_key(
     assert fake_fal.cdn_requests() and all(
         "authorization" not in r.headers for r in fake_fal.cdn_requests()
     )
+
+
+# ------------------------------------------------------------------------------ request errors
+
+# fal's "Request Error Types" table (docs, model-apis/request-errors): type -> typical status.
+DOCUMENTED_REQUEST_ERRORS = {
+    "request_timeout": 504,
+    "startup_timeout": 504,
+    "runner_scheduling_failure": 503,
+    "runner_connection_timeout": 503,
+    "runner_disconnected": 503,
+    "runner_connection_refused": 503,
+    "runner_connection_error": 503,
+    "runner_incomplete_response": 502,
+    "runner_server_error": 500,
+    "client_disconnected": 499,
+    "client_cancelled": 499,
+    "bad_request": 400,
+    "internal_error": 500,
+}
+
+
+def test_the_request_error_table_is_fals_documented_one() -> None:
+    """Every documented request error type is mapped, with its typical status; no other."""
+    assert {t: e.status for t, e in REQUEST_ERRORS.items()} == DOCUMENTED_REQUEST_ERRORS
+    assert {t: s for t, (s, _) in REQUEST_ERROR_TYPES.items()} == DOCUMENTED_REQUEST_ERRORS
+
+
+@pytest.mark.parametrize("error_type", sorted(DOCUMENTED_REQUEST_ERRORS))
+def test_a_request_error_ends_the_job_at_once(
+    make_fake_fal: Callable[..., FakeFal],
+    engine: Engine,
+    timer: FakeTimer,
+    make_image,
+    tmp_path: Path,
+    error_type: str,
+) -> None:
+    """A request fal reports COMPLETED with an error_type is over at the first such poll: no
+    polling to the deadline, no result fetch, nothing saved, one submission; a cancel reads
+    as canceled, everything else as a failure naming the type."""
+    fake = make_fake_fal(polls_to_finish=2)
+    fake.fail_next_with(error_type)
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(JobFailed) as caught:
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), out)
+    record = only_job(fake)
+    assert record["status_polls"] == 2  # IN_QUEUE, then COMPLETED with the error: done
+    assert record["result_fetches"] == 0  # the status said it all
+    assert sum(timer.sleeps) < 600  # nowhere near the hour-long deadline
+    assert fake.submits_accepted == 1 and not out.exists()
+    job = engine.store.get(str(caught.value.job_id))
+    if error_type == "client_cancelled":
+        assert job.state == "canceled"
+        assert "canceled" in str(caught.value) and "cancelled" in job.message
+    else:
+        assert job.state == "failed"
+        assert error_type in job.message and error_type in str(caught.value)
+
+
+@pytest.mark.parametrize("error_type", sorted(DOCUMENTED_REQUEST_ERRORS))
+def test_a_request_error_told_only_by_the_result_is_final_too(error_type: str) -> None:
+    """Read from the result alone (body error_type, or only the X-Fal-Error-Type header),
+    each documented type is the request's outcome, even at a 5xx status."""
+    status = DOCUMENTED_REQUEST_ERRORS[error_type]
+    bodies = [
+        httpx.Response(status, json={"detail": "it broke", "error_type": error_type}),
+        httpx.Response(
+            status, json={"detail": "it broke"}, headers={"X-Fal-Error-Type": error_type}
+        ),
+    ]
+    for response in bodies:
+        failure = request_failure(response)
+        assert failure is not None, response.headers
+        state, text, kind = failure
+        assert state == ("canceled" if error_type == "client_cancelled" else "failed")
+        assert "it broke" in text
+        assert error_type in text or error_type == "client_cancelled"
+        assert kind is None  # not the input's fault: another provider may take it
+
+
+def test_a_5xx_at_the_result_without_an_error_type_is_still_asked_again() -> None:
+    """A gateway's 503 that names no fal error type is a fetch problem, not the outcome."""
+    assert request_failure(httpx.Response(503, json={"detail": "upstream down"})) is None
+    assert request_failure(httpx.Response(502, text="<html>bad gateway</html>")) is None
+
+
+def test_an_unknown_error_on_a_completed_status_is_final_with_the_results_detail(
+    fake_fal: FakeFal, engine: Engine, serve_handler, make_image, tmp_path: Path
+) -> None:
+    """A COMPLETED status with an `error` fal does not document: the result gives the detail
+    (here a content refusal, so no failover); had it been unreadable, the status's error."""
+    fake_fal.fail_next("flagged by the checker")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = fake_fal.handler(request)
+        if request.url.path.endswith("/status") and response.json()["status"] == "COMPLETED":
+            return httpx.Response(200, json={**response.json(), "error": "Invalid status"})
+        return response
+
+    serve_handler(handler)
+    with pytest.raises(ContentPolicyError, match="flagged by the checker"):
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+
+
+def test_an_error_on_a_completed_status_is_final_when_the_result_is_unreadable(
+    fake_fal: FakeFal, engine: Engine, serve_handler, make_image, tmp_path: Path
+) -> None:
+    """COMPLETED with `error` but a result fal cannot serve (a gateway 502): the job fails
+    with the status's error at once instead of being polled to the deadline."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = fake_fal.handler(request)
+        if request.url.path.endswith("/status") and response.json()["status"] == "COMPLETED":
+            return httpx.Response(200, json={**response.json(), "error": "Runner exploded"})
+        path = request.url.path
+        if request.method == "GET" and "/requests/" in path and not path.endswith("/status"):
+            return httpx.Response(502, text="bad gateway")
+        return response
+
+    serve_handler(handler)
+    with pytest.raises(JobFailed, match="Runner exploded"):
+        run(engine, VideoRequest(image=str(make_image()), prompt="w"), tmp_path / "c.mp4")
+
+
+@pytest.mark.parametrize(
+    ("error_type", "fails_over"),
+    [("runner_scheduling_failure", True), ("request_timeout", True), ("client_cancelled", False)],
+)
+def test_a_request_error_fails_over_to_kling_unless_it_was_a_cancel(
+    timer: FakeTimer,
+    kling_keys: None,
+    fal_keys: None,
+    make_image,
+    tmp_path: Path,
+    error_type: str,
+    fails_over: bool,
+) -> None:
+    """fal bills no 5xx failure, so a request fal could not run moves on to Kling direct (one
+    paid video in all); a cancelled one ends the request."""
+    kling = FakeKling(access_key=FAKE_AK, secret_key=FAKE_SK, clock=timer.wall)
+    fal = FakeFal(key=FAKE_FAL_KEY, clock=timer.wall)
+    fal.fail_next_with(error_type)
+    Path("reelgen.toml").write_text(
+        'route = "main"\n[routes.main]\nproviders = ["fal-kling", "kling"]\n'
+        '[providers.kling]\nmodel = "kling-v2-1"\n[providers.fal-kling]\nmodel = "kling-v2-1"\n'
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return (fal if "fal" in str(request.url.host) else kling).handler(request)
+
+    engine = Engine(waiter=Waiter(timer=timer, rng=random.Random(0)), clock=timer.wall)
+    out = tmp_path / "clip.mp4"
+    request = VideoRequest(image=str(make_image()), prompt="w")
+    try:
+        with use_transport(httpx.MockTransport(handler)):
+            if fails_over:
+                job, _ = asyncio.run(engine.run(request, route="main", output=out))
+                assert job.provider == "kling" and job.state == "succeeded"
+                assert out.read_bytes() == kling.video
+                assert error_type in job.meta.attempts[0].reason
+            else:
+                with pytest.raises(JobFailed, match="canceled"):
+                    asyncio.run(engine.run(request, route="main", output=out))
+    finally:
+        asyncio.run(engine.aclose())
+        engine.close()
+    assert fal.submits_accepted == 1
+    assert kling.creates_accepted == (1 if fails_over else 0)

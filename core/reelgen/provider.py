@@ -304,6 +304,24 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
         waiter, which confirms with a query of its own (callbacks are hints, never the truth)."""
         return None
 
+    async def verify_callback(
+        self, headers: Mapping[str, str], body: bytes, now: float
+    ) -> bool | None:
+        """Check a callback's signature the way this provider signs (``headers`` lower-cased,
+        ``body`` as received, ``now`` the receiver's wall clock): True when it verifies, None
+        when the request carries no signature of this provider's kind; raise
+        :class:`~reelgen.errors.WebhookInvalid` when it claims to be signed by this provider
+        and does not verify (the receiver answers 401). The default checks Standard Webhooks
+        signatures with the ``webhook_secret_name`` secret, when one is configured."""
+        from .webhooks import verify
+
+        name = self.webhook_secret_name
+        secret = self.credentials.get(name) if name else None
+        if not secret or "webhook-signature" not in headers:
+            return None
+        verify(headers, body, secret, now=now)
+        return True
+
     async def check_keys(self) -> str:
         """Make one free, authenticated call and say what it showed (``reelgen keys
         check``); raise the usual error (AuthenticationError, ...) when the keys are refused.

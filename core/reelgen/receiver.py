@@ -11,7 +11,9 @@ callback costs only latency (the waiter keeps a slow fallback poll, see
   while, at most ``remember`` of them, and wakes the job's waiter when it registers.
 - :class:`Receiver` is a tiny HTTP/1.1 server (``asyncio.start_server``, one request per
   connection): ``POST`` with a JSON body of at most 1 MiB (413 beyond, 411 without
-  ``Content-Length``), the Standard Webhooks signature checked when a secret is set (401), the
+  ``Content-Length``), each serving provider's :meth:`VideoProvider.verify_callback` asked
+  whether the signature is its own (a claimed signature that does not verify: 401), the Standard
+  Webhooks signature required when a secret is set and no provider verified it (401), the
   body read by the providers' own :meth:`VideoProvider.parse_callback` (400 when it is not JSON
   or no provider recognises it), then ``200 {"ok": true}`` at once.
 """
@@ -25,7 +27,7 @@ import logging
 import socket
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -55,6 +57,8 @@ STILL_RUNNING = frozenset({"queued", "running"})
 one the provider could not name, wakes the waiter for one confirming query."""
 
 Parser = Callable[[Mapping[str, Any]], "Callback | None"]
+Verifier = Callable[[Mapping[str, str], bytes, float], Awaitable["bool | None"]]
+"""A provider's :meth:`VideoProvider.verify_callback`."""
 
 
 class Hints:
@@ -177,6 +181,8 @@ class Receiver:
         self.use_secrets(secrets)
         self.parsers: tuple[Parser, ...] | None = tuple(parsers) if parsers is not None else None
         """How callback bodies are read (None: every installed provider that takes callbacks)."""
+        self.verifiers: tuple[Verifier, ...] = ()
+        """The serving providers' signature checks (see :meth:`serve_for`)."""
         self.clock = clock
         self.max_body = max_body
         self.read_timeout = read_timeout
@@ -206,6 +212,7 @@ class Receiver:
                 secrets.append(secret)
         self.use_secrets(secrets)
         self.parsers = tuple(p.parse_callback for p in providers if p.capabilities.callbacks)
+        self.verifiers = tuple(p.verify_callback for p in providers)
 
     def _parse(self, payload: Mapping[str, Any]) -> Callback | None:
         parsers = self.parsers
@@ -334,9 +341,11 @@ class Receiver:
         method, headers, body = await self._read_request(reader)
         if method != "POST":
             raise _Reply(405, f"{method} is not accepted; callbacks are POSTed")
-        if self.secrets:
+        verified = await self._provider_verified(headers, body)
+        if self.secrets and not verified:
             self._verify(headers, body)
-            seen_id = headers.get("webhook-id", "")
+        seen_id = headers.get("webhook-id", "") if self.secrets or verified else ""
+        if seen_id:  # a signed Standard Webhooks id
             if seen_id in self._seen_ids:  # a replay within the tolerance: already acted on
                 return 200, "duplicate"
             self._seen_ids[seen_id] = None
@@ -400,6 +409,17 @@ class Receiver:
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint if exc.error_status_hint in (400, 431) else 400
             raise _Reply(status, f"not a valid HTTP/1.1 request ({exc})") from None
+
+    async def _provider_verified(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """True when a serving provider verified the signature as its own; 401 when one says
+        the request claims its signature and does not verify."""
+        for check in self.verifiers:
+            try:
+                if await check(headers, body, self.clock()):
+                    return True
+            except WebhookInvalid as err:
+                raise _Reply(401, str(err)) from None
+        return False
 
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
         error: WebhookInvalid | None = None

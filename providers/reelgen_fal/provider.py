@@ -4,7 +4,7 @@ One job is one queued request: ``POST {queue_url}/{model_id}`` answers ``request
 ``status_url``, ``response_url`` and ``cancel_url`` to use from then on. Those URLs are kept in
 ``job.data`` and used as given, never rebuilt (they address the app without the endpoint
 sub-path, so building them by hand is a classic bug). A failed request is ``COMPLETED`` too:
-only its result says whether it worked.
+its status may say so (``error`` / ``error_type``), else only its result does.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,12 +24,30 @@ from reelgen.errors import (
     ProviderUnavailable,
     Unsupported,
 )
-from reelgen.models import Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
+from reelgen.models import (
+    Callback,
+    Job,
+    JobStatus,
+    TaskState,
+    Video,
+    VideoRequest,
+    VideoResult,
+)
 from reelgen.provider import ProviderSettings, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
-from .wire_errors import NAME, check, json_body, request_failure, transport_errors
+from .webhooks import JWKS_URL, JwksCache, signed_by_fal
+from .webhooks import verify as verify_signature
+from .wire_errors import (
+    NAME,
+    Failure,
+    check,
+    completed_failure,
+    json_body,
+    request_failure,
+    transport_errors,
+)
 
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 URL_KEYS = ("status_url", "response_url", "cancel_url")
@@ -45,6 +64,12 @@ MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 class FalSettings(ProviderSettings):
     queue_url: str = Field(
         default=DEFAULT_QUEUE_URL, description="fal's queue host (FAL_QUEUE_URL)."
+    )
+    webhook_jwks: str = Field(
+        default=JWKS_URL,
+        min_length=1,
+        description="Where fal's webhook signing keys are: a JWKS URL or a local JWKS file "
+        "(FAL_WEBHOOK_JWKS).",
     )
 
     @field_validator("queue_url")
@@ -86,7 +111,10 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     settings_model = FalSettings
     options_model = FalKlingOptions
     credential_names = ("FAL_KEY",)
-    env_settings: ClassVar[dict[str, str]] = {"queue_url": "FAL_QUEUE_URL"}
+    env_settings: ClassVar[dict[str, str]] = {
+        "queue_url": "FAL_QUEUE_URL",
+        "webhook_jwks": "FAL_WEBHOOK_JWKS",
+    }
     # fal cannot find a request by a key of ours: a submission whose reply was lost is never
     # sent again (the core says so and keeps the job for `reelgen wait`), it could pay twice.
     can_lookup = False
@@ -97,12 +125,14 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     def __init__(self) -> None:
         super().__init__()
         self._finished: dict[str, dict[str, Any]] = {}  # request_id -> successful result
+        self._jwks = JwksCache(JWKS_URL, lambda: self.clock())
 
     # -- configuration ----------------------------------------------------------------------
 
     def configure(self, settings: ProviderSettings, credentials: Mapping[str, str]) -> None:
         super().configure(settings, credentials)
         self._finished = {}
+        self._jwks = JwksCache(self.settings.webhook_jwks, lambda: self.clock())
 
     def endpoint(self, request: VideoRequest) -> Endpoint:
         """The fal endpoint of a validated request."""
@@ -223,8 +253,13 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         body: dict[str, Any] = {"duration": f"{duration:g}"}  # a string: "5" or "10"
         if request.prompt:
             body["prompt"] = request.prompt
-        if request.negative_prompt:
-            body["negative_prompt"] = request.negative_prompt
+        if endpoint.negative_prompt:
+            # Sent even when empty: fal fills in its own default negative prompt otherwise
+            # ("blur, distort, and low quality"), which Kling direct does not, so a request
+            # that fails over from Kling would silently change meaning. (*verify*: that fal
+            # takes "" as "no negative prompt" rather than as missing; its schemas only say
+            # the field is an optional string.)
+            body["negative_prompt"] = request.negative_prompt or ""
         if request.cfg_scale is not None:
             body["cfg_scale"] = request.cfg_scale
         if request.image is not None:
@@ -245,6 +280,9 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         endpoint = self.endpoint(job.request)
         body = self.build_input(job.request)
         url = f"{self.settings.queue_url}/{endpoint.model_id}"
+        if job.request.callback_url:
+            # fal POSTs the outcome there once the request is done (signed: verify_callback)
+            url += "?" + urlencode({"fal_webhook": job.request.callback_url})
         response = await self._request("POST", url, body=body, submit=True)
         reply = check(response, submit=True)
         request_id = reply.get("request_id") if isinstance(reply, dict) else None
@@ -277,10 +315,15 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
             )
         return self._check_url(url, key)
 
-    async def _outcome(self, job: Job) -> dict[str, Any] | JobStatus:
-        """A finished request's result, or the status saying how it failed."""
+    async def _outcome(
+        self, job: Job, reported: Failure | None = None
+    ) -> dict[str, Any] | JobStatus:
+        """A finished request's result, or the status saying how it failed. ``reported`` is
+        the failure its COMPLETED status told: final even when the result cannot be read."""
         response = await self._request("GET", self._url(job, "response_url"))
         failure = request_failure(response)
+        if failure is None and reported is not None and not response.is_success:
+            failure = reported
         if failure is not None:
             state, message, kind = failure
             return JobStatus(state=state, message=message, failure=kind)
@@ -305,8 +348,13 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
             return JobStatus(state=state, message=message, raw=raw)
         if state == "running":
             return JobStatus(state=state, raw=raw)
-        # COMPLETED: succeeded, failed or canceled; only the result tells
-        outcome = await self._outcome(job)
+        # COMPLETED: succeeded, failed or canceled. A request error named on the status is the
+        # whole story; any other error there is final too, the result only adds its detail.
+        reported = completed_failure(status)
+        if reported is not None and reported[1]:
+            state, message, kind = reported[0]
+            return JobStatus(state=state, message=message, failure=kind, raw=raw)
+        outcome = await self._outcome(job, reported[0] if reported else None)
         if isinstance(outcome, JobStatus):
             return outcome.model_copy(update={"raw": raw})
         if job.task_id:
@@ -327,6 +375,34 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         if isinstance(video, dict) and isinstance(video.get("url"), str) and video["url"]:
             videos.append(Video(url=video["url"]))
         return VideoResult(job_id=job.id, provider=self.name, videos=videos)
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    @classmethod
+    def parse_callback(cls, payload: Mapping[str, Any]) -> Callback | None:
+        """fal's webhook body: ``request_id`` (the queue's id, our task id) and
+        ``gateway_request_id`` (the last attempt's), ``status`` ``OK`` or ``ERROR``, then
+        ``payload`` (the result, or the error's detail) and ``error`` on ERROR."""
+        request_id = payload.get("request_id")
+        status = payload.get("status")
+        if not isinstance(request_id, str) or not request_id or status not in ("OK", "ERROR"):
+            return None
+        keys = [request_id]
+        gateway = payload.get("gateway_request_id")
+        if isinstance(gateway, str) and gateway and gateway != request_id:
+            keys.append(gateway)
+        return Callback(keys=tuple(keys), state="succeeded" if status == "OK" else "failed")
+
+    async def verify_callback(
+        self, headers: Mapping[str, str], body: bytes, now: float
+    ) -> bool | None:
+        """fal's ED25519 signature (see :mod:`reelgen_fal.webhooks`), with fal's keys fetched
+        by this provider's client and kept a day; None for a request fal did not sign."""
+        if not signed_by_fal(headers):
+            return None
+        keys = await self._jwks.keys(self.http_client)
+        verify_signature(headers, body, keys, now=now)
+        return True
 
     can_cancel = True
 
