@@ -101,12 +101,12 @@ def test_the_fakes_webhook_bodies_are_what_parse_callback_reads(
 class Keys:
     """A provider whose client reaches only a MockTransport serving the fixture JWKS."""
 
-    def __init__(self, *, source: str | None = None) -> None:
+    def __init__(self, *, source: str | None = None, key: str | None = FAKE_FAL_KEY) -> None:
         self.fetches = 0
         self.provider = FalKlingProvider()
         self.provider.transport = httpx.MockTransport(self.handler)
         settings = FalSettings(webhook_jwks=source) if source else FalSettings()
-        self.provider.configure(settings, {"FAL_KEY": FAKE_FAL_KEY})
+        self.provider.configure(settings, {"FAL_KEY": key} if key else {})
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         assert str(request.url) == JWKS_URL
@@ -162,6 +162,28 @@ def test_a_signed_callback_wakes_the_job_and_forgeries_get_401() -> None:
     receiver = serve_fal(keys, check)
     assert receiver.replies == {401: 4, 200: 1}
     assert keys.fetches == 1  # cached
+
+
+@loopback
+def test_a_receiver_without_fal_key_still_checks_fals_signatures() -> None:
+    """`reelgen listen` may run where FAL_KEY is not set: fal's public keys need none, so a
+    signed callback is checked (200 and woken; a forgery 401), not answered with a 500."""
+    keys = Keys(key=None)
+    now = int(time.time())
+    good = body_for()
+
+    async def check(receiver: Receiver) -> None:
+        wake = receiver.hints.register(RID)
+        forged = sign_webhook(FORGER, good, request_id=RID, timestamp=now)
+        assert (await deliver(receiver.url, good, forged)).status_code == 401
+        signed = sign_webhook(FAL_KEY, good, request_id=RID, timestamp=now)
+        reply = await deliver(receiver.url, good, signed)
+        assert reply.status_code == 200, reply.text
+        assert wake.is_set()
+
+    receiver = serve_fal(keys, check)
+    assert receiver.replies == {401: 1, 200: 1}
+    assert keys.fetches == 1
 
 
 @loopback

@@ -396,11 +396,12 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
     async def verify_callback(
         self, headers: Mapping[str, str], body: bytes, now: float
     ) -> bool | None:
-        """fal's ED25519 signature (see :mod:`reelgen_fal.webhooks`), with fal's keys fetched
-        by this provider's client and kept a day; None for a request fal did not sign."""
+        """fal's ED25519 signature (see :mod:`reelgen_fal.webhooks`), with fal's public keys
+        fetched (no FAL_KEY needed: a receiver may run without one) and kept a day; None for a
+        request fal did not sign."""
         if not signed_by_fal(headers):
             return None
-        keys = await self._jwks.keys(self.http_client)
+        keys = await self._jwks.keys(self.make_http_client)
         verify_signature(headers, body, keys, now=now)
         return True
 

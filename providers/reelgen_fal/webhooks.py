@@ -108,8 +108,8 @@ def verify(
 
 
 class JwksCache:
-    """fal's webhook keys, fetched from ``source`` (an http(s) URL, fetched with the
-    provider's client, or a local JWKS file) and kept for :data:`CACHE_SECONDS`."""
+    """fal's webhook keys, fetched from ``source`` (an http(s) URL, fetched with a client
+    made for the purpose by ``client``, or a local JWKS file) and kept for :data:`CACHE_SECONDS`."""
 
     def __init__(self, source: str, clock: Callable[[], float]) -> None:
         self.source = source
@@ -132,9 +132,10 @@ class JwksCache:
         try:
             if not where.startswith(("https://", "http://")):
                 return json.loads(Path(where).expanduser().read_text())
-            response = await client().get(where)  # no key: the JWKS is public
-            response.raise_for_status()
-            return response.json()
+            async with client() as http:  # a client of its own, with no key: the JWKS is public
+                response = await http.get(where)
+                response.raise_for_status()
+                return response.json()
         except (OSError, ValueError, httpx.HTTPError) as exc:
             raise WebhookInvalid(
                 f"cannot read fal's webhook keys from {where} ({type(exc).__name__}); "
