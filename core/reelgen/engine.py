@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from . import framing, job_actions, lifecycle, router, storage
 from .config import Config
 from .errors import BudgetExceeded, ConfigError, InvalidRequest
+from .http import make_client
 from .lifecycle import DEFAULT_TIMEOUT, StatusCallback
 from .models import Attempt, Job, JobMeta, VideoRequest, VideoResult
 from .paths import data_dir
@@ -71,6 +72,7 @@ class Engine:
         self.touched: dict[str, None] = {}
         """Jobs this engine planned or advanced, in order (what an interrupt leaves behind)."""
         self._used: dict[str, VideoProvider] = {}
+        self._downloads: httpx.AsyncClient | None = None
         self._learned: dict[tuple[object, ...], list[float]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -367,10 +369,21 @@ class Engine:
             self.learned(provider, request)
         self._learned[key].append(took)
 
+    def download_client(self) -> httpx.AsyncClient:
+        """The keep-alive client this engine downloads videos with (no provider's keys on
+        it): a worker saving thousands of clips reuses its connections to the video hosts
+        instead of opening one per clip. Closed by :meth:`aclose`."""
+        if self._downloads is None or self._downloads.is_closed:
+            self._downloads = make_client(transport=self.transport)
+        return self._downloads
+
     async def aclose(self) -> None:
         for provider in self._used.values():
             await provider.aclose()
         self._used.clear()
+        if self._downloads is not None:
+            downloads, self._downloads = self._downloads, None
+            await downloads.aclose()
 
     def close(self) -> None:
         if self._store is not None:

@@ -52,7 +52,6 @@ from .errors import (
     Unsupported,
     WaitTimeout,
 )
-from .http import make_client
 from .models import (
     IN_FLIGHT_STATES,
     Attempt,
@@ -615,16 +614,15 @@ async def _save(engine: Engine, job: Job, output: Target | None) -> Job:
             move, the file is still known to be this job's own (see _check_not_foreign)."""
             engine.store.transition(job.id, owned_by=claim, meta={"size": size, "sha256": sha256})
 
-        async with make_client(transport=engine.transport) as client:
-            saved = await storage.save(
-                result.videos[0].url,
-                target,
-                job=job,
-                client=client,
-                waiter=engine.waiter,
-                environ=engine.environ,
-                placing=placing,
-            )
+        saved = await storage.save(
+            result.videos[0].url,
+            target,
+            job=job,
+            client=engine.download_client(),
+            waiter=engine.waiter,
+            environ=engine.environ,
+            placing=placing,
+        )
     except BaseException as exc:
         if not again:  # back to result, for the next try (also after Ctrl-C)
             engine.store.transition(
