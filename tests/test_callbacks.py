@@ -228,6 +228,36 @@ def test_receiver_refuses_a_bad_signature_with_401() -> None:
 
 
 @loopback
+def test_each_providers_own_secret_verifies_its_callbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two providers that sign with Standard Webhooks, each with its own secret (Kling and
+    Replicate, as `reelgen listen` serves them): a callback signed by either one's secret is
+    taken, whichever is asked first; one signed by neither gets 401."""
+    from reelgen_kling.provider import KlingProvider
+    from reelgen_replicate.provider import ReplicateProvider
+
+    kling, replicate = KlingProvider(), ReplicateProvider()
+    kling.configure(kling.settings, {"KLING_WEBHOOK_SECRET": SECRET})
+    replicate.configure(replicate.settings, {"REPLICATE_WEBHOOK_SECRET": OTHER_SECRET})
+    third = "whsec_" + base64.b64encode(b"nobody-s-secret-0123456789abcdef").decode()
+    prediction = {"id": "p-1", "status": "succeeded", "version": "v1", "output": "https://x.test/v"}
+
+    async def check(receiver: Receiver) -> None:
+        receiver.serve_for([kling, replicate])
+        kling_job = receiver.hints.register("t-1", "rg-1")
+        replicate_job = receiver.hints.register("p-1")
+        assert (await post(receiver.url, prediction, secret=third)).status_code == 401
+        assert (await post(receiver.url, prediction)).status_code == 401  # unsigned
+        assert not replicate_job.is_set()
+        assert (await post(receiver.url, prediction, secret=OTHER_SECRET)).status_code == 200
+        assert replicate_job.is_set()
+        assert (await post(receiver.url, task(), secret=SECRET)).status_code == 200
+        assert kling_job.is_set()
+
+    receiver = serve(check)
+    assert receiver.replies == {401: 2, 200: 2}
+
+
+@loopback
 def test_receiver_answers_400_to_garbage() -> None:
     """Non-JSON, a JSON array and an object naming no task get 400; a GET gets 405."""
 

@@ -411,15 +411,24 @@ class Receiver:
             raise _Reply(status, f"not a valid HTTP/1.1 request ({exc})") from None
 
     async def _provider_verified(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """True when a serving provider verified the signature as its own; 401 when one says
-        the request claims its signature and does not verify."""
+        """True when a serving provider verified the signature as its own. A provider that
+        refuses it only answers for itself: another may sign the same way with its own
+        secret (two Standard Webhooks providers), so the request gets 401 only when none of
+        them, nor any configured secret, verifies it."""
+        refused: WebhookInvalid | None = None
         for check in self.verifiers:
             try:
                 if await check(headers, body, self.clock()):
                     return True
             except WebhookInvalid as err:
-                raise _Reply(401, str(err)) from None
-        return False
+                refused = refused or err
+        if refused is None:
+            return False
+        if self.secrets:
+            with contextlib.suppress(_Reply):
+                self._verify(headers, body)
+                return True
+        raise _Reply(401, str(refused))
 
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
         error: WebhookInvalid | None = None
