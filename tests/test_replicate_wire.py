@@ -186,6 +186,10 @@ def test_seedance_takes_image_seed_and_720p(
         ({"model": "kling-v2-5-turbo", "mode": "std"}, "choose pro"),
         ({"model": "kling-v3"}, "unknown model"),
         ({"seed": 7}, "takes no seed"),
+        (
+            {"model": "seedance-1-lite", "image": IMAGE_URL, "negative_prompt": "people"},
+            "takes no negative prompt",
+        ),
         ({"cfg_scale": 0.7}, "ignores `cfg_scale`"),
         ({"callback_url": "http://example.com/hook"}, "https"),
         ({"image": IMAGE_URL, "options": {"image_tail": IMAGE_URL}}, "end frame"),

@@ -45,6 +45,8 @@ class ReplicateModel:
     """The reelgen modes in which the end frame is accepted."""
     seed: bool = False
     """The model takes a ``seed``."""
+    negative_prompt: bool = False
+    """The model takes a ``negative_prompt`` (elsewhere one is refused, never dropped)."""
     fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """Inputs always sent with this model."""
 
@@ -64,6 +66,7 @@ MODELS: dict[str, ReplicateModel] = {
     # (std $0.056/s, pro $0.098/s) stand in, so an estimate is never below what Kling charges.
     "kling-v2-1": ReplicateModel(
         slug="kwaivgi/kling-v2.1",
+        negative_prompt=True,
         modes=MappingProxyType({"std": "standard", "pro": "pro"}),
         prices=MappingProxyType({"std": 0.056, "pro": 0.098}),
         start_field="start_image",
@@ -76,6 +79,7 @@ MODELS: dict[str, ReplicateModel] = {
     # Price *verify*: Kling's published turbo pro price ($0.07/s) stands in.
     "kling-v2-5-turbo": ReplicateModel(
         slug="kwaivgi/kling-v2.5-turbo-pro",
+        negative_prompt=True,
         modes=MappingProxyType({"pro": None}),
         prices=MappingProxyType({"pro": 0.07}),
         start_field="start_image",

@@ -148,6 +148,14 @@ class ReplicateProvider(VideoProvider[ReplicateSettings, ReplicateOptions]):
                 f"{', '.join(takers)}",
                 provider=self.name,
             )
+        if request.negative_prompt and not model.negative_prompt:
+            # dropping it would change the clip a failover asked for: another candidate runs it
+            takers = sorted(n for n, m in MODELS.items() if m.negative_prompt)
+            raise Unsupported(
+                f"replicate {request.model} takes no negative prompt; drop it or choose "
+                f"{', '.join(takers)}",
+                provider=self.name,
+            )
         if request.callback_url and not request.callback_url.startswith("https://"):
             # the create reference: "An HTTPS URL for receiving a webhook"
             raise Unsupported(
@@ -216,7 +224,7 @@ class ReplicateProvider(VideoProvider[ReplicateSettings, ReplicateOptions]):
         wire_mode = model.modes.get(mode)
         if wire_mode is not None:
             body["mode"] = wire_mode
-        if request.negative_prompt and model.owner == "kwaivgi":
+        if request.negative_prompt and model.negative_prompt:
             body["negative_prompt"] = request.negative_prompt
         if request.image is not None:
             assert model.start_field is not None
