@@ -507,7 +507,9 @@ def test_prices_are_fals_published_ones() -> None:
     assert PRICES["kling-v2-1-master"] == {"pro": 0.28}
     assert PRICES["kling-v2-5-turbo"] == {"std": 0.042, "pro": 0.07}
     assert PRICES["kling-v2-6"] == {"pro": 0.07}
-    assert PRICES["kling-v3"] == {"std": 0.084, "pro": 0.112}
+    # v3 pro: the higher of two published copies ($0.112, $0.224), so a budget never passes a
+    # job at half its price
+    assert PRICES["kling-v3"] == {"std": 0.084, "pro": 0.224}
     for (model, mode, _), _endpoint in ENDPOINTS.items():
         assert mode in PRICES[model], (model, mode)  # every tier has a price
 

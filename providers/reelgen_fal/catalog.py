@@ -114,14 +114,15 @@ PRICES: dict[str, dict[str, float]] = {
     "kling-v2-1-master": {"pro": 0.28},  # fal
     "kling-v2-5-turbo": {"std": 0.042, "pro": 0.07},  # fal
     "kling-v2-6": {"pro": 0.07},  # fal (audio off)
-    # fal (audio off): std from the v3 standard text-to-video page, pro from the v3 pro
-    # image-to-video page (*verify*: another copy of that page says $0.224, twice as much)
-    "kling-v3": {"std": 0.084, "pro": 0.112},
+    # fal (audio off): std from the v3 standard text-to-video page. Two copies of the v3 pro
+    # image-to-video page disagree ($0.112 and $0.224): the higher one stands until one is
+    # confirmed, so --max-cost can never let a job through at half its price (*verify*)
+    "kling-v3": {"std": 0.084, "pro": 0.224},
 }
 
 SOUND_PRICES: dict[str, dict[str, float]] = {
     "kling-v2-6": {"pro": 0.14},  # fal
-    "kling-v3": {"std": 0.126, "pro": 0.168},  # fal (pro: *verify*, as above)
+    "kling-v3": {"std": 0.126, "pro": 0.336},  # fal (pro: the higher copy, *verify* as above)
 }
 """USD per second with ``generate_audio`` on (voice control costs more still). reelgen sends
 sound off, so these are for reference and a later ``sound`` option."""
