@@ -103,6 +103,7 @@ class Keys:
 
     def __init__(self, *, source: str | None = None, key: str | None = FAKE_FAL_KEY) -> None:
         self.fetches = 0
+        self.published = FAL_KEY  # the key fal's JWKS lists now
         self.provider = FalKlingProvider()
         self.provider.transport = httpx.MockTransport(self.handler)
         settings = FalSettings(webhook_jwks=source) if source else FalSettings()
@@ -112,7 +113,7 @@ class Keys:
         assert str(request.url) == JWKS_URL
         assert "authorization" not in request.headers  # the key stays with the queue
         self.fetches += 1
-        return httpx.Response(200, json=jwks(FAL_KEY))
+        return httpx.Response(200, json=jwks(self.published))
 
 
 async def deliver(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
@@ -184,6 +185,40 @@ def test_a_receiver_without_fal_key_still_checks_fals_signatures() -> None:
     receiver = serve_fal(keys, check)
     assert receiver.replies == {401: 1, 200: 1}
     assert keys.fetches == 1
+
+
+@loopback
+def test_keys_fal_rotated_are_fetched_again_but_forgeries_cannot_force_fetches() -> None:
+    """fal publishes a new key: a callback signed with it, matching no key in hand, fetches
+    the JWKS again (then 200), but not more often than every five minutes, so a stream of
+    forgeries costs no fetches."""
+    keys = Keys()
+    ahead = [0.0]
+    keys.provider.clock = lambda: time.time() + ahead[0]
+    rotated = webhook_key(11)
+    good = body_for()
+
+    async def check(receiver: Receiver) -> None:
+        wake = receiver.hints.register(RID)
+        now = int(time.time())
+        first = sign_webhook(FAL_KEY, good, request_id=RID, timestamp=now)
+        assert (await deliver(receiver.url, good, first)).status_code == 200
+        assert wake.is_set()
+        keys.published = rotated
+        later = body_for(request_id="req-after-rotation")
+        woken = receiver.hints.register("req-after-rotation")
+        signed = sign_webhook(rotated, later, request_id="req-after-rotation", timestamp=now)
+        assert (await deliver(receiver.url, later, signed)).status_code == 401  # fetched 0 s ago
+        assert keys.fetches == 1
+        ahead[0] = 301.0
+        assert (await deliver(receiver.url, later, signed)).status_code == 200
+        assert woken.is_set() and keys.fetches == 2
+        for _ in range(3):
+            forged = sign_webhook(FORGER, good, request_id=RID, timestamp=now)
+            assert (await deliver(receiver.url, good, forged)).status_code == 401
+        assert keys.fetches == 2
+
+    serve_fal(keys, check)
 
 
 @loopback

@@ -37,7 +37,7 @@ from reelgen.provider import ProviderSettings, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
-from .webhooks import JWKS_URL, JwksCache, signed_by_fal
+from .webhooks import JWKS_URL, JwksCache, NoMatchingKey, signed_by_fal
 from .webhooks import verify as verify_signature
 from .wire_errors import (
     NAME,
@@ -402,7 +402,13 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         if not signed_by_fal(headers):
             return None
         keys = await self._jwks.keys(self.make_http_client)
-        verify_signature(headers, body, keys, now=now)
+        try:
+            verify_signature(headers, body, keys, now=now)
+        except NoMatchingKey:
+            fresh = await self._jwks.keys(self.make_http_client, stale=True)  # rotated?
+            if fresh is keys:
+                raise
+            verify_signature(headers, body, fresh, now=now)
         return True
 
     can_cancel = True

@@ -33,6 +33,11 @@ TOLERANCE = 300.0
 """Seconds a timestamp may be off from our clock, either way."""
 CACHE_SECONDS = 24 * 3600.0
 """How long fetched keys are used before they are fetched again."""
+REFETCH_SECONDS = 300.0
+"""A signature no cached key matches fetches the keys again (fal may have rotated them), at
+most this often: forged callbacks cannot make the receiver fetch on every request."""
+FAILED_SECONDS = 60.0
+"""How long a failed fetch is remembered (its error answered without fetching again)."""
 HEADERS = (
     "x-fal-webhook-request-id",
     "x-fal-webhook-user-id",
@@ -104,27 +109,46 @@ def verify(
             return
         except InvalidSignature:
             continue
-    raise WebhookInvalid("the fal callback's signature matches none of fal's webhook keys")
+    raise NoMatchingKey("the fal callback's signature matches none of fal's webhook keys")
+
+
+class NoMatchingKey(WebhookInvalid):
+    """A well-formed, timely signature that no key in hand verifies (fal may have rotated)."""
 
 
 class JwksCache:
     """fal's webhook keys, fetched from ``source`` (an http(s) URL, fetched with a client
-    made for the purpose by ``client``, or a local JWKS file) and kept for :data:`CACHE_SECONDS`."""
+    made for the purpose by ``client``, or a local JWKS file) and kept for
+    :data:`CACHE_SECONDS`; fetched again sooner (:data:`REFETCH_SECONDS` apart at most) when
+    a signature matches none of them; a failed fetch is remembered :data:`FAILED_SECONDS`."""
 
     def __init__(self, source: str, clock: Callable[[], float]) -> None:
         self.source = source
         self.clock = clock
         self._keys: list[Ed25519PublicKey] = []
         self._fetched_at: float | None = None
+        self._failed: tuple[float, WebhookInvalid] | None = None
 
-    async def keys(self, client: Callable[[], httpx.AsyncClient]) -> list[Ed25519PublicKey]:
+    async def keys(
+        self, client: Callable[[], httpx.AsyncClient], *, stale: bool = False
+    ) -> list[Ed25519PublicKey]:
+        """The keys in hand, fetched when there are none or they are old (``stale``: the
+        caller found them wanting, so fetch unless that was done a moment ago)."""
         now = self.clock()
-        if self._fetched_at is not None and now - self._fetched_at < CACHE_SECONDS:
-            return self._keys
-        keys = keys_from_jwks(await self._load(client))
-        if not keys:
-            raise WebhookInvalid(f"no Ed25519 key in fal's webhook JWKS at {self.source}")
-        self._keys, self._fetched_at = keys, now
+        if self._fetched_at is not None:
+            age = now - self._fetched_at
+            if age < (REFETCH_SECONDS if stale else CACHE_SECONDS):
+                return self._keys
+        if self._failed is not None and now - self._failed[0] < FAILED_SECONDS:
+            raise self._failed[1]
+        try:
+            keys = keys_from_jwks(await self._load(client))
+            if not keys:
+                raise WebhookInvalid(f"no Ed25519 key in fal's webhook JWKS at {self.source}")
+        except WebhookInvalid as err:
+            self._failed = (now, err)
+            raise
+        self._keys, self._fetched_at, self._failed = keys, now, None
         return keys
 
     async def _load(self, client: Callable[[], httpx.AsyncClient]) -> Any:
