@@ -175,7 +175,13 @@ class VeoProvider(VideoProvider[VeoSettings, VeoOptions]):
         return origin(url) is not None and origin(url) == origin(self.settings.api_url)
 
     async def _request(
-        self, method: str, url: str, *, body: dict[str, Any] | None = None, submit: bool = False
+        self,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        submit: bool = False,
+        stream: bool = False,
     ) -> httpx.Response:
         if not self._on_api_host(url):  # the key goes to the Gemini API's host and nowhere else
             raise ProviderUnavailable(
@@ -184,7 +190,7 @@ class VeoProvider(VideoProvider[VeoSettings, VeoOptions]):
         client = self.http_client()
         request = client.build_request(method, url, json=body, headers={KEY_HEADER: self.api_key()})
         with transport_errors(submit=submit):
-            response = await client.send(request, follow_redirects=False)
+            response = await client.send(request, follow_redirects=False, stream=stream)
         return response
 
     def build_body(self, request: VideoRequest) -> dict[str, Any]:
@@ -309,8 +315,8 @@ class VeoProvider(VideoProvider[VeoSettings, VeoOptions]):
                     f"veo: the video URI is not a web address ({uri[:80]!r})", provider=NAME
                 )
             return uri
-        response = await self._request("GET", uri)
-        await response.aclose()  # the body (if any) is the video: the core downloads it
+        response = await self._request("GET", uri, stream=True)
+        await response.aclose()  # unread: a body would be the video, which the core downloads
         if response.status_code in REDIRECTS and response.headers.get("location"):
             target = str(response.url.join(response.headers["location"]))
             if origin(target) is None:
