@@ -520,6 +520,9 @@ class FakeKling(FakeBase[Fault]):
             started = rec.polls >= 1
         if done:
             self._finish(rec)
+            if self.seconds_to_finish is not None:  # it ended then, however late we looked
+                ended = rec.created_s + self.seconds_to_finish
+                self.tasks[rec.task_id]["updated_at"] = int(ended * 1000)
         elif started and status == "submitted":
             self._set_status(rec, "processing")
 

@@ -131,6 +131,34 @@ def test_only_one_of_many_racing_writers_wins(open_log: Opener) -> None:
     assert first.transition("rg-1", owned_by=f"w{wins[0]}", to="queued") is not None
 
 
+def test_racing_merges_lose_no_key(open_log: Opener) -> None:
+    """Eight connections each merge 25 keys into one job's data at once (processes recording
+    what they saw): every key is there after, on either database (no read-modify-write lost
+    to another writer)."""
+    first = open_log()
+    first.add(_job(1))
+    racers, rounds = 8, 25
+    start = threading.Barrier(racers)
+    failures: list[BaseException] = []
+
+    def merge(n: int) -> None:
+        store = open_log()
+        start.wait()
+        try:
+            for i in range(rounds):
+                assert store.transition("rg-1", data={"seen": {f"w{n}-{i}": i}}) is not None
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=merge, args=(n,)) for n in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert len(first.get("rg-1").data["seen"]) == racers * rounds
+
+
 def test_take_over_has_one_winner(open_log: Opener) -> None:
     """A failover is recorded once: a second process's take-over of the same job is refused
     and writes no second successor."""

@@ -74,6 +74,8 @@ class Engine:
         self._used: dict[str, VideoProvider] = {}
         self._downloads: httpx.AsyncClient | None = None
         self._learned: dict[tuple[object, ...], list[float]] = {}
+        self._seen: dict[tuple[object, ...], list[float]] = {}
+        """Durations of jobs that finished while this engine watched (not the job log's)."""
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )  # a lock lives while a step holds it: a long-running engine keeps no lock per job
@@ -368,6 +370,16 @@ class Engine:
         if key not in self._learned:
             self.learned(provider, request)
         self._learned[key].append(took)
+        self._seen.setdefault(key, []).append(took)
+
+    def earliest(self, provider: str, request: VideoRequest) -> float | None:
+        """How soon jobs of this kind have finished lately, as this engine saw them finish
+        (the 10th percentile of the last 20; None before 5 were seen): when the poll window
+        of such a job opens (:func:`reelgen.schedule.next_poll_delay`)."""
+        recent = self._seen.get(_kind(provider, request), [])[-20:]
+        if len(recent) < 5:
+            return None
+        return sorted(recent)[len(recent) // 10]
 
     def download_client(self) -> httpx.AsyncClient:
         """The keep-alive client this engine downloads videos with (no provider's keys on

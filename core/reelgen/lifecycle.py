@@ -494,10 +494,18 @@ def expected_seconds(engine: Engine, job: Job) -> float:
 
 def next_check_in(engine: Engine, job: Job) -> float:
     """Seconds until a job the provider is running is worth asking about again (what a
-    worker that polls once per run re-defers its check by): the learned poll schedule."""
+    worker that polls once per run re-defers its check by): the learned poll schedule, its
+    window opening no sooner than jobs of the kind have lately finished (each check is a
+    queued task, so checks every recent job would have answered "running" are not made)."""
     provider = engine.provider(job.provider)
     expected, samples = _expectation(engine, provider, job)
-    return next_poll_delay(_waited(job), expected, samples=samples, rng=engine.waiter.rng)
+    return next_poll_delay(
+        _waited(job),
+        expected,
+        samples=samples,
+        rng=engine.waiter.rng,
+        earliest=engine.earliest(provider.name, job.request),
+    )
 
 
 async def refresh(engine: Engine, job: Job) -> Job:

@@ -46,7 +46,12 @@ _WINDOWS = ((0.5, 0.08), (0.6, 0.06), (0.75, 0.04))
 
 
 def next_poll_delay(
-    elapsed: float, expected: float, *, samples: int, rng: random.Random | None = None
+    elapsed: float,
+    expected: float,
+    *,
+    samples: int,
+    rng: random.Random | None = None,
+    earliest: float | None = None,
 ) -> float:
     """Seconds to sleep before the next poll of a job that has run ``elapsed`` seconds.
 
@@ -66,6 +71,13 @@ def next_poll_delay(
     the late edge, then every eighth of the overrun, no rarer than :data:`NAIVE_INTERVAL` (or
     the window's gap, if larger). Trusted, a 4 s job is noticed within 0.25 s in about five
     polls, a 240 s one within ~3 s on average in about a dozen.
+
+    ``earliest`` (trusted samples only): how soon jobs of this kind have finished lately, as
+    seen by this process (a low quantile of recent durations). The window then opens there
+    when that is later than its early edge (never later than ``expected``), and the sleep
+    towards it is jittered only upwards: polls that every recent job would have answered
+    "still running" are not made. Where each poll costs a queued task (workers), kinds that
+    take about the same time every run are asked about about once.
     """
     elapsed = max(0.0, elapsed)
     expected = max(0.0, expected)
@@ -78,8 +90,12 @@ def next_poll_delay(
         cap = WINDOW_CAP if samples >= TRUSTED_SAMPLES else LEARNING_CAP
         gap = max(MIN_GAP, min(precision * expected, max(cap, expected / 40)))
         early, late = edge * expected, (2 - edge) * expected
+        if earliest is not None and samples >= TRUSTED_SAMPLES:
+            early = max(early, min(earliest, expected))
         if elapsed < early - gap:
             delay = min(early - elapsed, max(gap, 30.0, expected / 4))
+            if earliest is not None and rng is not None:
+                return delay * (1 + 0.025 * rng.random())  # never before the window opens
         elif elapsed < late:
             delay = gap
         else:

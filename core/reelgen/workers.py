@@ -345,7 +345,7 @@ async def run_worker(
         "queues": ["reelgen"],
         "concurrency": concurrency,
         "wait": wait,
-        "fetch_job_polling_interval": 0.5,  # scheduled checks are found by polling
+        "fetch_job_polling_interval": 0.1,  # scheduled checks are found by polling
         "update_heartbeat_interval": HEARTBEAT,
         "stalled_worker_timeout": STALLED_AFTER,
         "delete_jobs": "successful",

@@ -47,6 +47,37 @@ class Learned:
     samples: int
 
 
+@dataclass(frozen=True)
+class Change:
+    """What :meth:`JobStore.transition` is asked to change, and on what conditions."""
+
+    to: str | None = None
+    from_: Collection[str] | None = None
+    message: str | None = None
+    task_id: str | None = None
+    accepted_at: datetime | None = None
+    superseded_by: str | None = None
+    output: str | None = None
+    meta: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    unsubmitted: bool = False
+    not_superseded: bool = False
+    owned_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    """The UPDATE a change makes (``WHERE id = ?`` last), and the event it adds, if any."""
+
+    sql: str
+    args: list[Any]
+    event: tuple[str, str] | None
+
+
+_CURRENT = "SELECT state, message, task_id, superseded_by, meta, data FROM jobs"
+"""The columns a transition's conditions and merges read."""
+
+
 class StoreBug(RuntimeError):
     """A broken invariant of the job log (an idempotency key used twice): a bug, loud."""
 
@@ -157,55 +188,81 @@ class JobStore(ABC):
         (a None value removes a key), and a known task id, acceptance time or successor is
         never replaced.
         """
-        now = utcnow().isoformat()
+        change = Change(
+            to=to,
+            from_=from_,
+            message=message,
+            task_id=task_id,
+            accepted_at=accepted_at,
+            superseded_by=superseded_by,
+            output=output,
+            meta=meta,
+            data=data,
+            unsubmitted=unsubmitted,
+            not_superseded=not_superseded,
+            owned_by=owned_by,
+        )
+        return self._apply(job_id, change)
+
+    def _apply(self, job_id: str, change: Change) -> Job | None:
+        """:meth:`transition` under a lock on the row (one transaction)."""
         with self._tx() as db:
-            row = db.execute(
-                "SELECT state, message, task_id, superseded_by, meta, data FROM jobs "
-                f"WHERE id = ?{self.lock_row}",
-                (job_id,),
-            ).fetchone()
+            row = db.execute(f"{_CURRENT} WHERE id = ?{self.lock_row}", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"no job {job_id} in the job log", job_id=job_id)
-            if from_ is not None and row["state"] not in from_:
+            write = self._decide(job_id, row, change)
+            if write is None:
                 return None
-            if owned_by is not None and (_owner(row["meta"]) or "") != owned_by:
-                return None
-            if unsubmitted and row["task_id"] is not None:
-                return None
-            if not_superseded and row["superseded_by"] is not None:
-                return None
-            sets = ["updated_at = ?"]
-            args: list[Any] = [now]
-            for column, value in (("state", to), ("message", message), ("output", output)):
-                if value is not None:
-                    sets.append(f"{column} = ?")
-                    args.append(value)
-            for column, value in (
-                ("task_id", task_id),
-                ("accepted_at", accepted_at.isoformat() if accepted_at else None),
-                ("superseded_by", superseded_by),
-            ):
-                if value is not None:
-                    sets.append(f"{column} = COALESCE({column}, ?)")
-                    args.append(value)
-            for column, patch in (("meta", meta), ("data", data)):
-                if patch:
-                    try:
-                        merged = merge_patch(_strict_json(row[column]), _plain(patch))
-                    except ValueError as exc:
-                        raise self._damaged(job_id, exc) from None
-                    sets.append(f"{column} = ?")
-                    args.append(json.dumps(merged, allow_nan=False))
-            update = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
             written = db.execute(
-                update + (" RETURNING *" if self.returning else ""), (*args, job_id)
+                write.sql + (" RETURNING *" if self.returning else ""), (*write.args, job_id)
             )
             stored = written.fetchone() if self.returning else None
-            state = to if to is not None else row["state"]
-            said = message if message is not None else row["message"]
-            if (state, said) != (row["state"], row["message"]):
-                self._event(db, job_id, state, said)
+            if write.event is not None:
+                self._event(db, job_id, *write.event)
         return self._job(stored, job_id) if stored is not None else self.get(job_id)
+
+    def _decide(self, job_id: str, row: Any, change: Change) -> Write | None:
+        """What ``change`` writes to a job whose row (:data:`_CURRENT`'s columns) is ``row``;
+        None when its conditions do not hold there."""
+        if change.from_ is not None and row["state"] not in change.from_:
+            return None
+        if change.owned_by is not None and (_owner(row["meta"]) or "") != change.owned_by:
+            return None
+        if change.unsubmitted and row["task_id"] is not None:
+            return None
+        if change.not_superseded and row["superseded_by"] is not None:
+            return None
+        sets = ["updated_at = ?"]
+        args: list[Any] = [utcnow().isoformat()]
+        for column, value in (
+            ("state", change.to),
+            ("message", change.message),
+            ("output", change.output),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        accepted = change.accepted_at.isoformat() if change.accepted_at else None
+        for column, value in (
+            ("task_id", change.task_id),
+            ("accepted_at", accepted),
+            ("superseded_by", change.superseded_by),
+        ):
+            if value is not None:
+                sets.append(f"{column} = COALESCE({column}, ?)")
+                args.append(value)
+        for column, patch in (("meta", change.meta), ("data", change.data)):
+            if patch:
+                try:
+                    merged = merge_patch(_strict_json(row[column]), _plain(patch))
+                except ValueError as exc:
+                    raise self._damaged(job_id, exc) from None
+                sets.append(f"{column} = ?")
+                args.append(json.dumps(merged, allow_nan=False))
+        state = change.to if change.to is not None else row["state"]
+        said = change.message if change.message is not None else row["message"]
+        event = (state, said) if (state, said) != (row["state"], row["message"]) else None
+        return Write(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", args, event)
 
     def drop(self, job_id: str) -> None:
         """Remove a job and its history from the log (a damaged row the user forgets)."""
