@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,12 @@ SWEEP_CRON = "* * * * * */10"
 """The sweep runs every ten seconds (a sixth cron column: seconds)."""
 RETRY_LATER = 30.0
 """Seconds before a task that met a transient failure (network, outage) runs again."""
+FETCH_POLLING = 1.0
+"""Seconds between a worker's looks for due tasks it was not woken for (each look costs a
+query and a few ms of CPU; a worker wakes itself for the tasks it deferred)."""
+WAKE_MARGIN = 0.02
+"""Seconds after a deferred task's due time its worker wakes (the task must be due when the
+fetch reaches the database)."""
 
 
 def queue_store(store: JobStore) -> Accounts:
@@ -281,14 +287,18 @@ async def listen(engine: Engine, host: str, port: int) -> None:
         await asyncio.Event().wait()
 
 
-def make_app(engine: Engine) -> procrastinate.App:
-    """The Procrastinate app for ``engine``'s job log, with reelgen's tasks registered."""
+def make_app(
+    engine: Engine, *, on_deferred: Callable[[float], None] | None = None
+) -> procrastinate.App:
+    """The Procrastinate app for ``engine``'s job log, with reelgen's tasks registered
+    (``on_deferred``: told the delay of each task the tasks defer for later)."""
     import procrastinate
 
     from .store.postgres import PostgresJobStore
     from .store.queue import CHECK, QUEUE, SAVE, SUBMIT
 
     accounts = queue_store(engine.store)
+    accounts.on_deferred = on_deferred
     assert isinstance(engine.store, PostgresJobStore)
     steps = Steps(engine, accounts)
     app = procrastinate.App(
@@ -340,12 +350,27 @@ async def run_worker(
 
     from procrastinate.worker import Worker
 
-    app = make_app(engine)
+    loop = asyncio.get_running_loop()
+    current: Any = None
+
+    def wake() -> None:
+        """Make the worker fetch now: Procrastinate 3 wakes its fetch loop with this event
+        on a new job's notification, but a task deferred for later sends none when due."""
+        event = getattr(current, "_new_job_event", None)
+        if isinstance(event, asyncio.Event):
+            event.set()
+
+    def wake_in(delay: float) -> None:
+        loop.call_later(delay + WAKE_MARGIN, wake)
+
+    app = make_app(engine, on_deferred=wake_in)
     options: dict[str, Any] = {
         "queues": ["reelgen"],
         "concurrency": concurrency,
         "wait": wait,
-        "fetch_job_polling_interval": 0.1,  # scheduled checks are found by polling
+        # tasks this worker deferred for later wake it when due (wake_in); polling finds
+        # the rest (those of a worker that died, a version of Procrastinate without the event)
+        "fetch_job_polling_interval": FETCH_POLLING,
         "update_heartbeat_interval": HEARTBEAT,
         "stalled_worker_timeout": STALLED_AFTER,
         "delete_jobs": "successful",
@@ -353,9 +378,7 @@ async def run_worker(
     }
     if name:
         options["name"] = name
-    loop = asyncio.get_running_loop()
     stopping = False
-    current: Any = None
 
     def stop() -> None:
         nonlocal stopping

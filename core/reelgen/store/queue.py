@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 
 from ..models import Job, utcnow
 from .base import Db, StoreBug, _read
@@ -32,14 +32,19 @@ def defer(
     db: Db, task: str, job_id: str, *, delay: float = 0.0, queueing_lock: str | None = None
 ) -> None:
     """Defer a Procrastinate task for ``job_id`` inside the caller's transaction. Every task of
-    one job shares the job's lock, so no two of them ever run at once."""
-    at: datetime | None = None
-    if delay > 0:
-        at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+    one job shares the job's lock, so no two of them ever run at once. A delay counts on the
+    database's clock (which workers fetch by), not this machine's."""
     db.execute(
-        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, ?, ?::jsonb, ?)"
-        "::procrastinate_job_to_defer_v1])",
-        (QUEUE, task, job_id, queueing_lock, json.dumps({"job_id": job_id}), at),
+        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, ?, ?::jsonb, "
+        "clock_timestamp() + ?::float8 * interval '1 second')::procrastinate_job_to_defer_v1])",
+        (
+            QUEUE,
+            task,
+            job_id,
+            queueing_lock,
+            json.dumps({"job_id": job_id}),
+            delay if delay > 0 else None,
+        ),
     )
 
 
@@ -88,6 +93,9 @@ class Accounts:
 
     def __init__(self, store: PostgresJobStore) -> None:
         self.store = store
+        self.on_deferred: Callable[[float], None] | None = None
+        """Told the delay of each task deferred for later, once it is written (a worker wakes
+        itself then, instead of finding it by polling)."""
 
     def enqueue(self, jobs: Iterable[Job], ceilings: dict[str, int]) -> list[Job]:
         """Write planned jobs and queue them, in one transaction: each waits for a slot of
@@ -232,8 +240,10 @@ class Accounts:
             )
 
     def _defer(self, task: str, job: Job, delay: float) -> None:
-        with self.store._tx() as db:
-            defer(db, task, job.id, delay=delay)
+        with self.store._writing():  # one statement: no transaction around it
+            defer(self.store._read_db(), task, job.id, delay=delay)
+        if delay > 0 and self.on_deferred is not None:
+            self.on_deferred(delay)
 
     def defer_submit(self, job: Job, *, delay: float = 0.0) -> None:
         self._defer(SUBMIT, job, delay)
