@@ -131,6 +131,19 @@ def test_only_one_of_many_racing_writers_wins(open_log: Opener) -> None:
     assert first.transition("rg-1", owned_by=f"w{wins[0]}", to="queued") is not None
 
 
+def test_a_copy_another_process_changed_never_decides(open_log: Opener) -> None:
+    """A process that read a job (and keeps that row in hand) while another moved it on:
+    its change is decided on the row as stored now, never on its stale copy."""
+    a, b = open_log(), open_log()
+    a.add(_job(1))
+    assert a.get("rg-1").state == "planned"
+    assert b.transition("rg-1", from_={"planned"}, to="submitting", data={"by": "b"})
+    assert a.transition("rg-1", from_={"planned"}, to="failed") is None
+    assert a.transition("rg-1", unsubmitted=True, data={"by": "a"}) is not None
+    stored = b.get("rg-1")
+    assert (stored.state, stored.data) == ("submitting", {"by": "a"})
+
+
 def test_racing_merges_lose_no_key(open_log: Opener) -> None:
     """Eight connections each merge 25 keys into one job's data at once (processes recording
     what they saw): every key is there after, on either database (no read-modify-write lost

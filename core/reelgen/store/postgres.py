@@ -8,6 +8,7 @@ write is one transaction that locks the job's row (``SELECT ... FOR UPDATE``), w
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -22,6 +23,11 @@ from ..models import Job, utcnow
 from .base import _CURRENT, Change, Cursor, Db, JobStore, StoreBug
 
 SCHEMA_VERSION = 2
+
+SEEN_JOBS = 4096
+"""Jobs whose last-seen row a store keeps to try compare-and-set on without a read."""
+CURRENT_COLUMNS = ("state", "message", "task_id", "superseded_by", "meta", "data")
+"""The columns of :data:`reelgen.store.base._CURRENT`, in its order."""
 
 MIGRATION_LOCK = 0x7265656C67656E  # pg_advisory_xact_lock key while migrating ("reelgen")
 
@@ -102,6 +108,9 @@ class PostgresJobStore(JobStore):
         self.where = redact(url)
         self._conn: psycopg.Connection[Any] | None = None
         self._ensured: set[str] = set()
+        self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """The columns a transition reads (:data:`_CURRENT`), as last read or written here,
+        per job: the snapshot the next compare-and-set of that job tries first."""
         self._connect()
         try:
             self._migrate()
@@ -165,18 +174,24 @@ class PostgresJobStore(JobStore):
 
     def _compare_and_set(self, db: Db, job_id: str, change: Change) -> Job | Literal[False] | None:
         """One try of :meth:`_apply`: the job as written, None when the change's conditions do
-        not hold, False when another writer moved the row between the read and the write."""
-        row = db.execute(f"{_CURRENT} WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise JobNotFound(f"no job {job_id} in the job log", job_id=job_id)
-        write = self._decide(job_id, row, change)
-        if write is None:
-            return None
+        not hold, False when another writer moved the row between the read and the write.
+        The row as this store last saw it is tried first, without a read: when it is stale,
+        the write misses and the next try reads."""
+        row: Any = self._seen.pop(job_id, None)
+        write = self._decide(job_id, row, change) if row is not None else None
+        if write is None:  # nothing in hand, or its conditions fail: decide on the stored row
+            row = db.execute(f"{_CURRENT} WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"no job {job_id} in the job log", job_id=job_id)
+            write = self._decide(job_id, row, change)
+            if write is None:
+                self._remember(job_id, row)
+                return None
         unchanged = (
             "state = ? AND message = ? AND task_id IS NOT DISTINCT FROM ? AND "
             "superseded_by IS NOT DISTINCT FROM ? AND meta = ? AND data = ?"
         )
-        seen = [row[c] for c in ("state", "message", "task_id", "superseded_by", "meta", "data")]
+        seen = [row[c] for c in CURRENT_COLUMNS]
         sql = f"WITH moved AS ({write.sql} AND {unchanged} RETURNING *)"
         args = [*write.args, job_id, *seen]
         if write.event is not None:
@@ -187,6 +202,16 @@ class PostgresJobStore(JobStore):
             args += [utcnow().isoformat(), *write.event]
         stored = db.execute(f"{sql} SELECT * FROM moved", args).fetchone()
         return False if stored is None else self._job(stored, job_id)
+
+    def _job(self, row: Any, job_id: str) -> Job:
+        self._remember(job_id, row)
+        return super()._job(row, job_id)
+
+    def _remember(self, job_id: str, row: Any) -> None:
+        self._seen[job_id] = {c: row[c] for c in CURRENT_COLUMNS}
+        self._seen.move_to_end(job_id)
+        while len(self._seen) > SEEN_JOBS:
+            self._seen.popitem(last=False)
 
     def ensure_script(self, marker: str, script: Callable[[], str]) -> None:
         """Run ``script()`` (many statements, no parameters) once, under the migration lock,
