@@ -229,3 +229,37 @@ class DownloadError(OperationalError):
 class UploadError(DownloadError):
     """The verified video could not be put in object storage (``s3://``); it is kept on disk
     and the message says where, and how to upload it later."""
+
+
+StatusEntry = tuple[type[ReelgenError], str, bool]
+"""How a provider reads an HTTP error status: the error, what to tell the user, retryable."""
+
+
+def http_statuses(vendor: str, keys_hint: str, credential: str = "key") -> dict[int, StatusEntry]:
+    """What the usual error statuses of a vendor's JSON API mean, worded for ``vendor``
+    (``keys_hint`` says how to fix a refused ``credential``). A provider's ``wire_errors``
+    starts from this and states what its API says differently."""
+    return {
+        400: (InvalidRequest, f"{vendor} refused the request", False),
+        401: (AuthenticationError, f"{vendor} rejected the {credential}; {keys_hint}", False),
+        402: (AccountError, f"the {vendor} account cannot pay for this", False),
+        403: (
+            AuthenticationError,
+            f"{vendor} refused access with this {credential}; {keys_hint}",
+            False,
+        ),
+        404: (InvalidRequest, f"{vendor} does not know this model or request", False),
+        408: (ProviderTimeout, f"{vendor} timed out waiting for the request", True),
+        413: (
+            InvalidRequest,
+            f"the request is too large for {vendor}; give the image as an https URL instead "
+            "of a file",
+            False,
+        ),
+        422: (InvalidRequest, f"{vendor} refused the input", False),
+        429: (RateLimited, f"{vendor} asks to slow down; backing off", True),
+        500: (ProviderUnavailable, f"{vendor} server error", True),
+        502: (ProviderUnavailable, f"{vendor}'s gateway failed", True),
+        503: (ProviderUnavailable, f"{vendor} is unavailable", True),
+        504: (ProviderUnavailable, f"{vendor}'s gateway timed out", True),
+    }

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Generic, cast
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
 
 from .capabilities import Capabilities as Capabilities
@@ -43,6 +43,17 @@ def path_option(description: str, **kwargs: Any) -> Any:
 
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """USD per second of video: finite and not negative."""
+
+
+def _service_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"must be an http(s) URL, not {value!r}")
+    return value.rstrip("/")
+
+
+ServiceUrl = Annotated[str, AfterValidator(_service_url)]
+"""A setting naming where a provider's service is (its API host, e.g. moved to a proxy or a
+fake): an http(s) URL, kept without a trailing slash."""
 
 
 class ProviderSettings(BaseModel):

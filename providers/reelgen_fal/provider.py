@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelgen.errors import (
     InvalidRequest,
@@ -33,7 +33,7 @@ from reelgen.models import (
     VideoRequest,
     VideoResult,
 )
-from reelgen.provider import ProviderSettings, VideoProvider, path_option
+from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
@@ -62,7 +62,7 @@ MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 class FalSettings(ProviderSettings):
-    queue_url: str = Field(
+    queue_url: ServiceUrl = Field(
         default=DEFAULT_QUEUE_URL, description="fal's queue host (FAL_QUEUE_URL)."
     )
     webhook_jwks: str = Field(
@@ -71,13 +71,6 @@ class FalSettings(ProviderSettings):
         description="Where fal's webhook signing keys are: a JWKS URL or a local JWKS file "
         "(FAL_WEBHOOK_JWKS).",
     )
-
-    @field_validator("queue_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL such as {DEFAULT_QUEUE_URL}, not {value!r}")
-        return value.rstrip("/")
 
 
 class FalKlingOptions(BaseModel):

@@ -25,13 +25,14 @@ import httpx
 
 from reelgen.errors import (
     AccountError,
-    AuthenticationError,
     ContentPolicyError,
     InvalidRequest,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     ReelgenError,
+    StatusEntry,
+    http_statuses,
 )
 from reelgen.http import retry_after
 from reelgen.http import transport_errors as http_transport_errors
@@ -43,24 +44,9 @@ CONTENT_POLICY_TYPES = frozenset({"content_policy_violation"})
 CANCELLED = "client_cancelled"
 
 # status -> (error class, what to tell the user, retryable unless the header says otherwise)
-STATUSES: dict[int, tuple[type[ReelgenError], str, bool]] = {
-    400: (InvalidRequest, "fal refused the request", False),
-    401: (AuthenticationError, f"fal rejected the key; {KEYS_HINT}", False),
+STATUSES: dict[int, StatusEntry] = {
+    **http_statuses("fal", KEYS_HINT),
     402: (AccountError, "the fal account cannot pay for this; top up in fal's dashboard", False),
-    403: (AuthenticationError, f"fal refused access with this key; {KEYS_HINT}", False),
-    404: (InvalidRequest, "fal does not know this model or request", False),
-    408: (ProviderTimeout, "fal timed out waiting for the request", True),
-    413: (
-        InvalidRequest,
-        "the request is too large for fal; give the image as an https URL instead of a file",
-        False,
-    ),
-    422: (InvalidRequest, "fal refused the input", False),
-    429: (RateLimited, "fal asks to slow down; backing off", True),
-    500: (ProviderUnavailable, "fal server error", True),
-    502: (ProviderUnavailable, "fal's gateway failed", True),
-    503: (ProviderUnavailable, "fal is unavailable", True),
-    504: (ProviderUnavailable, "fal's gateway timed out", True),
 }
 
 # A submission answered with one of these may still have been queued: never resend it blindly.

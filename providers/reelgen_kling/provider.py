@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reelgen.errors import InvalidRequest, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
@@ -22,7 +22,7 @@ from reelgen.models import (
     VideoRequest,
     VideoResult,
 )
-from reelgen.provider import ProviderSettings, VideoProvider
+from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider
 from reelgen.validation import check_image, is_url
 
 from .auth import KlingAuth
@@ -75,17 +75,10 @@ def _absolute_files(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class KlingSettings(ProviderSettings):
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="API host (KLING_BASE_URL).")
+    base_url: ServiceUrl = Field(default=DEFAULT_BASE_URL, description="API host (KLING_BASE_URL).")
     expected_seconds: float | None = Field(
         default=None, gt=0, description="Typical processing time of a 5 s std clip."
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL such as {DEFAULT_BASE_URL}, not {value!r}")
-        return value
 
 
 class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelgen.errors import InvalidRequest, JobFailed, ProviderUnavailable, Unsupported
 from reelgen.http import make_client
 from reelgen.models import Callback, Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
-from reelgen.provider import ProviderSettings, VideoProvider, path_option
+from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider, path_option
 from reelgen.validation import check_image, inspect_image, is_url
 
 from .catalog import CAPABILITIES, MODELS, RESULT_TTL, ReplicateModel, modes_for
@@ -53,16 +53,9 @@ MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 class ReplicateSettings(ProviderSettings):
-    base_url: str = Field(
+    base_url: ServiceUrl = Field(
         default=DEFAULT_BASE_URL, description="Replicate's API root (REPLICATE_BASE_URL)."
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL such as {DEFAULT_BASE_URL}, not {value!r}")
-        return value.rstrip("/")
 
 
 class ReplicateOptions(BaseModel):

@@ -26,10 +26,10 @@ from reelgen.errors import (
     AuthenticationError,
     ContentPolicyError,
     InvalidRequest,
-    ProviderTimeout,
     ProviderUnavailable,
-    RateLimited,
     ReelgenError,
+    StatusEntry,
+    http_statuses,
 )
 from reelgen.http import retry_after
 from reelgen.http import transport_errors as http_transport_errors
@@ -39,9 +39,8 @@ KEYS_HINT = "check REPLICATE_API_TOKEN or run `reelgen keys set replicate`"
 CONTENT_ADVICE = "refused by Replicate's safety checker; change the prompt or image"
 
 # status -> (error class, what to tell the user, retryable)
-STATUSES: dict[int, tuple[type[ReelgenError], str, bool]] = {
-    400: (InvalidRequest, "Replicate refused the request", False),
-    401: (AuthenticationError, f"Replicate rejected the API token; {KEYS_HINT}", False),
+STATUSES: dict[int, StatusEntry] = {
+    **http_statuses("Replicate", KEYS_HINT, "API token"),
     # *verify*: the status Replicate gives when the account has no credit left
     402: (
         AccountError,
@@ -51,18 +50,6 @@ STATUSES: dict[int, tuple[type[ReelgenError], str, bool]] = {
     ),
     403: (AuthenticationError, f"Replicate refused access with this token; {KEYS_HINT}", False),
     404: (InvalidRequest, "Replicate does not know this model or prediction", False),
-    408: (ProviderTimeout, "Replicate timed out waiting for the request", True),
-    413: (
-        InvalidRequest,
-        "the request is too large for Replicate; give the image as an https URL instead of a file",
-        False,
-    ),
-    422: (InvalidRequest, "Replicate refused the input", False),
-    429: (RateLimited, "Replicate asks to slow down; backing off", True),
-    500: (ProviderUnavailable, "Replicate server error", True),
-    502: (ProviderUnavailable, "Replicate's gateway failed", True),
-    503: (ProviderUnavailable, "Replicate is unavailable", True),
-    504: (ProviderUnavailable, "Replicate's gateway timed out", True),
 }
 
 MAYBE_ACCEPTED_ON_SUBMIT = frozenset({500, 502, 504})

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelgen.errors import InvalidRequest, JobFailed, ProviderUnavailable, Unsupported
 from reelgen.models import Job, JobStatus, Video, VideoRequest, VideoResult
-from reelgen.provider import ProviderSettings, VideoProvider
+from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider
 from reelgen.validation import inspect_image
 
 from .catalog import CAPABILITIES, HD, LANDSCAPE, MODELS, PORTRAIT, RESULT_TTL, VeoModel
@@ -43,16 +43,9 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class VeoSettings(ProviderSettings):
-    api_url: str = Field(
+    api_url: ServiceUrl = Field(
         default=DEFAULT_API_URL, description="The Gemini API's host (VEO_API_URL)."
     )
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL such as {DEFAULT_API_URL}, not {value!r}")
-        return value.rstrip("/")
 
 
 class VeoOptions(BaseModel):
