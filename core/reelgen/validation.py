@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,25 @@ class ProviderDefaults(Protocol):
 
 def is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
+
+
+IMAGE_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+def inline_image(image: str) -> tuple[str, str]:
+    """A local image as providers send a picture inline: its MIME type and its bytes in
+    base64 (read from the file's header; InvalidRequest when it is not an image)."""
+    path = Path(image).expanduser()
+    mime = IMAGE_MIME.get(inspect_image(path).format, "application/octet-stream")
+    return mime, base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def image_data_uri(image: str) -> str:
+    """An http(s) URL as it is; a local image as a ``data:`` URI."""
+    if is_url(image):
+        return image
+    mime, data = inline_image(image)
+    return f"data:{mime};base64,{data}"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ its status may say so (``error`` / ``error_type``), else only its result does.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +33,7 @@ from reelgen.models import (
     VideoResult,
 )
 from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider, path_option
-from reelgen.validation import check_image, inspect_image, is_url
+from reelgen.validation import check_image, image_data_uri, is_url
 
 from .catalog import CAPABILITIES, ENDPOINTS, I2V, T2V, Endpoint, Kind, modes_for
 from .webhooks import JWKS_URL, JwksCache, NoMatchingKey, signed_by_fal
@@ -57,8 +56,6 @@ STATES: dict[str, TaskState] = {
     "IN_PROGRESS": "running",
     "COMPLETED": "succeeded",  # or failed: decided by the result, see poll()
 }
-
-MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 class FalSettings(ProviderSettings):
@@ -234,11 +231,7 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
         base64-encoded in the JSON body (a 10 MB picture makes a ~13.4 MB request), and a
         host that refuses it answers 413, which says to pass an https URL instead.
         """
-        if is_url(image):
-            return image
-        path = Path(image).expanduser()
-        mime = MIME.get(inspect_image(path).format, "application/octet-stream")
-        return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        return image_data_uri(image)
 
     def build_input(self, request: VideoRequest) -> dict[str, Any]:
         endpoint = self.endpoint(request)

@@ -15,7 +15,6 @@ again (the core keeps the job uncertain for ``reelgen wait``).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +26,7 @@ from reelgen.errors import InvalidRequest, JobFailed, ProviderUnavailable, Unsup
 from reelgen.http import make_client
 from reelgen.models import Callback, Job, JobStatus, TaskState, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider, path_option
-from reelgen.validation import check_image, inspect_image, is_url
+from reelgen.validation import check_image, image_data_uri, is_url
 
 from .catalog import CAPABILITIES, MODELS, RESULT_TTL, ReplicateModel, modes_for
 from .wire_errors import NAME, check, prediction_failure, transport_errors
@@ -48,8 +47,6 @@ STATES: dict[str, TaskState] = {
 WEBHOOK_EVENTS = ("completed",)
 """Only the final state: the core confirms with a query of its own, so ``start``/``output``/
 ``logs`` deliveries would only cost queries."""
-
-MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 class ReplicateSettings(ProviderSettings):
@@ -202,11 +199,7 @@ class ReplicateProvider(VideoProvider[ReplicateSettings, ReplicateOptions]):
         answers 413, which says to pass an https URL instead. (Replicate's files API would
         take large files, at the cost of a second upload call per job; not used.)
         """
-        if is_url(image):
-            return image
-        path = Path(image).expanduser()
-        mime = MIME.get(inspect_image(path).format, "application/octet-stream")
-        return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        return image_data_uri(image)
 
     def build_input(self, request: VideoRequest) -> dict[str, Any]:
         """The model's ``input`` for a validated request (field names per model)."""

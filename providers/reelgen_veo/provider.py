@@ -16,7 +16,6 @@ host, a log line or the job log.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reelgen.errors import InvalidRequest, JobFailed, ProviderUnavailable, Unsupported
 from reelgen.models import Job, JobStatus, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider
-from reelgen.validation import inspect_image
+from reelgen.validation import inline_image, inspect_image
 
 from .catalog import CAPABILITIES, HD, LANDSCAPE, MODELS, PORTRAIT, RESULT_TTL, VeoModel
 from .wire_errors import NAME, check, error_for, filtered, operation_failure, transport_errors
@@ -38,7 +37,6 @@ API_VERSION = "v1beta"
 KEY_HEADER = "x-goog-api-key"
 OPERATION_NAME = re.compile(r"models/[A-Za-z0-9._-]+/operations/[A-Za-z0-9._-]+")
 """What a Veo operation name looks like; anything else is never fetched with our key."""
-MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -194,11 +192,8 @@ class VeoProvider(VideoProvider[VeoSettings, VeoOptions]):
         if request.prompt:
             instance["prompt"] = request.prompt
         if request.image is not None:
-            path = Path(request.image)
-            instance["image"] = {
-                "bytesBase64Encoded": base64.b64encode(path.read_bytes()).decode("ascii"),
-                "mimeType": MIME[inspect_image(path).format],
-            }
+            mime, data = inline_image(request.image)
+            instance["image"] = {"bytesBase64Encoded": data, "mimeType": mime}
         duration = request.duration or self.capabilities.default_duration
         parameters: dict[str, Any] = {
             "aspectRatio": self.aspect_ratio(request),
