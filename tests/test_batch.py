@@ -302,6 +302,38 @@ def test_path_options_resolve_against_the_manifest_folder_too(
     assert base64.b64decode(sent) == (folder / "shots" / "end.jpg").read_bytes()
 
 
+def test_files_nested_in_options_resolve_against_the_manifest_folder(
+    cli: Cli, kling: FakeKling, make_image, tmp_path: Path
+) -> None:
+    """A file a provider takes deeper in its options (each motion-brush group's mask) is read
+    beside the manifest as well, and an output may not land on it."""
+    folder = tmp_path / "project"
+    (folder / "shots").mkdir(parents=True)
+    (folder / "shots" / "a.jpg").write_bytes(make_image(1280, 720, name="a.jpg").read_bytes())
+    mask = make_image(640, 360, "PNG", name="move.png").read_bytes()
+    (folder / "shots" / "move.png").write_bytes(mask)
+    path = [{"x": 10, "y": 10}, {"x": 200, "y": 100}]
+    line = {"id": "a", "image": "shots/a.jpg", "prompt": "x", "model": "kling-v1"}
+    line["options"] = {"dynamic_masks": [{"mask": "shots/move.png", "trajectories": path}]}
+    manifest = write_manifest(folder / "m.jsonl", [line])
+    result = cli("batch", str(manifest), "--out-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output + result.stderr
+    [create] = posts(kling)
+    sent = json.loads(create.content)["dynamic_masks"][0]["mask"]
+    assert base64.b64decode(sent) == mask
+    # the mask as a job's output: refused before anything is paid, the mask left as it was
+    options = json.dumps([{"mask": str(folder / "shots" / "move.png"), "trajectories": path}])
+    shot, out = folder / "shots" / "a.jpg", folder / "shots" / "move.png"
+    result = cli(
+        "generate", str(shot), "-p", "x", "-P", "kling", "--model", "kling-v1",
+        "--option", f"dynamic_masks={options}", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "input" in result.stderr
+    assert (folder / "shots" / "move.png").read_bytes() == mask
+    assert len(posts(kling)) == 1
+
+
 def test_text_to_video_lines_have_no_image(cli: Cli, kling: FakeKling, tmp_path: Path) -> None:
     """A line without "image" is text-to-video."""
     manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "t", "prompt": "a red kite"}])

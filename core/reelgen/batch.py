@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -37,6 +37,7 @@ from .store import DamagedRow
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .provider import VideoProvider
     from .router import Prepared
 
 MANIFEST_FIELDS = (
@@ -68,9 +69,10 @@ class ManifestLine(BaseModel):
     seed: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
-    def request(self, base: Path, path_options: Collection[str] = ()) -> VideoRequest:
+    def request(self, base: Path, providers: Iterable[type[VideoProvider]] = ()) -> VideoRequest:
         """The line's request, local files (the image, and the options the route's providers
-        declare as paths) resolved against the manifest's folder ``base``."""
+        say name files: :meth:`VideoProvider.map_paths`) resolved against the manifest's
+        folder ``base``."""
 
         def resolve(value: str) -> str:
             if value.startswith(("http://", "https://")):
@@ -79,10 +81,9 @@ class ManifestLine(BaseModel):
             return str(path if path.is_absolute() else base / path)
 
         image = resolve(self.image) if self.image else self.image
-        options = {
-            k: resolve(v) if k in path_options and isinstance(v, str) and v else v
-            for k, v in self.options.items()
-        }
+        options = dict(self.options)
+        for provider in providers:
+            options = provider.map_paths(options, resolve)
         return VideoRequest(
             image=image,
             prompt=self.prompt,
@@ -208,8 +209,7 @@ def load(
             continue
         try:
             route = router.resolve_route(engine, route=line.route, provider=line.provider)
-            paths = {o for name in route.providers for o in engine.provider(name).path_options()}
-            request = line.request(base, paths)
+            request = line.request(base, [type(engine.provider(n)) for n in route.providers])
             if callback_url:
                 request = request.model_copy(update={"callback_url": callback_url})
             limit = engine.max_cost(max_cost, route_limit=route.max_cost)

@@ -287,8 +287,14 @@ class Engine:
             batch=batch,
             item=item,
         )
-        paths = {o for c in candidates for o in c.provider.path_options()}
-        inputs = [request.image, *(v for k, v in request.options.items() if k in paths)]
+        inputs = [request.image]
+
+        def note(value: str) -> str:
+            inputs.append(value)
+            return value
+
+        for candidate in candidates:  # the option files each provider would send
+            candidate.provider.map_paths(request.options, note)
         storage.check(
             storage.parse(job.meta.target or ""),
             inputs=[i for i in inputs if isinstance(i, str) and i],

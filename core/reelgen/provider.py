@@ -194,6 +194,17 @@ class VideoProvider(ABC, Generic[SettingsT, OptionsT]):
             and field.json_schema_extra.get(PATH_OPTION)
         )
 
+    @classmethod
+    def map_paths(cls, options: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+        """``options`` with ``fn`` applied to each value that names a local file or a URL
+        (the :data:`PATH_OPTION` fields): how the core resolves them against a manifest's
+        folder and keeps outputs off them. A provider whose options hold files deeper down
+        (in a list, say) extends this, so those are resolved and protected too."""
+        paths = cls.path_options()
+        return {
+            k: fn(v) if k in paths and isinstance(v, str) and v else v for k, v in options.items()
+        }
+
     def options_for(self, request: VideoRequest) -> OptionsT:
         """The request's options as this provider's ``options_model`` (defaults filled in)."""
         parsed = self.parse_options(request.options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,24 +56,6 @@ def _absolute(value: str) -> str:
     return value if is_url(value) else str(Path(value).expanduser().resolve())
 
 
-def _absolute_files(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` with every local file (end frame, masks) made absolute, so a job recovered
-    later, from another folder, sends the same pictures (as the core does for the image)."""
-    fixed = dict(options)
-    for name in ("image_tail", "static_mask"):
-        if isinstance(fixed.get(name), str) and fixed[name]:
-            fixed[name] = _absolute(fixed[name])
-    dynamic = fixed.get("dynamic_masks")
-    if isinstance(dynamic, list):
-        fixed["dynamic_masks"] = [
-            {**item, "mask": _absolute(item["mask"])}
-            if isinstance(item, Mapping) and isinstance(item.get("mask"), str)
-            else item
-            for item in dynamic
-        ]
-    return fixed
-
-
 class KlingSettings(ProviderSettings):
     base_url: ServiceUrl = Field(default=DEFAULT_BASE_URL, description="API host (KLING_BASE_URL).")
     expected_seconds: float | None = Field(
@@ -113,6 +95,20 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
         self._auth = None  # new keys: never reuse a token signed with other ones
         self._finished = {}
 
+    @classmethod
+    def map_paths(cls, options: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+        """The end frame and the static mask, and each motion-brush group's mask file."""
+        mapped = super().map_paths(options, fn)
+        dynamic = mapped.get("dynamic_masks")
+        if isinstance(dynamic, list):
+            mapped["dynamic_masks"] = [
+                {**item, "mask": fn(item["mask"])}
+                if isinstance(item, Mapping) and isinstance(item.get("mask"), str) and item["mask"]
+                else item
+                for item in dynamic
+            ]
+        return mapped
+
     def validate(self, request: VideoRequest) -> VideoRequest:
         unoffered = sorted(UNOFFERED_FIELDS.keys() & request.options.keys())
         if unoffered:
@@ -144,7 +140,9 @@ class KlingProvider(VideoProvider[KlingSettings, KlingOptions]):
             check_image(options.image_tail, self.capabilities.image, self.name)
         if options.mask_files:
             check_masks(options, request.image, model, self.name)
-        return request.model_copy(update={"options": _absolute_files(request.options)})
+        # every local file (end frame, masks) absolute, so a job recovered later, from another
+        # folder, sends the same pictures (as the core does for the image)
+        return request.model_copy(update={"options": self.map_paths(request.options, _absolute)})
 
     def estimate(self, request: VideoRequest) -> CostEstimate:
         """The silent estimate (model and mode), raised to the published price with sound when
