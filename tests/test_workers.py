@@ -296,3 +296,16 @@ def test_a_damaged_waiting_row_gives_its_slot_back(
         conn.execute("UPDATE jobs SET meta = '{bad' WHERE id = %s", (first.id,))
     asyncio.run(Steps(engine, queue_store(engine.store)).submit(first.id))
     assert slots() == {first.id: False, second.id: True}
+
+
+def test_the_worker_can_still_be_woken_when_a_deferred_task_is_due() -> None:
+    """A worker wakes itself when a check it deferred is due through Procrastinate's fetch-loop
+    event (``reelgen.workers.run_worker``); without it scheduled checks wait for the 1 s poll.
+    This fails when a Procrastinate release renames or drops that event."""
+    import procrastinate
+    from procrastinate.testing import InMemoryConnector
+    from procrastinate.worker import Worker
+
+    app = procrastinate.App(connector=InMemoryConnector())
+    worker = Worker(app=app, queues=["reelgen"], wait=False)
+    assert isinstance(getattr(worker, "_new_job_event", None), asyncio.Event)
