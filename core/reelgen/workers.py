@@ -33,6 +33,7 @@ from .store import JobStore
 
 if TYPE_CHECKING:
     import procrastinate
+    import psycopg
 
     from .batch import Item
     from .engine import Engine
@@ -287,6 +288,13 @@ async def listen(engine: Engine, host: str, port: int) -> None:
         await asyncio.Event().wait()
 
 
+async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Procrastinate's queries are each one statement (a function call): in autocommit they
+    take one round trip, not three (the pool's connections otherwise wrap each in BEGIN and
+    COMMIT)."""
+    await connection.set_autocommit(True)
+
+
 def make_app(
     engine: Engine, *, on_deferred: Callable[[float], None] | None = None
 ) -> procrastinate.App:
@@ -303,7 +311,9 @@ def make_app(
     steps = Steps(engine, accounts)
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
-            conninfo=engine.store.url, kwargs={"application_name": "reelgen-worker"}
+            conninfo=engine.store.url,
+            kwargs={"application_name": "reelgen-worker"},
+            configure=_autocommit,
         )
     )
 
