@@ -13,12 +13,16 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timezone
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .errors import ReelgenError
 
 log = logging.getLogger("reelgen.http")
 
@@ -129,3 +133,37 @@ def transport_errors(
             provider=provider,
             maybe_accepted=sent,
         ) from exc
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The reply's JSON, or None when its body is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def checked_json(
+    response: httpx.Response,
+    error_for: Callable[..., ReelgenError],
+    *,
+    provider: str,
+    service: str,
+    submit: bool = False,
+) -> Any:
+    """The JSON body of a 2xx reply, else the provider's mapped error (``error_for(response,
+    submit=...)``) raised. A 2xx whose body is not JSON is a garbled reply: ProviderUnavailable
+    (retried), and on a submission ``maybe_accepted``: the service may have taken it."""
+    from .errors import ProviderUnavailable
+
+    if not response.is_success:
+        raise error_for(response, submit=submit)
+    body = json_body(response)
+    if body is None:
+        raise ProviderUnavailable(
+            f"{provider}: {service} answered HTTP {response.status_code} with an unreadable body",
+            provider=provider,
+            code=response.status_code,
+            maybe_accepted=submit,
+        )
+    return body

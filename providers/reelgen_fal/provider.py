@@ -23,6 +23,7 @@ from reelgen.errors import (
     ProviderUnavailable,
     Unsupported,
 )
+from reelgen.http import json_body
 from reelgen.models import (
     Callback,
     Job,
@@ -43,7 +44,6 @@ from .wire_errors import (
     Failure,
     check,
     completed_failure,
-    json_body,
     request_failure,
     transport_errors,
 )

@@ -34,7 +34,7 @@ from reelgen.errors import (
     StatusEntry,
     http_statuses,
 )
-from reelgen.http import retry_after
+from reelgen.http import checked_json, json_body, retry_after
 from reelgen.http import transport_errors as http_transport_errors
 
 NAME = "fal-kling"
@@ -62,13 +62,6 @@ def header_retryable(response: httpx.Response) -> bool | None:
         if value is not None:
             return value.strip().lower() in ("true", "1", "yes")
     return None
-
-
-def json_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def details(response: httpx.Response) -> list[dict[str, Any]] | None:
@@ -272,22 +265,9 @@ def request_failure(response: httpx.Response) -> Failure | None:
 
 
 def check(response: httpx.Response, *, submit: bool = False) -> Any:
-    """The JSON body of a 2xx reply, or raise the mapped error.
-
-    A 2xx whose body is not JSON is a garbled reply: ProviderUnavailable (retried), and on a
-    submission ``maybe_accepted`` — fal may have queued it.
-    """
-    if not response.is_success:
-        raise error_for(response, submit=submit)
-    body = json_body(response)
-    if body is None:
-        raise ProviderUnavailable(
-            f"fal-kling: fal answered HTTP {response.status_code} with an unreadable body",
-            provider=NAME,
-            code=response.status_code,
-            maybe_accepted=submit,
-        )
-    return body
+    """The JSON body of a 2xx reply, or raise the mapped error (see
+    :func:`reelgen.http.checked_json`: a garbled 2xx to a submission may have been taken)."""
+    return checked_json(response, error_for, provider=NAME, service="fal", submit=submit)
 
 
 @contextmanager

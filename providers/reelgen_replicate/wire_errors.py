@@ -31,7 +31,7 @@ from reelgen.errors import (
     StatusEntry,
     http_statuses,
 )
-from reelgen.http import retry_after
+from reelgen.http import checked_json, json_body, retry_after
 from reelgen.http import transport_errors as http_transport_errors
 
 NAME = "replicate"
@@ -62,13 +62,6 @@ again."""
 # exact text): either marker is enough.
 CONTENT_POLICY = re.compile(r"\bE005\b|flagged as sensitive", re.IGNORECASE)
 _RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
-
-
-def json_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def problem_text(response: httpx.Response) -> str:
@@ -129,22 +122,9 @@ def error_for(response: httpx.Response, *, submit: bool = False) -> ReelgenError
 
 
 def check(response: httpx.Response, *, submit: bool = False) -> Any:
-    """The JSON body of a 2xx reply, or raise the mapped error.
-
-    A 2xx whose body is not JSON is a garbled reply: ProviderUnavailable (retried), and on a
-    create ``maybe_accepted``: Replicate may have made the prediction.
-    """
-    if not response.is_success:
-        raise error_for(response, submit=submit)
-    body = json_body(response)
-    if body is None:
-        raise ProviderUnavailable(
-            f"replicate: Replicate answered HTTP {response.status_code} with an unreadable body",
-            provider=NAME,
-            code=response.status_code,
-            maybe_accepted=submit,
-        )
-    return body
+    """The JSON body of a 2xx reply, or raise the mapped error (see
+    :func:`reelgen.http.checked_json`: a garbled 2xx to a submission may have been taken)."""
+    return checked_json(response, error_for, provider=NAME, service="Replicate", submit=submit)
 
 
 Failure = tuple[str, Literal["content_policy"] | None]

@@ -33,7 +33,7 @@ from reelgen.errors import (
     RateLimited,
     ReelgenError,
 )
-from reelgen.http import retry_after
+from reelgen.http import checked_json, json_body, retry_after
 from reelgen.http import transport_errors as http_transport_errors
 
 NAME = "veo"
@@ -85,13 +85,6 @@ STATUSES: dict[tuple[int, str], Entry] = {
 MAYBE_ACCEPTED_ON_SUBMIT = frozenset({499, 500, 504})
 """Replies to a start that may come after the operation was created (503 turns it away);
 the Gemini API cannot look an operation up by a key of ours, so such a start is never resent."""
-
-
-def json_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def rpc_error(body: Any) -> dict[str, Any] | None:
@@ -146,19 +139,9 @@ def error_for(response: httpx.Response, *, submit: bool = False) -> ReelgenError
 
 
 def check(response: httpx.Response, *, submit: bool = False) -> Any:
-    """The JSON body of a 2xx reply, or raise the mapped error. A 2xx whose body is not JSON
-    is garbled: ProviderUnavailable (retried), and on a start ``maybe_accepted``."""
-    if not response.is_success:
-        raise error_for(response, submit=submit)
-    body = json_body(response)
-    if body is None:
-        raise ProviderUnavailable(
-            f"veo: the Gemini API answered HTTP {response.status_code} with an unreadable body",
-            provider=NAME,
-            code=response.status_code,
-            maybe_accepted=submit,
-        )
-    return body
+    """The JSON body of a 2xx reply, or raise the mapped error (see
+    :func:`reelgen.http.checked_json`: a garbled 2xx to a submission may have been taken)."""
+    return checked_json(response, error_for, provider=NAME, service="the Gemini API", submit=submit)
 
 
 # -- a finished operation ---------------------------------------------------------------------
