@@ -167,3 +167,15 @@ def checked_json(
             maybe_accepted=submit,
         )
     return body
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """An http(s) URL's scheme, host and port (the default port filled in): what decides
+    whether a provider's key may go with a request to it; None for anything else."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    if parsed.scheme not in ("http", "https"):
+        return None
+    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -23,7 +23,7 @@ from reelgen.errors import (
     ProviderUnavailable,
     Unsupported,
 )
-from reelgen.http import json_body
+from reelgen.http import json_body, origin
 from reelgen.models import (
     Callback,
     Job,
@@ -79,16 +79,6 @@ class FalKlingOptions(BaseModel):
         "End frame: a local JPEG/PNG or an http(s) URL (models with an end frame).",
         max_length=4096,
     )
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return None
-    if parsed.scheme not in ("http", "https"):
-        return None
-    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _kind(request: VideoRequest) -> Kind:
@@ -201,8 +191,8 @@ class FalKlingProvider(VideoProvider[FalSettings, FalKlingOptions]):
 
     def _check_url(self, url: object, what: str) -> str:
         """A URL fal returned: only ever on the queue's own host, which gets our key."""
-        queue = _origin(self.settings.queue_url)
-        if not isinstance(url, str) or _origin(url) != queue:
+        queue = origin(self.settings.queue_url)
+        if not isinstance(url, str) or origin(url) != queue:
             host = httpx.URL(self.settings.queue_url).host
             raise ProviderUnavailable(
                 f"fal gave a {what} that is not on {host} ({str(url)[:80]!r}); "

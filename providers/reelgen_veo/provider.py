@@ -25,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelgen.errors import InvalidRequest, JobFailed, ProviderUnavailable, Unsupported
+from reelgen.http import origin
 from reelgen.models import Job, JobStatus, Video, VideoRequest, VideoResult
 from reelgen.provider import ProviderSettings, ServiceUrl, VideoProvider
 from reelgen.validation import inline_image, inspect_image
@@ -61,16 +62,6 @@ class VeoOptions(BaseModel):
         description="Who may appear: Veo 3.x takes allow_all for text-to-video and allow_adult "
         "for image-to-video only; Veo 2 also takes dont_allow. Unset: Google's default.",
     )
-
-
-def origin(url: str) -> tuple[str, str, int] | None:
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return None
-    if parsed.scheme not in ("http", "https"):
-        return None
-    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _portrait(image: str) -> bool:
