@@ -12,7 +12,9 @@ import statistics
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,9 +75,7 @@ class Engine:
         """Jobs this engine planned or advanced, in order (what an interrupt leaves behind)."""
         self._used: dict[str, VideoProvider] = {}
         self._downloads: httpx.AsyncClient | None = None
-        self._learned: dict[tuple[object, ...], list[float]] = {}
-        self._seen: dict[tuple[object, ...], list[float]] = {}
-        """Durations of jobs that finished while this engine watched (not the job log's)."""
+        self._learned: dict[tuple[object, ...], _Durations] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )  # a lock lives while a step holds it: a long-running engine keeps no lock per job
@@ -359,33 +359,42 @@ class Engine:
     ) -> Learned | None:
         """How long jobs of this kind take: what finished in this run (so jobs in flight learn
         from the first sibling that finishes), else the job log's recent history."""
-        key = _kind(provider, request)
-        if key not in self._learned:
-            found = self.store.learned(provider, request, ceiling=ceiling)
-            self._learned[key] = [found.seconds] * found.samples if found else []
-        samples = self._learned[key]
-        if not samples:
+        kind = self._kind_seen(provider, request, ceiling)
+        if not kind.count:
             return None
-        return Learned(statistics.median(samples[-20:]), len(samples))
+        return Learned(statistics.median(kind.recent), kind.count)
 
     def finished(self, provider: str, request: VideoRequest, took: float | None) -> None:
         """A job of this kind finished at the provider after ``took`` seconds."""
         if took is None:
             return
-        key = _kind(provider, request)
-        if key not in self._learned:
-            self.learned(provider, request)
-        self._learned[key].append(took)
-        self._seen.setdefault(key, []).append(took)
+        kind = self._kind_seen(provider, request)
+        kind.recent.append(took)
+        kind.count += 1
+        kind.watched.append(took)
 
     def earliest(self, provider: str, request: VideoRequest) -> float | None:
         """How soon jobs of this kind have finished lately, as this engine saw them finish
         (the 10th percentile of the last 20; None before 5 were seen): when the poll window
         of such a job opens (:func:`reelgen.schedule.next_poll_delay`)."""
-        recent = self._seen.get(_kind(provider, request), [])[-20:]
-        if len(recent) < 5:
+        watched = self._kind_seen(provider, request).watched
+        if len(watched) < 5:
             return None
-        return sorted(recent)[len(recent) // 10]
+        return sorted(watched)[len(watched) // 10]
+
+    def _kind_seen(
+        self, provider: str, request: VideoRequest, ceiling: float | None = None
+    ) -> _Durations:
+        key = _kind(provider, request)
+        kind = self._learned.get(key)
+        if kind is None:
+            found = self.store.learned(provider, request, ceiling=ceiling)
+            kind = _Durations()
+            if found is not None:
+                kind.recent.extend([found.seconds] * min(found.samples, RECENT))
+                kind.count = found.samples
+            self._learned[key] = kind
+        return kind
 
     def download_client(self) -> httpx.AsyncClient:
         """The keep-alive client this engine downloads videos with (no provider's keys on
@@ -413,6 +422,21 @@ class Engine:
         URL) when ``receiver`` gets one (``--listen``); until then they are polled only slowly."""
         self.hints = receiver.hints
         self.callback_url = callback_url
+
+
+RECENT = 20
+"""Finished jobs of a kind whose durations an engine keeps (a long-running worker keeps no
+more, however many it runs)."""
+
+
+@dataclass
+class _Durations:
+    """How long jobs of one kind took: the last :data:`RECENT` (the job log's history, then
+    this engine's), how many in all, and the last ones this engine saw finish itself."""
+
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    count: int = 0
+    watched: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
 def _kind(provider: str, request: VideoRequest) -> tuple[object, ...]:
