@@ -74,8 +74,9 @@ class Write:
     event: tuple[str, str] | None
 
 
-_CURRENT = "SELECT state, message, task_id, superseded_by, meta, data FROM jobs"
+CURRENT_COLUMNS = ("state", "message", "task_id", "superseded_by", "meta", "data")
 """The columns a transition's conditions and merges read."""
+_CURRENT = f"SELECT {', '.join(CURRENT_COLUMNS)} FROM jobs"
 
 
 class StoreBug(RuntimeError):

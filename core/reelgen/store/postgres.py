@@ -20,14 +20,12 @@ from ..config import redact as _redact
 from ..config import secrets_in
 from ..errors import ConfigError, JobNotFound
 from ..models import Job, utcnow
-from .base import _CURRENT, Change, Cursor, Db, JobStore, StoreBug
+from .base import _CURRENT, CURRENT_COLUMNS, Change, Cursor, Db, JobStore, StoreBug
 
 SCHEMA_VERSION = 2
 
 SEEN_JOBS = 4096
 """Jobs whose last-seen row a store keeps to try compare-and-set on without a read."""
-CURRENT_COLUMNS = ("state", "message", "task_id", "superseded_by", "meta", "data")
-"""The columns of :data:`reelgen.store.base._CURRENT`, in its order."""
 
 MIGRATION_LOCK = 0x7265656C67656E  # pg_advisory_xact_lock key while migrating ("reelgen")
 
@@ -187,10 +185,7 @@ class PostgresJobStore(JobStore):
             if write is None:
                 self._remember(job_id, row)
                 return None
-        unchanged = (
-            "state = ? AND message = ? AND task_id IS NOT DISTINCT FROM ? AND "
-            "superseded_by IS NOT DISTINCT FROM ? AND meta = ? AND data = ?"
-        )
+        unchanged = " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in CURRENT_COLUMNS)
         seen = [row[c] for c in CURRENT_COLUMNS]
         sql = f"WITH moved AS ({write.sql} AND {unchanged} RETURNING *)"
         args = [*write.args, job_id, *seen]
