@@ -51,6 +51,19 @@ def sign(body: bytes, secret: str, *, msg_id: str, timestamp: int) -> dict[str, 
     }
 
 
+def check_timestamp(stamp: str, header: str, *, now: float, tolerance: float = TOLERANCE) -> None:
+    """WebhookInvalid unless ``stamp`` (Unix seconds, from ``header``) is within
+    ``tolerance`` of ``now``, either way: a replay or a forged date is refused."""
+    try:
+        sent = int(stamp)
+    except ValueError:
+        raise WebhookInvalid(f"bad {header} {stamp[:32]!r}") from None
+    if abs(now - sent) > tolerance:
+        raise WebhookInvalid(
+            f"{header} is {now - sent:+.0f} s off our clock (more than {tolerance:g} s)"
+        )
+
+
 def verify(
     headers: Mapping[str, str],
     body: bytes,
@@ -66,14 +79,7 @@ def verify(
     if missing:
         raise WebhookInvalid(f"unsigned callback: no {', '.join(missing)} header")
     msg_id, stamp, signatures = (lower[h].strip() for h in HEADERS)
-    try:
-        sent = int(stamp)
-    except ValueError:
-        raise WebhookInvalid(f"bad webhook-timestamp {stamp[:32]!r}") from None
-    if abs(now - sent) > tolerance:
-        raise WebhookInvalid(
-            f"webhook-timestamp is {now - sent:+.0f} s off our clock (more than {tolerance:g} s)"
-        )
+    check_timestamp(stamp, "webhook-timestamp", now=now, tolerance=tolerance)
     expected = _signature(decode_secret(secret), msg_id, stamp, body).encode("ascii")
     for entry in signatures.split():
         version, _, value = entry.partition(",")

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from reelgen.errors import WebhookInvalid
+from reelgen.webhooks import check_timestamp
 
 JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
 TOLERANCE = 300.0
@@ -89,15 +90,7 @@ def verify(
     if missing:
         raise WebhookInvalid(f"fal callback without {', '.join(missing)}")
     request_id, user_id, stamp, signature = (headers[h].strip() for h in HEADERS)
-    try:
-        sent = int(stamp)
-    except ValueError:
-        raise WebhookInvalid(f"bad X-Fal-Webhook-Timestamp {stamp[:32]!r}") from None
-    if abs(now - sent) > tolerance:
-        raise WebhookInvalid(
-            f"X-Fal-Webhook-Timestamp is {now - sent:+.0f} s off our clock "
-            f"(more than {tolerance:g} s)"
-        )
+    check_timestamp(stamp, "X-Fal-Webhook-Timestamp", now=now, tolerance=tolerance)
     try:
         raw = bytes.fromhex(signature)
     except ValueError:
