@@ -108,6 +108,56 @@ def test_two_workers_run_an_enqueued_batch_within_the_account_limit(
     assert accounts.limits()["kling"] == (0, 3, 3)  # every slot given back
 
 
+def test_a_worker_replaces_database_connections_cut_while_idle(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    make_image,
+    tmp_path: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's pool skips the liveness round trip for a connection used a moment ago,
+    yet connections the server ends (a database restart, a proxy's idle timeout) are
+    replaced before use, whether cut idle or a moment after use: the worker runs on without
+    stopping."""
+    import psycopg
+
+    from reelgen import workers
+
+    monkeypatch.setattr(workers, "IDLE_CHECK", 0.2)
+    engine = make_engine()
+    image = make_image()
+
+    async def scenario() -> None:
+        worker = asyncio.create_task(run_worker(engine, concurrency=4, signals=False))
+        try:
+            for batch in range(3):
+                jobs = enqueue_jobs(engine, image, tmp_path / str(batch), 3)
+                for _ in range(300):
+                    await asyncio.sleep(0.1)
+                    if all(engine.store.get(j.id).state in FINAL for j in jobs):
+                        break
+                assert worker.done() is False
+                assert [engine.store.get(j.id).state for j in jobs] == ["succeeded"] * 3
+                if batch == 0:  # first cut: a moment after use; second: idle past IDLE_CHECK
+                    await asyncio.sleep(0.5)
+                with psycopg.connect(postgres_url, autocommit=True) as admin:
+                    cut = admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'reelgen-worker'"
+                    ).fetchone()
+                assert cut is not None and cut[0] > 0
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    asyncio.run(scenario())
+    assert fake.creates_accepted == 9
+    assert not [r for r in caplog.records if "worker stopped" in r.getMessage()]
+
+
 def test_a_task_run_twice_pays_once(
     make_engine: Callable[[], Engine], fake: FakeKling, make_image, tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -34,6 +36,7 @@ from .store import JobStore
 if TYPE_CHECKING:
     import procrastinate
     import psycopg
+    import psycopg_pool
 
     from .batch import Item
     from .engine import Engine
@@ -295,6 +298,61 @@ async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
     await connection.set_autocommit(True)
 
 
+IDLE_CHECK = 2.0
+"""Seconds a pooled connection may sit unused and still be handed out without a round trip
+to see that it is alive."""
+
+
+class _PoolHealth:
+    """The check the worker's pool runs on each connection it hands out. Procrastinate's
+    default sends an empty statement every time (a round trip per query, several per task).
+    Here a connection is asked only when it has been idle longer than :data:`IDLE_CHECK` or
+    has something to read: an idle connection in autocommit gets nothing from the server
+    unless the server is ending it (a restart, ``pg_terminate_backend``), which a
+    zero-timeout look at its socket sees without a round trip."""
+
+    def __init__(self) -> None:
+        self._returned: dict[int, float] = {}
+
+    async def check(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool
+
+        returned = self._returned.pop(id(connection), None)
+        if connection.broken or connection.closed:
+            raise psycopg.OperationalError("the connection is closed")
+        if (
+            returned is None
+            or time.monotonic() - returned > IDLE_CHECK
+            or _readable(connection.pgconn.socket)
+        ):
+            await AsyncConnectionPool.check_connection(connection)
+
+    async def reset(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._returned[id(connection)] = time.monotonic()
+
+    def pool(self, **kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+        """Procrastinate's ``pool_factory``: its pool, with this check."""
+        from psycopg_pool import AsyncConnectionPool
+
+        return AsyncConnectionPool(**{**kwargs, "check": self.check, "reset": self.reset})
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task has been asked to cancel (Python 3.11 and later can tell)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has data or an end waiting (a look, no wait)."""
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # a socket that cannot be looked at: ask the server
+
+
 def make_app(
     engine: Engine, *, on_deferred: Callable[[float], None] | None = None
 ) -> procrastinate.App:
@@ -314,6 +372,7 @@ def make_app(
             conninfo=engine.store.url,
             kwargs={"application_name": "reelgen-worker"},
             configure=_autocommit,
+            pool_factory=_PoolHealth().pool,
         )
     )
 
@@ -406,6 +465,11 @@ async def run_worker(
                 try:
                     await current.run()
                 except Exception as exc:  # the database went away under it
+                    if _being_cancelled():
+                        # cancelled, and Procrastinate's shutdown then failed on the lost
+                        # database: that error replaced the cancellation, which must not be
+                        # lost (else the caller's cancel starts a new worker, for ever)
+                        raise asyncio.CancelledError from exc
                     said = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
                     log.warning("worker stopped: %s", said)
                 if stopping or not wait:
