@@ -238,6 +238,22 @@ def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
         SqliteJobStore(path)
 
 
+def test_a_job_in_hand_never_hides_another_process_s_change(open_log: Opener) -> None:
+    """``latest`` may hand back the job this process just wrote instead of reading it again
+    (PostgreSQL, for a few seconds); a change another process made meanwhile still wins: the
+    next write decided on the copy misses, and from then on the job is read again."""
+    a, b = open_log(), open_log()
+    a.add(_job(1))
+    mine = a.transition("rg-1", from_={"planned"}, to="submitting")
+    assert mine is not None
+    assert b.transition("rg-1", from_={"submitting"}, to="uncertain", data={"by": "b"})
+    in_hand = a.latest(mine)  # PostgreSQL: still `mine`, submitting; SQLite: read again
+    assert a.transition("rg-1", from_={"submitting"}, to="queued") is None
+    now = a.latest(in_hand)
+    assert (now.state, now.data) == ("uncertain", {"by": "b"})
+    assert a.latest(now).state == "uncertain"
+
+
 def test_postgres_schema_is_versioned_and_migrates_once(postgres_url: str) -> None:
     """Two processes opening a new PostgreSQL log at once migrate it once; a log written by a
     newer reelgen is refused."""

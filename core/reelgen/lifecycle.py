@@ -130,7 +130,7 @@ async def advance(
                         continue  # the wait for a slot may have been long: read it again
             try:
                 async with engine.job_lock(job.id):
-                    job = engine.store.get(job.id)  # as it stands now that it is this call's turn
+                    job = engine.store.latest(job)  # as it stands now that it is this call's turn
                     step = await _step(engine, job, until, left, output, on_status, fresh)
                 if isinstance(step, Done):
                     return step.job

@@ -313,6 +313,13 @@ class JobStore(ABC):
             )
         return self._job(row, job_id)
 
+    def latest(self, job: Job) -> Job:
+        """``job`` as it stands now: read again (a store that knows ``job`` is what it last
+        read or wrote of that row a moment ago may return it as it is, saving the read; a
+        write decided on it is still a compare-and-set, so another process's change in
+        between makes that write miss, never lost)."""
+        return self.get(job.id)
+
     def _job(self, row: Any, job_id: str) -> Job:
         job = _read(row)
         if isinstance(job, DamagedRow):

@@ -8,6 +8,7 @@ write is one transaction that locks the job's row (``SELECT ... FOR UPDATE``), w
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,14 +23,19 @@ from ..errors import ConfigError, JobNotFound
 from ..models import Job, utcnow
 from .base import _CURRENT, CURRENT_COLUMNS, Change, Cursor, Db, JobStore, StoreBug
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SEEN_JOBS = 4096
 """Jobs whose last-seen row a store keeps to try compare-and-set on without a read."""
+RECENT_JOBS = 256
+"""Jobs whose last read or written version a store keeps for :meth:`PostgresJobStore.latest`."""
+RECENT_FOR = 5.0
+"""Seconds for which that version stands for the job without a read."""
 
 MIGRATION_LOCK = 0x7265656C67656E  # pg_advisory_xact_lock key while migrating ("reelgen")
 
-_MIGRATIONS: dict[int, str] = {
+_MIGRATIONS: dict[int, str | tuple[str, ...]] = {
+    # a string: statements split at ';'; a tuple: statements as given (function bodies)
     # the SQLite log's schema 3, in one step
     1: """
     CREATE TABLE jobs (
@@ -78,6 +84,60 @@ _MIGRATIONS: dict[int, str] = {
         lowered_at TEXT
     );
     """,
+    # admission and release as one call each (reelgen.store.queue): a round trip, not ten;
+    # the admitted jobs' submit tasks (queue, task) are deferred in the same transaction.
+    # In a function each statement sees what committed before it ran, so the count taken
+    # under the account's lock is exact, as it was in a transaction of separate statements.
+    3: (
+        """
+    CREATE OR REPLACE FUNCTION reelgen_admit(acct TEXT, queue TEXT, task TEXT) RETURNS SETOF TEXT
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        free INTEGER;
+        chosen TEXT[];
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('reelgen-account:' || acct));
+        SELECT a.lim - (SELECT count(*) FROM jobs j WHERE j.account = acct AND j.slot)
+            INTO free FROM accounts a WHERE a.account = acct;
+        IF free IS NULL OR free <= 0 THEN
+            RETURN;
+        END IF;
+        chosen := ARRAY(
+            SELECT j.id FROM jobs j
+            WHERE j.account = acct AND NOT j.slot AND j.state = 'planned'
+            ORDER BY j.seq LIMIT free FOR UPDATE SKIP LOCKED
+        );
+        IF cardinality(chosen) = 0 THEN
+            RETURN;
+        END IF;
+        UPDATE jobs SET slot = true WHERE id = ANY(chosen);
+        PERFORM procrastinate_defer_jobs_v1(ARRAY(
+            SELECT ROW(queue, task, 0, u.id, NULL,
+                       jsonb_build_object('job_id', u.id), NULL)::procrastinate_job_to_defer_v1
+            FROM unnest(chosen) WITH ORDINALITY AS u(id, n) ORDER BY u.n
+        ));
+        RETURN QUERY SELECT unnest(chosen);
+    END $$
+    """,
+        """
+    CREATE OR REPLACE FUNCTION reelgen_release(job TEXT, clean BOOLEAN, queue TEXT, task TEXT)
+    RETURNS SETOF TEXT
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        acct TEXT;
+    BEGIN
+        UPDATE jobs SET slot = false WHERE id = job AND slot RETURNING account INTO acct;
+        IF acct IS NULL THEN
+            RETURN;
+        END IF;
+        PERFORM pg_advisory_xact_lock(hashtext('reelgen-account:' || acct));
+        IF clean THEN
+            UPDATE accounts SET lim = LEAST(lim + 1, ceiling) WHERE account = acct;
+        END IF;
+        RETURN QUERY SELECT reelgen_admit(acct, queue, task);
+    END $$
+    """,
+    ),
 }
 
 
@@ -109,6 +169,8 @@ class PostgresJobStore(JobStore):
         self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """The columns a transition reads (:data:`_CURRENT`), as last read or written here,
         per job: the snapshot the next compare-and-set of that job tries first."""
+        self._recent: OrderedDict[str, tuple[Job, float]] = OrderedDict()
+        """The Job last read or written here, per recently touched job, and when."""
         self._connect()
         try:
             self._migrate()
@@ -198,15 +260,45 @@ class PostgresJobStore(JobStore):
         stored = db.execute(f"{sql} SELECT * FROM moved", args).fetchone()
         return False if stored is None else self._job(stored, job_id)
 
-    def _job(self, row: Any, job_id: str) -> Job:
-        self._remember(job_id, row)
-        return super()._job(row, job_id)
+    def latest(self, job: Job) -> Job:
+        """``job`` itself when it is the very version this store read or wrote last, under
+        :data:`RECENT_FOR` seconds ago; else the job read again. (A worker's task reads its
+        job once and then moves it with compare-and-set writes, each returning the row as
+        written: the reads between its steps are saved.)"""
+        recent = self._recent.get(job.id)
+        if recent is not None and recent[0] is job and time.monotonic() - recent[1] < RECENT_FOR:
+            return job
+        return self.get(job.id)
 
-    def _remember(self, job_id: str, row: Any) -> None:
+    def _job(self, row: Any, job_id: str) -> Job:
+        job = super()._job(row, job_id)
+        self._remember(job_id, row, job)
+        return job
+
+    def _remember(self, job_id: str, row: Any, job: Job | None = None) -> None:
+        """Keep ``row``'s columns for the next compare-and-set, and ``job`` (the row read as
+        a Job) for :meth:`latest`; a row seen without its Job makes the kept one stale."""
         self._seen[job_id] = {c: row[c] for c in CURRENT_COLUMNS}
         self._seen.move_to_end(job_id)
         while len(self._seen) > SEEN_JOBS:
             self._seen.popitem(last=False)
+        self._recent.pop(job_id, None)
+        if job is not None:
+            self._recent[job_id] = (job, time.monotonic())
+            while len(self._recent) > RECENT_JOBS:
+                self._recent.popitem(last=False)
+
+    def _forget(self, job_id: str) -> None:
+        self._seen.pop(job_id, None)
+        self._recent.pop(job_id, None)
+
+    def drop(self, job_id: str) -> None:
+        self._forget(job_id)
+        super().drop(job_id)
+
+    def take_over(self, old: Job, new: Job, *, superseded: bool) -> bool:
+        self._forget(old.id)
+        return super().take_over(old, new, superseded=superseded)
 
     def ensure_script(self, marker: str, script: Callable[[], str]) -> None:
         """Run ``script()`` (many statements, no parameters) once, under the migration lock,
@@ -239,7 +331,9 @@ class PostgresJobStore(JobStore):
                     f"{version}); upgrade reelgen"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
+                script = _MIGRATIONS[target]
+                statements = script if isinstance(script, tuple) else script.split(";")
+                for statement in statements:
                     if statement.strip():
                         db.execute(statement)
                 db.execute("INSERT INTO reelgen_schema (version) VALUES (?)", (target,))

@@ -63,29 +63,12 @@ def _ceiling(db: Db, account: str, ceiling: int) -> None:
 
 
 def _admit(db: Db, account: str) -> list[str]:
-    """Give free slots of ``account`` to its oldest waiting jobs and defer their submission.
-    The caller holds the account's lock."""
-    row = db.execute("SELECT lim FROM accounts WHERE account = ?", (account,)).fetchone()
-    if row is None:
-        return []
-    held = db.execute(
-        "SELECT count(*) AS n FROM jobs WHERE account = ? AND slot", (account,)
-    ).fetchone()["n"]
-    free = int(row["lim"]) - int(held)
-    if free <= 0:
-        return []
-    chosen = [
-        r["id"]
-        for r in db.execute(
-            "SELECT id FROM jobs WHERE account = ? AND NOT slot AND state = 'planned' "
-            "ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
-            (account, free),
-        ).fetchall()
-    ]
-    for job_id in chosen:
-        db.execute("UPDATE jobs SET slot = true WHERE id = ?", (job_id,))
-        defer(db, SUBMIT, job_id)
-    return chosen
+    """Give free slots of ``account`` to its oldest waiting jobs and defer their submission,
+    under the account's lock, in one call (the ``reelgen_admit`` function: it counts the
+    slots held after taking the lock, picks waiting rows ``FOR UPDATE SKIP LOCKED``, marks
+    them and defers their ``submit`` tasks)."""
+    rows = db.execute("SELECT reelgen_admit(?, ?, ?) AS id", (account, QUEUE, SUBMIT))
+    return [r["id"] for r in rows.fetchall()]
 
 
 class Accounts:
@@ -121,10 +104,12 @@ class Accounts:
             "AND state = 'planned'"
         )
         for row in accounts.fetchall():
-            with self.store._tx() as db:
-                _lock(db, row["account"])
-                admitted += len(_admit(db, row["account"]))
+            admitted += len(self._admit(row["account"]))
         return admitted
+
+    def _admit(self, account: str) -> list[str]:
+        with self.store._writing():  # one call: its own transaction
+            return _admit(self.store._read_db(), account)
 
     def orphans(self, *, older_than: float = 30.0) -> list[Job]:
         """Queued jobs the workers still owe a step but that have no task waiting or running
@@ -145,26 +130,13 @@ class Accounts:
     def release(self, job: Job, *, clean: bool) -> None:
         """``job`` no longer runs at its provider: free its slot (a clean finish raises the
         account's limit by one, up to its ceiling) and admit the next waiting job."""
-        # freeing needs no lock (a count that is briefly one too high only admits later);
-        # a job whose slot is already free costs this one statement
-        freed = (
-            self.store._read_db()
-            .execute(
-                "UPDATE jobs SET slot = false WHERE id = ? AND slot RETURNING account", (job.id,)
-            )
-            .fetchone()
-        )
-        if freed is None:
-            return
-        account = freed["account"]
-        with self.store._tx() as db:
-            _lock(db, account)
-            if clean:
-                db.execute(
-                    "UPDATE accounts SET lim = LEAST(lim + 1, ceiling) WHERE account = ?",
-                    (account,),
-                )
-            _admit(db, account)
+        # one call (the ``reelgen_release`` function): a job whose slot is already free
+        # changes nothing; else its slot, the account's limit and the admission change in
+        # one transaction, under the account's lock
+        with self.store._writing():
+            self.store._read_db().execute(
+                "SELECT reelgen_release(?, ?, ?, ?) AS id", (job.id, clean, QUEUE, SUBMIT)
+            ).fetchall()
 
     def free_damaged(self, job_id: str) -> bool:
         """A job whose row cannot be read and that was never submitted gives its slot back
@@ -183,9 +155,7 @@ class Accounts:
         )
         if freed is None:
             return False
-        with self.store._tx() as db:
-            _lock(db, freed["account"])
-            _admit(db, freed["account"])
+        self._admit(freed["account"])
         return True
 
     def hand_over(self, old: Job, new: Job) -> None:
