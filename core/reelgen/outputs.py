@@ -10,9 +10,11 @@ finished download is renamed into place.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -50,13 +52,17 @@ def check_target(target: Path, *, inputs: Sequence[str | Path] = (), force: bool
     cannot hold a new file, and :class:`OutputExists` when it is an existing file and ``force``
     is false.
     """
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: the checks below say what is wrong
+        resolved = target
     for source in inputs:
-        if _same_file(target, source):
+        if _same_file(resolved, source):
             via = "" if str(source) == str(target) else f" ({source})"
             raise InvalidRequest(f"{target} is the input image{via}; choose another output")
     for what, own in _own_files():
-        beside = target.parent.resolve() == own.parent.resolve()
-        if _same_file(target, own) or (beside and target.name.startswith(f"{own.name}-")):
+        beside = resolved.parent == own.parent
+        if _same_file(resolved, own) or (beside and target.name.startswith(f"{own.name}-")):
             raise InvalidRequest(f"{target} is reelgen's {what}; choose another output")
     try:
         mode = os.stat(target).st_mode
@@ -105,10 +111,20 @@ def _check_folder(folder: Path) -> None:
     existing = folder
     while not os.path.lexists(existing) and existing.parent != existing:
         existing = existing.parent
-    if not existing.is_dir():
+    try:
+        found = os.stat(existing)
+    except OSError:
+        found = None
+    if found is None or not stat.S_ISDIR(found.st_mode):
         raise InvalidRequest(
             f"cannot save into {folder}: {existing} is not a folder; choose another output"
         )
+    # a folder proven writable a moment ago, unchanged since (a chmod, chown or a new folder
+    # in its place changes its ctime or inode), is not probed again: a batch of a thousand
+    # clips into one folder creates one probe file, not a thousand
+    proof = (str(existing), found.st_dev, found.st_ino, found.st_mode, found.st_ctime_ns)
+    if time.monotonic() - _PROVEN_WRITABLE.get(proof, -PROVEN_FOR) < PROVEN_FOR:
+        return
     try:
         fd, probe = tempfile.mkstemp(prefix=".reelgen-probe-", dir=existing)
     except OSError as exc:
@@ -117,20 +133,44 @@ def _check_folder(folder: Path) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
+    if len(_PROVEN_WRITABLE) > 1024:
+        _PROVEN_WRITABLE.clear()
+    _PROVEN_WRITABLE[proof] = time.monotonic()
+
+
+PROVEN_FOR = 30.0
+"""Seconds a folder's write probe stands for it (while the folder is unchanged)."""
+_PROVEN_WRITABLE: dict[tuple[str, int, int, int, int], float] = {}
 
 
 def _own_files() -> list[tuple[str, Path]]:
-    """reelgen's own files: a video must never be saved over them."""
+    """reelgen's own files, resolved: a video must never be saved over them."""
     from . import paths
 
-    return [
-        ("job log", paths.job_log()),
-        ("config file", paths.config_file()),
-        ("keys file", paths.keys_file()),
-    ]
+    return _resolved_own(
+        (
+            ("job log", paths.job_log()),
+            ("config file", paths.config_file()),
+            ("keys file", paths.keys_file()),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_own(files: tuple[tuple[str, Path], ...]) -> list[tuple[str, Path]]:
+    """The files resolved (once per set of paths: a batch checks a thousand targets)."""
+    return [(what, _resolved(path)) for what, path in files]
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def _same_file(target: Path, source: str | Path) -> bool:
+    """Whether ``source`` is the file at ``target`` (already resolved)."""
     if isinstance(source, str):
         # no input (""), or a URL (a one-letter scheme would be a Windows drive)
         if not source or len(urlparse(source).scheme) > 1:
@@ -138,7 +178,7 @@ def _same_file(target: Path, source: str | Path) -> bool:
         source = Path(source)
     source = source.expanduser()
     try:
-        if target.resolve() == source.resolve():
+        if target == source.resolve():
             return True
         return target.exists() and source.exists() and os.path.samefile(target, source)
     except (OSError, RuntimeError):  # a symlink loop: not something we read from

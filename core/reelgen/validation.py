@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,31 @@ class ImageInfo:
 
 def inspect_image(path: Path) -> ImageInfo:
     """Read an image's format and size (header only); InvalidRequest when it is not one."""
+    try:
+        found = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InvalidRequest(f"image not found: {path}; check the path") from None
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read the image {path} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(found.st_mode):
+        raise InvalidRequest(f"image is not a file: {path}")
+    # the same unchanged file (a batch of many clips from one picture) is read once
+    seen = (str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    if seen in _INSPECTED:
+        return _INSPECTED[seen]
+    info = _inspect(path, found.st_size)
+    if len(_INSPECTED) > 256:
+        _INSPECTED.clear()
+    _INSPECTED[seen] = info
+    return info
+
+
+_INSPECTED: dict[tuple[str, int, int, int, int], ImageInfo] = {}
+
+
+def _inspect(path: Path, size: int) -> ImageInfo:
     from PIL import Image, UnidentifiedImageError
 
-    if not path.exists():
-        raise InvalidRequest(f"image not found: {path}; check the path")
-    if not path.is_file():
-        raise InvalidRequest(f"image is not a file: {path}")
-    size = path.stat().st_size
     try:
         with Image.open(path) as img:
             fmt = img.format or "unknown"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import statistics
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,12 +134,15 @@ class JobStore(ABC):
             self._insert(db, job)
         return job
 
-    def _insert(self, db: Db, job: Job) -> None:
+    def _insert(self, db: Db, job: Job, extra: Mapping[str, Any] | None = None) -> None:
+        """Insert ``job``'s row (``extra``: more columns of this store's schema) and its
+        first event."""
+        more = dict(extra or {})
         db.execute(
             "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
             "request, estimate, output, data, created_at, updated_at, batch, item, "
-            "accepted_at, superseded_by, meta) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"accepted_at, superseded_by, meta{''.join(', ' + c for c in more)}) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(more)})",
             (
                 job.id,
                 job.provider,
@@ -158,6 +161,7 @@ class JobStore(ABC):
                 job.accepted_at.isoformat() if job.accepted_at else None,
                 job.superseded_by,
                 job.meta.model_dump_json(exclude_defaults=True),
+                *more.values(),
             ),
         )
         self._event(db, job.id, job.state, job.message)

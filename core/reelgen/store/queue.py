@@ -87,12 +87,10 @@ class Accounts:
         jobs = list(jobs)
         with self.store._tx() as db:
             for job in jobs:
-                self.store._insert(db, job)
-                db.execute("UPDATE jobs SET account = ? WHERE id = ?", (job.provider, job.id))
+                self.store._insert(db, job, {"account": job.provider})
             for account in sorted({job.provider for job in jobs}):
-                _lock(db, account)
                 _ceiling(db, account, ceilings.get(account, 1))
-                _admit(db, account)
+                _admit(db, account)  # under the account's lock
         return jobs
 
     def admit_all(self) -> int:
