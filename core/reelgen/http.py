@@ -11,6 +11,7 @@ import contextvars
 import email.utils
 import functools
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -72,16 +73,31 @@ def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
 ) -> httpx.AsyncClient:
-    """A keep-alive async client; the caller closes it."""
+    """A keep-alive async client; the caller closes it. Its transport is ``transport``, else
+    the one set for this context (:func:`use_transport`), else the lean HTTP/1.1 transport
+    (:mod:`reelgen.http11`), or httpx's own when a proxy is set in the environment."""
     return httpx.AsyncClient(
         base_url=base_url,
-        transport=transport or _transport.get(),
+        transport=transport or _transport.get() or _lean_transport(),
         verify=_tls(),
         timeout=timeout,
         headers={"User-Agent": f"reelgen/{__version__}"},
         event_hooks={"request": [_log_request], "response": [_log_response]},
         follow_redirects=True,
     )
+
+
+def _lean_transport() -> httpx.AsyncBaseTransport | None:
+    """The lean transport, or None (httpx's own) when the environment names a proxy: httpx
+    reads proxies from the environment only for the transport it makes itself."""
+    if any(
+        value and key.lower() in ("http_proxy", "https_proxy", "all_proxy")
+        for key, value in os.environ.items()
+    ):
+        return None
+    from .http11 import Http11Transport
+
+    return Http11Transport(_tls())
 
 
 def retry_after(response: httpx.Response) -> float | None:
