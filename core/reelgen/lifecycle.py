@@ -258,10 +258,13 @@ async def _create(
     the task up (its own retries, never counted against the create) before sending again.
     An interrupt leaves the job uncertain: the next process looks it up first."""
     uncertain = False
+    tries = 0
 
     async def attempt() -> Job:
-        nonlocal uncertain
-        engine.store.transition(job.id, owned_by=claim)  # the claim is alive: refresh it
+        nonlocal uncertain, tries
+        if tries:  # the claim is alive: refresh it (the first try follows its writing)
+            engine.store.transition(job.id, owned_by=claim)
+        tries += 1
         if uncertain:
             found = await _lookup(engine, provider, job, left)
             if found is not None:

@@ -213,7 +213,7 @@ class Steps:
         if job is not None:
             await self._save(job)
 
-    async def _save(self, job: Job) -> None:
+    async def _save(self, job: Job, *, released: bool = False) -> None:
         if job.state in ("result", "downloading", "succeeded"):
             try:
                 job = await self.engine.advance(job, until="saved")
@@ -226,19 +226,21 @@ class Steps:
                 log.warning("job %s not saved: %s", job.id, err)
                 if job.state in ("result", "downloading"):
                     return  # left for `reelgen download` (saving again here would loop)
-        await self._next(job)
+        await self._next(job, released=released)
 
-    async def _next(self, job: Job) -> None:
+    async def _next(self, job: Job, *, released: bool = False) -> None:
         """Defer what the job's stored state calls for next (and free its account slot once
-        its provider is done with it)."""
+        its provider is done with it, unless this task did so already: ``released``)."""
         state = job.state
         if state in ("queued", "running"):
             self.accounts.defer_check(job, delay=next_check_in(self.engine, job))
         elif state in ("result", "downloading"):
             self.accounts.release(job, clean=True)  # the provider is done: its slot is free
-            await self._save(job)  # the download goes on in this task (a retry is deferred)
+            # the download goes on in this task (a retry is deferred)
+            await self._save(job, released=True)
         elif state == "succeeded":
-            self.accounts.release(job, clean=True)
+            if not released:
+                self.accounts.release(job, clean=True)
             log.info("job %s saved: %s", job.id, job.output)
         elif state == "failed" and job.meta.candidates and not job.superseded_by:
             self.accounts.release(job, clean=False)
