@@ -308,36 +308,33 @@ to see that it is alive."""
 class _PoolHealth:
     """The check the worker's pool runs on each connection it hands out. Procrastinate's
     default sends an empty statement every time (a round trip per query, several per task).
-    Here a connection is asked only when it has been idle longer than :data:`IDLE_CHECK` or
-    has something to read: an idle connection in autocommit gets nothing from the server
-    unless the server is ending it (a restart, ``pg_terminate_backend``), which a
+    Here a connection is asked only when it was last handed out over :data:`IDLE_CHECK`
+    seconds ago or has something to read: an idle connection in autocommit gets nothing from
+    the server unless the server is ending it (a restart, ``pg_terminate_backend``), which a
     zero-timeout look at its socket sees without a round trip."""
 
     def __init__(self) -> None:
-        self._returned: dict[int, float] = {}
+        self._handed_out: dict[int, float] = {}
 
     async def check(self, connection: psycopg.AsyncConnection[Any]) -> None:
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
-        returned = self._returned.pop(id(connection), None)
+        now = time.monotonic()
+        last = self._handed_out.get(id(connection))
+        if len(self._handed_out) > 1024:  # ids of connections long closed
+            self._handed_out.clear()
+        self._handed_out[id(connection)] = now
         if connection.broken or connection.closed:
             raise psycopg.OperationalError("the connection is closed")
-        if (
-            returned is None
-            or time.monotonic() - returned > IDLE_CHECK
-            or _readable(connection.pgconn.socket)
-        ):
+        if last is None or now - last > IDLE_CHECK or _readable(connection.pgconn.socket):
             await AsyncConnectionPool.check_connection(connection)
-
-    async def reset(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        self._returned[id(connection)] = time.monotonic()
 
     def pool(self, **kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
         """Procrastinate's ``pool_factory``: its pool, with this check."""
         from psycopg_pool import AsyncConnectionPool
 
-        return AsyncConnectionPool(**{**kwargs, "check": self.check, "reset": self.reset})
+        return AsyncConnectionPool(**{**kwargs, "check": self.check})
 
 
 def _being_cancelled() -> bool:

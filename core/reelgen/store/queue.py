@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 
 from ..models import Job, utcnow
 from .base import Db, StoreBug, _read
 from .postgres import PostgresJobStore
+
+log = logging.getLogger(__name__)
 
 QUEUE = "reelgen"
 SUBMIT = "reelgen.submit"
@@ -89,14 +92,24 @@ class Accounts:
             for job in jobs:
                 self.store._insert(db, job, {"account": job.provider})
             for account in sorted({job.provider for job in jobs}):
+                # the account's lock before its row, in the order releases take them
+                _lock(db, account)
                 _ceiling(db, account, ceilings.get(account, 1))
-                _admit(db, account)  # under the account's lock
+                _admit(db, account)
         return jobs
 
     def admit_all(self) -> int:
         """Admit waiting jobs wherever a slot is free (the periodic sweep: after a crash
-        between a release and an admission, or a limit raised by hand)."""
+        between a release and an admission, or a limit raised by hand), after freeing the
+        slots finished jobs still hold (a release that failed on the database)."""
         admitted = 0
+        with self.store._writing():  # slots a failed release left held by finished jobs
+            freed = self.store._read_db().execute(
+                "UPDATE jobs SET slot = false WHERE slot AND state IN "
+                "('succeeded', 'failed', 'canceled', 'superseded') RETURNING id"
+            )
+            for row in freed.fetchall():
+                log.info("job %s held its account slot after finishing: freed", row["id"])
         accounts = self.store._read_db().execute(
             "SELECT DISTINCT account FROM jobs WHERE account IS NOT NULL AND NOT slot "
             "AND state = 'planned'"
