@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,9 +81,11 @@ def inspect_image(path: Path) -> ImageInfo:
     """Read an image's format and size (header only); InvalidRequest when it is not one."""
     try:
         found = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in it
         raise InvalidRequest(f"image not found: {path}; check the path") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidRequest(f"image not found: {path}; check the path") from None
         raise InvalidRequest(f"cannot read the image {path} ({exc.strerror or exc})") from None
     if not stat.S_ISREG(found.st_mode):
         raise InvalidRequest(f"image is not a file: {path}")
