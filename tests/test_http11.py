@@ -149,6 +149,34 @@ def test_a_connection_the_server_closed_is_never_used_again() -> None:
     asyncio.run(run())
 
 
+def test_an_idle_connection_the_server_spoke_on_is_not_reused() -> None:
+    """A server that says something on an idle connection (a 408 before it hangs up) has
+    ended it, though the socket may look quiet (asyncio has read the bytes ahead): the next
+    request gets its own answer on a new connection, never that stray 408."""
+
+    async def run() -> None:
+        async with serving(ok()) as server, client() as http:
+            assert (await http.get(server.url)).status_code == 200
+            server.writers[0].write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+            await asyncio.sleep(0.05)
+            assert (await http.get(server.url)).status_code == 200
+            assert server.connections == 2
+
+    asyncio.run(run())
+
+
+def test_a_long_response_head_is_read() -> None:
+    """Headers of 90 KB (long signed URLs, cookies) are read, as httpx's transport reads them."""
+
+    async def run() -> None:
+        long = ("x-signed", "a" * 90_000)
+        async with serving(ok(b"ok", long)) as server, client() as http:
+            response = await http.get(server.url)
+            assert response.headers["x-signed"] == long[1]
+
+    asyncio.run(run())
+
+
 def test_failures_are_httpx_s_exceptions() -> None:
     """Nothing listening: ConnectError (the request never left); a server that hangs up or
     never answers: RemoteProtocolError / ReadTimeout (it may have been received)."""
@@ -229,19 +257,24 @@ def test_the_pool_limits_open_connections() -> None:
 
 
 def test_a_client_outlives_its_event_loop() -> None:
-    """A connection made in one ``asyncio.run`` is not used by the next (it belongs to a loop
-    that is gone): the request opens a new one."""
+    """A connection made in one event loop is not used from another (a second
+    ``asyncio.run`` with the same client, here in a thread): the request opens a new one,
+    and the old one is closed in its own loop."""
     http = client()
 
-    async def get(url: str) -> bytes:
-        return (await http.get(url)).content
+    async def get_and_close(url: str) -> bytes:
+        try:
+            return (await http.get(url)).content
+        finally:
+            await http.aclose()
 
     async def run() -> None:
         async with serving(ok()) as server:
-            assert await get(server.url) == b"hello"
-            await asyncio.to_thread(lambda: asyncio.run(get(server.url)))
+            assert (await http.get(server.url)).content == b"hello"
+            assert await asyncio.to_thread(lambda: asyncio.run(get_and_close(server.url)))
+            await asyncio.sleep(0.05)
             assert server.connections == 2
-        await http.aclose()
+            assert [w.is_closing() for w in server.writers] == [True, True]
 
     asyncio.run(run())
 

@@ -11,9 +11,9 @@ import contextvars
 import email.utils
 import functools
 import logging
-import os
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timezone
 from typing import TYPE_CHECKING, Any
@@ -88,12 +88,11 @@ def make_client(
 
 
 def _lean_transport() -> httpx.AsyncBaseTransport | None:
-    """The lean transport, or None (httpx's own) when the environment names a proxy: httpx
-    reads proxies from the environment only for the transport it makes itself."""
-    if any(
-        value and key.lower() in ("http_proxy", "https_proxy", "all_proxy")
-        for key, value in os.environ.items()
-    ):
+    """The lean transport, or None (httpx's own) when a proxy is set (the environment's, or
+    the system's on macOS and Windows): httpx honours proxies only for the transport it makes
+    itself."""
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
         return None
     from .http11 import Http11Transport
 

@@ -32,6 +32,8 @@ T = TypeVar("T")
 Origin = tuple[str, str, int]
 
 READ_SIZE = 64 * 1024
+MAX_HEAD = 100 * 1024
+"""The largest response head accepted (httpcore's limit; long signed URLs and cookies)."""
 
 
 async def _within(timeout: float | None, awaitable: Awaitable[T]) -> T:
@@ -44,46 +46,81 @@ async def _within(timeout: float | None, awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, timeout)  # pragma: no cover (Python 3.10)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _has_input(fd: int) -> bool:
+    """Whether the socket has data or an end waiting (a look, no wait)."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover (Windows)
+    except (OSError, ValueError):
+        return True
+
+
 @dataclass(eq=False)
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     loop: asyncio.AbstractEventLoop
-    protocol: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
+    protocol: h11.Connection = field(
+        default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    )
     idle_since: float = 0.0
 
     def close(self) -> None:
+        """Close it, from its own event loop or another's (a client used by two runs of
+        ``asyncio.run``, one in a thread): the transport is closed in its own loop."""
         with contextlib.suppress(Exception):
-            self.writer.close()
+            if self.loop is not _running_loop() and not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.writer.close)
+            else:
+                self.writer.close()
 
     def usable(self, expiry: float) -> bool:
-        """Whether this idle connection can carry the next request."""
+        """Whether this idle connection can carry the next request. An idle connection has
+        nothing to read unless the server is ending it (an end, a 408, a TLS close_notify):
+        asyncio may already have taken that from the socket into the reader, so both are
+        looked at."""
         if self.loop is not asyncio.get_running_loop() or self.writer.is_closing():
             return False
         if time.monotonic() - self.idle_since > expiry:
             return False
-        sock = self.writer.get_extra_info("socket")
-        try:  # an idle connection has nothing to read unless the server is ending it
-            return sock is not None and not select.select([sock], [], [], 0)[0]
-        except (OSError, ValueError):
+        reader = self.reader
+        buffered = getattr(reader, "_buffer", None)  # asyncio's read-ahead
+        if reader.at_eof() or reader.exception() is not None or buffered:
             return False
+        if any(self.protocol.trailing_data):
+            return False
+        sock = self.writer.get_extra_info("socket")
+        return sock is not None and not _has_input(sock.fileno())
 
     async def send(self, request: httpx.Request, timeout: float | None) -> None:
-        head = self.protocol.send(
-            h11.Request(
-                method=request.method,
-                target=request.url.raw_path,
-                headers=list(request.headers.raw),
+        try:
+            head = self.protocol.send(
+                h11.Request(
+                    method=request.method,
+                    target=request.url.raw_path,
+                    headers=list(request.headers.raw),
+                )
             )
-        )
-        pending = [head] if head else []
-        async for chunk in request.stream:  # type: ignore[union-attr]
-            if chunk:
-                pending.append(self.protocol.send(h11.Data(data=chunk)) or b"")
-                if sum(map(len, pending)) >= READ_SIZE:
-                    await self._write(b"".join(pending), timeout)
-                    pending = []
-        pending.append(self.protocol.send(h11.EndOfMessage()) or b"")
+            pending = [head] if head else []
+            async for chunk in request.stream:  # type: ignore[union-attr]
+                if chunk:
+                    pending.append(self.protocol.send(h11.Data(data=chunk)) or b"")
+                    if sum(map(len, pending)) >= READ_SIZE:
+                        await self._write(b"".join(pending), timeout)
+                        pending = []
+            pending.append(self.protocol.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
         await self._write(b"".join(pending), timeout)
 
     async def _write(self, data: bytes, timeout: float | None) -> None:
@@ -101,6 +138,8 @@ class _Connection:
                 event = self.protocol.next_event()
             except h11.RemoteProtocolError as exc:
                 raise httpx.RemoteProtocolError(str(exc)) from exc
+            if event is h11.PAUSED:  # an upgrade or CONNECT: not spoken here
+                raise httpx.RemoteProtocolError("the server switched protocols")
             if event is not h11.NEED_DATA:
                 return event
             try:
@@ -151,7 +190,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url}'.")
         if not url.host:
             raise httpx.UnsupportedProtocol(f"Request URL is missing a host: '{url}'.")
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        # the host as sent (IDNA-encoded, as in the Host header), not its Unicode form
+        host = url.raw_host.decode("ascii")
+        origin = (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
         timeouts = request.extensions.get("timeout", {})
         await self._take_slot(timeouts.get("pool"))
         try:
@@ -197,7 +238,13 @@ class Http11Transport(httpx.AsyncBaseTransport):
             reader, writer = await _within(
                 timeout,
                 asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None, limit=READ_SIZE
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
+                    limit=READ_SIZE,
+                    happy_eyeballs_delay=0.25,  # as httpx: IPv4 too if IPv6 is slow to answer
+                    interleave=1,
                 ),
             )
         except asyncio.TimeoutError as exc:
