@@ -323,6 +323,28 @@ def test_a_job_whose_task_was_lost_is_picked_up_by_the_sweep(
     assert fake.creates_accepted == 1
 
 
+def test_a_slot_a_failed_release_left_held_is_freed_by_the_sweep(
+    make_engine: Callable[[], Engine], make_image, tmp_path: Path, isolated: Path
+) -> None:
+    """With an account limit of 1, a finished job still holding its slot (its release failed
+    on the database) would block the account for ever: the sweep frees it and admits the
+    next job."""
+    import psycopg
+
+    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
+    engine = make_engine()
+    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
+    url = engine.environ["REELGEN_DB"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET state = 'succeeded' WHERE id = %s", (first.id,))
+    accounts = queue_store(engine.store)
+    assert accounts.limits()["kling"] == (1, 1, 1)
+    assert accounts.admit_all() == 1
+    with psycopg.connect(url) as conn:
+        rows = dict(conn.execute("SELECT id, slot FROM jobs").fetchall())
+    assert rows == {first.id: False, second.id: True}
+
+
 def test_a_damaged_waiting_row_gives_its_slot_back(
     make_engine: Callable[[], Engine], make_image, tmp_path: Path, isolated: Path
 ) -> None:
