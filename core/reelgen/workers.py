@@ -56,8 +56,11 @@ SWEEP_CRON = "* * * * * */10"
 RETRY_LATER = 30.0
 """Seconds before a task that met a transient failure (network, outage) runs again."""
 FETCH_POLLING = 1.0
-"""Seconds between a worker's looks for due tasks it was not woken for (each look costs a
-query and a few ms of CPU; a worker wakes itself for the tasks it deferred)."""
+"""Seconds between a worker's looks for due tasks it deferred not itself (an enqueuer's, a
+callback's, another worker's): the longest such a task waits. A worker wakes itself for the
+tasks it deferred, when due. Workers do not LISTEN: Procrastinate notifies every worker of
+every task inserted, scheduled or not, and all but one then look for nothing (a query and
+about half a millisecond of CPU each, several per job)."""
 WAKE_MARGIN = 0.02
 """Seconds after a deferred task's due time its worker wakes (the task must be due when the
 fetch reaches the database)."""
@@ -436,9 +439,10 @@ async def run_worker(
         "queues": ["reelgen"],
         "concurrency": concurrency,
         "wait": wait,
-        # tasks this worker deferred for later wake it when due (wake_in); polling finds
-        # the rest (those of a worker that died, a version of Procrastinate without the event)
+        # tasks this worker deferred wake it when due (wake_in); polling finds the rest
+        # (an enqueuer's, a callback's, a dead worker's), see FETCH_POLLING
         "fetch_job_polling_interval": FETCH_POLLING,
+        "listen_notify": False,
         "update_heartbeat_interval": HEARTBEAT,
         "stalled_worker_timeout": STALLED_AFTER,
         "delete_jobs": "successful",

@@ -80,8 +80,8 @@ class Accounts:
     def __init__(self, store: PostgresJobStore) -> None:
         self.store = store
         self.on_deferred: Callable[[float], None] | None = None
-        """Told the delay of each task deferred for later, once it is written (a worker wakes
-        itself then, instead of finding it by polling)."""
+        """Told the delay of each task this process deferred (0: due now), once it is written:
+        a worker wakes itself then, instead of finding it by polling."""
 
     def enqueue(self, jobs: Iterable[Job], ceilings: dict[str, int]) -> list[Job]:
         """Write planned jobs and queue them, in one transaction: each waits for a slot of
@@ -120,7 +120,14 @@ class Accounts:
 
     def _admit(self, account: str) -> list[str]:
         with self.store._writing():  # one call: its own transaction
-            return _admit(self.store._read_db(), account)
+            admitted = _admit(self.store._read_db(), account)
+        if admitted:
+            self._deferred(0.0)
+        return admitted
+
+    def _deferred(self, delay: float) -> None:
+        if self.on_deferred is not None:
+            self.on_deferred(delay)
 
     def orphans(self, *, older_than: float = 30.0) -> list[Job]:
         """Queued jobs the workers still owe a step but that have no task waiting or running
@@ -145,9 +152,13 @@ class Accounts:
         # changes nothing; else its slot, the account's limit and the admission change in
         # one transaction, under the account's lock
         with self.store._writing():
-            self.store._read_db().execute(
-                "SELECT reelgen_release(?, ?, ?, ?) AS id", (job.id, clean, QUEUE, SUBMIT)
-            ).fetchall()
+            admitted = (
+                self.store._read_db()
+                .execute("SELECT reelgen_release(?, ?, ?, ?) AS id", (job.id, clean, QUEUE, SUBMIT))
+                .fetchall()
+            )
+        if admitted:
+            self._deferred(0.0)
 
     def free_damaged(self, job_id: str) -> bool:
         """A job whose row cannot be read and that was never submitted gives its slot back
@@ -223,8 +234,7 @@ class Accounts:
     def _defer(self, task: str, job: Job, delay: float) -> None:
         with self.store._writing():  # one statement: no transaction around it
             defer(self.store._read_db(), task, job.id, delay=delay)
-        if delay > 0 and self.on_deferred is not None:
-            self.on_deferred(delay)
+        self._deferred(delay)
 
     def defer_submit(self, job: Job, *, delay: float = 0.0) -> None:
         self._defer(SUBMIT, job, delay)
