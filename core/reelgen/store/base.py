@@ -138,12 +138,13 @@ class JobStore(ABC):
         """Insert ``job``'s row (``extra``: more columns of this store's schema) and its
         first event."""
         more = dict(extra or {})
-        db.execute(
+        self._insert_row(
+            db,
             "INSERT INTO jobs (id, provider, idempotency_key, task_id, state, message, "
             "request, estimate, output, data, created_at, updated_at, batch, item, "
             f"accepted_at, superseded_by, meta{''.join(', ' + c for c in more)}) "
             f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(more)})",
-            (
+            [
                 job.id,
                 job.provider,
                 job.idempotency_key,
@@ -162,8 +163,13 @@ class JobStore(ABC):
                 job.superseded_by,
                 job.meta.model_dump_json(exclude_defaults=True),
                 *more.values(),
-            ),
+            ],
+            job,
         )
+
+    def _insert_row(self, db: Db, sql: str, args: list[Any], job: Job) -> None:
+        """Run the row's INSERT, then add its first event."""
+        db.execute(sql, args)
         self._event(db, job.id, job.state, job.message)
 
     def transition(

@@ -90,13 +90,20 @@ _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     # under the account's lock is exact, as it was in a transaction of separate statements.
     3: (
         """
-    CREATE OR REPLACE FUNCTION reelgen_admit(acct TEXT, queue TEXT, task TEXT) RETURNS SETOF TEXT
+    CREATE OR REPLACE FUNCTION reelgen_admit(
+        acct TEXT, queue TEXT, task TEXT, ceil INTEGER DEFAULT NULL
+    ) RETURNS SETOF TEXT
     LANGUAGE plpgsql AS $$
     DECLARE
         free INTEGER;
         chosen TEXT[];
     BEGIN
         PERFORM pg_advisory_xact_lock(hashtext('reelgen-account:' || acct));
+        IF ceil IS NOT NULL THEN  -- the account's configured limit (a lowered one stays lower)
+            INSERT INTO accounts (account, lim, ceiling) VALUES (acct, ceil, ceil)
+            ON CONFLICT (account) DO UPDATE SET ceiling = EXCLUDED.ceiling,
+                lim = LEAST(accounts.lim, EXCLUDED.ceiling);
+        END IF;
         SELECT a.lim - (SELECT count(*) FROM jobs j WHERE j.account = acct AND j.slot)
             INTO free FROM accounts a WHERE a.account = acct;
         IF free IS NULL OR free <= 0 THEN
@@ -259,6 +266,14 @@ class PostgresJobStore(JobStore):
             args += [utcnow().isoformat(), *write.event]
         stored = db.execute(f"{sql} SELECT * FROM moved", args).fetchone()
         return False if stored is None else self._job(stored, job_id)
+
+    def _insert_row(self, db: Db, sql: str, args: list[Any], job: Job) -> None:
+        """The row and its first event in one statement."""
+        db.execute(
+            f"WITH inserted AS ({sql} RETURNING id) INSERT INTO events "
+            "(job_id, at, state, message) SELECT id, ?, ?, ? FROM inserted",
+            [*args, utcnow().isoformat(), job.state, job.message],
+        )
 
     def latest(self, job: Job) -> Job:
         """``job`` itself when it is the very version this store read or wrote last, under

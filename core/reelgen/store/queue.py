@@ -55,22 +55,18 @@ def _lock(db: Db, account: str) -> None:
     db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"reelgen-account:{account}",))
 
 
-def _ceiling(db: Db, account: str, ceiling: int) -> None:
-    """Record the account's configured limit (a lowered limit stays lowered, within it)."""
-    db.execute(
-        "INSERT INTO accounts (account, lim, ceiling) VALUES (?, ?, ?) "
-        "ON CONFLICT (account) DO UPDATE SET ceiling = EXCLUDED.ceiling, "
-        "lim = LEAST(accounts.lim, EXCLUDED.ceiling)",
-        (account, max(1, ceiling), max(1, ceiling)),
-    )
-
-
-def _admit(db: Db, account: str) -> list[str]:
+def _admit(db: Db, account: str, ceiling: int | None = None) -> list[str]:
     """Give free slots of ``account`` to its oldest waiting jobs and defer their submission,
-    under the account's lock, in one call (the ``reelgen_admit`` function: it counts the
-    slots held after taking the lock, picks waiting rows ``FOR UPDATE SKIP LOCKED``, marks
-    them and defers their ``submit`` tasks)."""
-    rows = db.execute("SELECT reelgen_admit(?, ?, ?) AS id", (account, QUEUE, SUBMIT))
+    in one call: the ``reelgen_admit`` function takes the account's lock, records ``ceiling``
+    as its configured limit when given (a limit the provider lowered stays lower), counts the
+    slots held, picks waiting rows ``FOR UPDATE SKIP LOCKED``, marks them and defers their
+    ``submit`` tasks."""
+    if ceiling is None:
+        rows = db.execute("SELECT reelgen_admit(?, ?, ?) AS id", (account, QUEUE, SUBMIT))
+    else:
+        rows = db.execute(
+            "SELECT reelgen_admit(?, ?, ?, ?) AS id", (account, QUEUE, SUBMIT, max(1, ceiling))
+        )
     return [r["id"] for r in rows.fetchall()]
 
 
@@ -92,10 +88,9 @@ class Accounts:
             for job in jobs:
                 self.store._insert(db, job, {"account": job.provider})
             for account in sorted({job.provider for job in jobs}):
-                # the account's lock before its row, in the order releases take them
-                _lock(db, account)
-                _ceiling(db, account, ceilings.get(account, 1))
-                _admit(db, account)
+                # the account's lock, its limit and the admission in one call (the lock
+                # before the account's row, in the order releases take them)
+                _admit(db, account, ceilings.get(account, 1))
         return jobs
 
     def admit_all(self) -> int:
@@ -210,7 +205,6 @@ class Accounts:
         in_flight = job.state not in ("planned", "succeeded", "failed", "canceled", "superseded")
         with self.store._tx() as db:
             _lock(db, job.provider)
-            _ceiling(db, job.provider, ceiling)
             taken = db.execute(
                 "UPDATE jobs SET account = ?, slot = ? WHERE id = ? AND account IS NULL "
                 "RETURNING id",
@@ -220,7 +214,7 @@ class Accounts:
                 return False
             if in_flight or job.state in ("succeeded", "failed"):
                 defer(db, SUBMIT, job.id)  # submit carries on from any stored state
-            _admit(db, job.provider)
+            _admit(db, job.provider, ceiling)
         return True
 
     def lower(self, account: str) -> None:
