@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConcurrencyLimited, ConfigError, DamagedJob, ReelgenError
+from .http11 import has_input
 from .lifecycle import next_check_in, refresh
 from .models import Job
 from .receiver import Hints, Receiver
@@ -330,7 +330,7 @@ class _PoolHealth:
         self._handed_out[id(connection)] = now
         if connection.broken or connection.closed:
             raise psycopg.OperationalError("the connection is closed")
-        if last is None or now - last > IDLE_CHECK or _readable(connection.pgconn.socket):
+        if last is None or now - last > IDLE_CHECK or has_input(connection.pgconn.socket):
             await AsyncConnectionPool.check_connection(connection)
 
     def pool(self, **kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
@@ -345,14 +345,6 @@ def _being_cancelled() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)
     return bool(cancelling()) if cancelling is not None else False
-
-
-def _readable(fd: int) -> bool:
-    """Whether the socket has data or an end waiting (a look, no wait)."""
-    try:
-        return bool(select.select([fd], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True  # a socket that cannot be looked at: ask the server
 
 
 def make_app(
