@@ -56,7 +56,7 @@ SWEEP_CRON = "* * * * * */10"
 RETRY_LATER = 30.0
 """Seconds before a task that met a transient failure (network, outage) runs again."""
 FETCH_POLLING = 1.0
-"""Seconds between a worker's looks for due tasks it deferred not itself (an enqueuer's, a
+"""Seconds between a worker's looks for due tasks it did not queue itself (an enqueuer's, a
 callback's, another worker's): the longest such a task waits. A worker wakes itself for the
 tasks it deferred, when due. Workers do not LISTEN: Procrastinate notifies every worker of
 every task inserted, scheduled or not, and all but one then look for nothing (a query and
@@ -418,7 +418,7 @@ async def run_worker(
 
     def wake() -> None:
         """Make the worker fetch now: Procrastinate 3 wakes its fetch loop with this event
-        on a new job's notification, but a task deferred for later sends none when due."""
+        on a notification, which workers do not listen for (see FETCH_POLLING)."""
         event = getattr(current, "_new_job_event", None)
         if isinstance(event, asyncio.Event):
             event.set()
