@@ -200,25 +200,49 @@ def test_enqueue_needs_a_postgresql_job_log(make_image, tmp_path: Path) -> None:
 
 
 @pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
-def test_callbacks_queue_one_check_per_job_however_often_they_come(
-    make_engine: Callable[[], Engine], fake: FakeKling, make_image, tmp_path: Path
+def test_a_callback_moves_the_jobs_waiting_check_to_now_once_however_often_it_comes(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    make_image,
+    tmp_path: Path,
+    isolated: Path,
 ) -> None:
-    """`reelgen listen`'s receiver turns a provider's callback into one queued check of the job
-    it names; the same callback three times queues it once; a callback for no known job (or
-    a job not running) queues nothing."""
+    """`reelgen listen`'s receiver turns a provider's callback into the job's waiting check
+    run now: the same callback three times moves it once and adds no task; a callback for no
+    known job moves nothing; a worker then saves the job long before the check's own time."""
     import psycopg
 
     from reelgen.receiver import Receiver
     from reelgen.workers import QueuedHints
 
+    # Kling is expected to take minutes: the first check waits long after the submission
+    (isolated / "config.toml").write_text(
+        "[providers.kling]\nconcurrency = 3\nexpected_seconds = 300\n"
+    )
     engine = make_engine()
     request = VideoRequest(
         image=str(make_image()), prompt="waves", callback_url="https://hooks.example.test/kling"
     )
     job = engine.plan(request, provider="kling", output=tmp_path / "a.mp4", enqueue=True)
+    url = engine.environ["REELGEN_DB"]
+    with psycopg.connect(url) as conn:  # its submit task runs here, by hand
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
     accounts = queue_store(engine.store)
     asyncio.run(Steps(engine, accounts).submit(job.id))
     assert engine.store.get(job.id).state in ("queued", "running")
+
+    def tasks() -> list[tuple[str, str, float]]:
+        """The job's tasks: (task, status, seconds until due)."""
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT task_name, status, EXTRACT(EPOCH FROM scheduled_at - now()) "
+                "FROM procrastinate_jobs WHERE lock = %s",
+                (job.id,),
+            ).fetchall()
+        return [(name, status, float(due or 0)) for name, status, due in rows]
+
+    [(name, status, due)] = tasks()
+    assert (name, status) == ("reelgen.check", "todo") and due > 20  # learned: not soon
     time.sleep(0.6)  # the task is done at Kling; its callback says so (the log says running)
     body = fake.task_for_external(job.idempotency_key)
     assert body is not None
@@ -236,13 +260,12 @@ def test_callbacks_queue_one_check_per_job_however_often_they_come(
 
     assert asyncio.run(post_three_times())[:3] == [200, 200, 200]
     assert hints.queued == 1
-    url = engine.environ["REELGEN_DB"]
-    with psycopg.connect(url) as conn:
-        woken = conn.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE queueing_lock = %s AND status = 'todo'",
-            (f"reelgen.check:{job.id}",),
-        ).fetchone()
-    assert woken is not None and woken[0] == 1
+    [(name, status, due)] = tasks()
+    assert (name, status) == ("reelgen.check", "todo") and due <= 0
+    asyncio.run(run_until_final([make_engine()], [job.id], seconds=10))
+    assert engine.store.get(job.id).state == "succeeded"
+    assert (tmp_path / "a.mp4").read_bytes() == fake.video
+    assert fake.creates_accepted == 1
 
 
 def test_batch_enqueue_then_wait(

@@ -259,8 +259,8 @@ class Steps:
 
 
 class QueuedHints(Hints):
-    """Callbacks for workers (``reelgen listen``): each names a job, which gets a check queued
-    at once instead of a waiter woken in this process; duplicates merge into one check."""
+    """Callbacks for workers (``reelgen listen``): each names a job, whose waiting check is
+    moved to now instead of a waiter woken in this process; duplicates move it once."""
 
     def __init__(self, store: JobStore, accounts: Accounts) -> None:
         super().__init__()

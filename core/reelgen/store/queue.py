@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 
 from ..models import Job, utcnow
-from .base import Db, StoreBug, _read
+from .base import Db, _read
 from .postgres import PostgresJobStore
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,17 @@ CHECK = "reelgen.check"
 SAVE = "reelgen.save"
 
 
-def defer(
-    db: Db, task: str, job_id: str, *, delay: float = 0.0, queueing_lock: str | None = None
-) -> None:
+def defer(db: Db, task: str, job_id: str, *, delay: float = 0.0) -> None:
     """Defer a Procrastinate task for ``job_id`` inside the caller's transaction. Every task of
     one job shares the job's lock, so no two of them ever run at once. A delay counts on the
     database's clock (which workers fetch by), not this machine's."""
     db.execute(
-        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, ?, ?::jsonb, "
+        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, NULL, ?::jsonb, "
         "clock_timestamp() + ?::float8 * interval '1 second')::procrastinate_job_to_defer_v1])",
         (
             QUEUE,
             task,
             job_id,
-            queueing_lock,
             json.dumps({"job_id": job_id}),
             delay if delay > 0 else None,
         ),
@@ -240,21 +237,26 @@ class Accounts:
         self._defer(SAVE, job, delay)
 
     def check_soon(self, job: Job) -> bool:
-        """A callback said ``job`` changed: check it now, unless a check woken this way is
-        already waiting (duplicate callbacks merge into one). Returns whether one was queued."""
-        lock = f"{CHECK}:{job.id}"
-        try:
-            with self.store._tx() as db:
-                waiting = db.execute(
-                    "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = ? AND status = 'todo'",
-                    (lock,),
-                ).fetchone()
-                if waiting is not None:
-                    return False
-                defer(db, CHECK, job.id, queueing_lock=lock)
-        except StoreBug:  # another receiver queued it between our look and our write
-            return False
-        return True
+        """A callback said ``job`` changed: the check it has waiting runs now instead of at
+        its time. Returns whether one was moved: a duplicate callback finds it due already.
+        No new task is deferred: the job's tasks share its lock, and Procrastinate runs
+        tasks of one lock in the order they were deferred, so a new check would wait behind
+        the waiting one (and then both would go on checking). With no check waiting (one is
+        running, or the job is at another step) nothing changes: the running one looks."""
+        with self.store._writing():  # one statement: no transaction around it
+            moved = (
+                self.store._read_db()
+                .execute(
+                    "UPDATE procrastinate_jobs SET scheduled_at = clock_timestamp() "
+                    "WHERE lock = ? AND task_name = ? AND status = 'todo' "
+                    "AND scheduled_at > clock_timestamp() RETURNING id",
+                    (job.id, CHECK),
+                )
+                .fetchall()
+            )
+        if moved:
+            self._deferred(0.0)
+        return bool(moved)
 
     def limits(self) -> dict[str, tuple[int, int, int]]:
         """account -> (jobs holding a slot, limit, ceiling)."""
