@@ -184,6 +184,113 @@ def test_a_task_run_twice_pays_once(
     assert (tmp_path / "0.mp4").read_bytes() == fake.video
 
 
+def _tasks(url: str, job_id: str) -> list[tuple[str, str]]:
+    """The Procrastinate tasks of one job: (task, status)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, status FROM procrastinate_jobs WHERE lock = %s ORDER BY id",
+            (job_id,),
+        ).fetchall()
+    return [(name, status) for name, status in rows]
+
+
+@pytest.fixture
+def one_slot_two_jobs(
+    make_engine: Callable[[], Engine], make_image, tmp_path: Path, isolated: Path
+) -> tuple[Engine, Job, Job, int]:
+    """An account limit of 1, two jobs: the first submitted (by hand, its tasks gone) and
+    done at Kling, the second waiting; and a registered worker's id."""
+    import psycopg
+
+    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
+    engine = make_engine()
+    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
+    url = engine.environ["REELGEN_DB"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (first.id,))
+        row = conn.execute("SELECT worker_id FROM procrastinate_register_worker_v1()").fetchone()
+    assert row is not None
+    asyncio.run(Steps(engine, queue_store(engine.store)).submit(first.id))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (first.id,))
+    assert _tasks(url, second.id) == []  # waiting for the slot: no task
+    time.sleep(0.6)  # done at Kling
+    return engine, first, second, int(row[0])
+
+
+def test_a_release_hands_its_worker_the_next_jobs_submission(
+    one_slot_two_jobs: tuple[Engine, Job, Job, int], fake: FakeKling, tmp_path: Path
+) -> None:
+    """The check that finds the first job done frees its slot, and the worker running it
+    submits the admitted second job at once instead of queueing its submission for a fetch:
+    the second is at Kling, its submit task is done (gone), only its check waits."""
+    engine, first, second, worker = one_slot_two_jobs
+    url = engine.environ["REELGEN_DB"]
+    asyncio.run(Steps(engine, queue_store(engine.store)).check(first.id, worker=worker))
+    assert engine.store.get(first.id).state == "succeeded"
+    assert (tmp_path / "0.mp4").read_bytes() == fake.video
+    assert engine.store.get(second.id).state in ("queued", "running")
+    assert fake.creates_accepted == 2
+    assert _tasks(url, second.id) == [("reelgen.check", "todo")]
+
+
+def test_a_release_for_a_worker_no_longer_registered_hands_over_nothing(
+    one_slot_two_jobs: tuple[Engine, Job, Job, int], fake: FakeKling
+) -> None:
+    """A worker pruned as silent (its row gone) takes no task: the second job's submission
+    waits in the queue for any worker."""
+    engine, first, second, worker = one_slot_two_jobs
+    url = engine.environ["REELGEN_DB"]
+    asyncio.run(Steps(engine, queue_store(engine.store)).check(first.id, worker=worker + 1000))
+    assert engine.store.get(first.id).state == "succeeded"
+    assert engine.store.get(second.id).state == "planned"
+    assert fake.creates_accepted == 1
+    assert _tasks(url, second.id) == [("reelgen.submit", "todo")]
+
+
+@pytest.mark.parametrize(
+    ("error", "left"),
+    [(RuntimeError("a bug"), "failed"), (asyncio.CancelledError(), "todo")],
+    ids=["raises", "cancelled"],
+)
+def test_a_handed_over_submission_that_does_not_end_leaves_its_task_to_the_queue(
+    one_slot_two_jobs: tuple[Engine, Job, Job, int],
+    fake: FakeKling,
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
+    left: str,
+) -> None:
+    """A handed-over submission that raises leaves its task failed, as Procrastinate does
+    (the sweep then finds the job without a task); one cancelled (the worker stopping) puts
+    it back in the queue, due now, and stops the check too. Nothing was paid for the second."""
+    engine, first, second, worker = one_slot_two_jobs
+    url = engine.environ["REELGEN_DB"]
+    steps = Steps(engine, queue_store(engine.store))
+    advance = engine.advance
+
+    async def failing(job: Job, **kwargs: object) -> Job:
+        if job.id == second.id:
+            raise error
+        return await advance(job, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "advance", failing)
+    if isinstance(error, asyncio.CancelledError):
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(steps.check(first.id, worker=worker))
+    else:
+        asyncio.run(steps.check(first.id, worker=worker))
+    assert engine.store.get(second.id).state == "planned"
+    assert fake.creates_accepted == 1
+    assert _tasks(url, second.id) == [("reelgen.submit", left)]
+    # the next job is submitted before this one's video is fetched (the slot is what is
+    # scarce): a bug there still lets this one be saved, a stop does not
+    assert engine.store.get(first.id).state == ("succeeded" if left == "failed" else "result")
+    if left == "failed":
+        assert [j.id for j in queue_store(engine.store).orphans(older_than=0)] == [second.id]
+
+
 def test_enqueue_needs_a_postgresql_job_log(make_image, tmp_path: Path) -> None:
     """Enqueueing on the default SQLite log says what to set, and records nothing."""
     engine = Engine()

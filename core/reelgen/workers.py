@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import procrastinate
     import psycopg
     import psycopg_pool
+    from procrastinate import JobContext
 
     from .batch import Item
     from .engine import Engine
@@ -180,7 +181,10 @@ class Steps:
             log.warning("%s%s", err, "; its account slot is free again" if freed else "")
             return None
 
-    async def submit(self, job_id: str) -> None:
+    async def submit(self, job_id: str, *, worker: int | None = None) -> None:
+        """The ``submit`` task (``worker``: the Procrastinate worker running it, which a
+        release of the job's slot hands the next admitted job's submission; see
+        :meth:`_release`)."""
         job = self._get(job_id)
         if job is None:
             return
@@ -196,9 +200,9 @@ class Steps:
             if moved.id != job.id:
                 self.accounts.hand_over(job, moved)
             job = moved
-        await self._next(job)
+        await self._next(job, worker=worker)
 
-    async def check(self, job_id: str) -> None:
+    async def check(self, job_id: str, *, worker: int | None = None) -> None:
         job = self._get(job_id)
         if job is None:
             return
@@ -209,14 +213,14 @@ class Steps:
                 log.info("job %s: %s; asking again in %.0f s", job_id, err, RETRY_LATER)
                 self.accounts.defer_check(job, delay=RETRY_LATER)
                 return
-        await self._next(job)
+        await self._next(job, worker=worker)
 
-    async def save(self, job_id: str) -> None:
+    async def save(self, job_id: str, *, worker: int | None = None) -> None:
         job = self._get(job_id)
         if job is not None:
-            await self._save(job)
+            await self._save(job, worker=worker)
 
-    async def _save(self, job: Job, *, released: bool = False) -> None:
+    async def _save(self, job: Job, *, released: bool = False, worker: int | None = None) -> None:
         if job.state in ("result", "downloading", "succeeded"):
             try:
                 job = await self.engine.advance(job, until="saved")
@@ -229,33 +233,71 @@ class Steps:
                 log.warning("job %s not saved: %s", job.id, err)
                 if job.state in ("result", "downloading"):
                     return  # left for `reelgen download` (saving again here would loop)
-        await self._next(job, released=released)
+        await self._next(job, released=released, worker=worker)
 
-    async def _next(self, job: Job, *, released: bool = False) -> None:
+    async def _next(self, job: Job, *, released: bool = False, worker: int | None = None) -> None:
         """Defer what the job's stored state calls for next (and free its account slot once
         its provider is done with it, unless this task did so already: ``released``)."""
         state = job.state
         if state in ("queued", "running"):
             self.accounts.defer_check(job, delay=next_check_in(self.engine, job))
         elif state in ("result", "downloading"):
-            self.accounts.release(job, clean=True)  # the provider is done: its slot is free
-            # the download goes on in this task (a retry is deferred)
+            # the provider is done: its slot goes to the next job, submitted first (the
+            # account's place is what is scarce); the download goes on in this task (a retry
+            # is deferred)
+            await self._release(job, clean=True, worker=worker)
             await self._save(job, released=True)
         elif state == "succeeded":
             if not released:
-                self.accounts.release(job, clean=True)
+                await self._release(job, clean=True, worker=worker)
             log.info("job %s saved: %s", job.id, job.output)
         elif state == "failed" and job.meta.candidates and not job.superseded_by:
             self.accounts.release(job, clean=False)
             self.accounts.defer_submit(job)  # advance fails it over to the next candidate
         elif state in ("failed", "canceled", "superseded"):
-            self.accounts.release(job, clean=False)
+            await self._release(job, clean=False, worker=worker)
             if state != "superseded":
                 log.warning("job %s %s: %s", job.id, state, job.message or "no reason given")
         elif state in ("submitting", "uncertain", "planned"):
             # not settled (a lookup that could not answer, keys missing): try again later;
             # it keeps its slot, since it may be running at the provider
             self.accounts.defer_submit(job, delay=RETRY_LATER)
+
+    async def _release(self, job: Job, *, clean: bool, worker: int | None) -> None:
+        """Free ``job``'s slot; when the release hands this worker the next admitted job's
+        submit task, submit that job here and now (no fetch, no wait for one), then end the
+        task as Procrastinate would. Its own release does not take another (no chain)."""
+        taken = self.accounts.release(job, clean=clean, worker=worker)
+        if taken is None:
+            return
+        admitted, task = taken
+        ok = False
+        try:
+            await self.submit(admitted)
+            ok = True
+        except asyncio.CancelledError:
+            self._end_task(task, requeue=True)  # stopping: any worker runs it, now
+            raise
+        except Exception:
+            # as Procrastinate does with a task that raises: logged, marked failed; the
+            # sweep gives the job, left without a task, a new one
+            log.exception("job %s: its submission failed", admitted)
+        self._end_task(task, ok=ok)
+
+    def _end_task(self, task: int, *, ok: bool = False, requeue: bool = False) -> None:
+        """Finish (or requeue) a task handed over by a release, asking twice: a connection
+        the server ended is replaced on the second try. A task left running here is run
+        again once this worker is gone (Procrastinate's stalled-task retry)."""
+        for attempt in (1, 2):
+            try:
+                if requeue:
+                    self.accounts.requeue_task(task)
+                else:
+                    self.accounts.finish_task(task, ok=ok)
+                return
+            except ReelgenError as err:
+                if attempt == 2:
+                    log.warning("task %s could not be ended: %s", task, err)
 
 
 class QueuedHints(Hints):
@@ -370,17 +412,18 @@ def make_app(
         )
     )
 
-    @app.task(name=SUBMIT, queue=QUEUE)
-    async def submit(job_id: str) -> None:
-        await steps.submit(job_id)
+    # each task tells its steps the worker running it (see Steps._release)
+    @app.task(name=SUBMIT, queue=QUEUE, pass_context=True)
+    async def submit(context: JobContext, job_id: str) -> None:
+        await steps.submit(job_id, worker=context.job.worker_id)
 
-    @app.task(name=CHECK, queue=QUEUE)
-    async def check(job_id: str) -> None:
-        await steps.check(job_id)
+    @app.task(name=CHECK, queue=QUEUE, pass_context=True)
+    async def check(context: JobContext, job_id: str) -> None:
+        await steps.check(job_id, worker=context.job.worker_id)
 
-    @app.task(name=SAVE, queue=QUEUE)
-    async def save(job_id: str) -> None:
-        await steps.save(job_id)
+    @app.task(name=SAVE, queue=QUEUE, pass_context=True)
+    async def save(context: JobContext, job_id: str) -> None:
+        await steps.save(job_id, worker=context.job.worker_id)
 
     @app.periodic(cron=SWEEP_CRON)
     @app.task(name="reelgen.sweep", queue=QUEUE, queueing_lock="reelgen.sweep")

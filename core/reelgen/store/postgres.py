@@ -23,7 +23,7 @@ from ..errors import ConfigError, JobNotFound
 from ..models import Job, utcnow
 from .base import _CURRENT, CURRENT_COLUMNS, Change, Cursor, Db, JobStore, StoreBug
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SEEN_JOBS = 4096
 """Jobs whose last-seen row a store keeps to try compare-and-set on without a read."""
@@ -142,6 +142,40 @@ _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
             UPDATE accounts SET lim = LEAST(lim + 1, ceiling) WHERE account = acct;
         END IF;
         RETURN QUERY SELECT reelgen_admit(acct, queue, task);
+    END $$
+    """,
+    ),
+    # a release by a worker hands it the first admitted job's submit task, marked as its own
+    # (``doing``) in the same transaction: it submits that job at once, without a fetch; if it
+    # dies doing so, the task is a dead worker's and runs again, as any other. A worker row
+    # gone (pruned as silent) takes nothing: the task stays queued for any worker.
+    4: (
+        """
+    CREATE OR REPLACE FUNCTION reelgen_release_taking(
+        job TEXT, clean BOOLEAN, queue TEXT, task TEXT, worker BIGINT
+    ) RETURNS TABLE(admitted TEXT, taken BIGINT)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        ids TEXT[];
+        took BIGINT;
+    BEGIN
+        ids := ARRAY(SELECT reelgen_release(job, clean, queue, task));
+        IF cardinality(ids) = 0 THEN
+            RETURN;
+        END IF;
+        BEGIN
+            UPDATE procrastinate_jobs p SET status = 'doing', worker_id = worker
+            WHERE p.id = (
+                SELECT q.id FROM procrastinate_jobs q
+                WHERE q.lock = ids[1] AND q.task_name = task AND q.status = 'todo'
+                ORDER BY q.id LIMIT 1
+            )
+            RETURNING p.id INTO took;
+        EXCEPTION WHEN foreign_key_violation THEN
+            took := NULL;
+        END;
+        RETURN QUERY SELECT u.id, CASE WHEN u.n = 1 THEN took END
+            FROM unnest(ids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
     END $$
     """,
     ),

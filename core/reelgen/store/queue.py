@@ -137,20 +137,55 @@ class Accounts:
         found = [_read(r) for r in rows.fetchall()]
         return [j for j in found if isinstance(j, Job)]
 
-    def release(self, job: Job, *, clean: bool) -> None:
+    def release(
+        self, job: Job, *, clean: bool, worker: int | None = None
+    ) -> tuple[str, int] | None:
         """``job`` no longer runs at its provider: free its slot (a clean finish raises the
-        account's limit by one, up to its ceiling) and admit the next waiting job."""
-        # one call (the ``reelgen_release`` function): a job whose slot is already free
-        # changes nothing; else its slot, the account's limit and the admission change in
-        # one transaction, under the account's lock
+        account's limit by one, up to its ceiling) and admit the next waiting job.
+
+        With ``worker`` (a Procrastinate worker's id), the first job admitted has its submit
+        task handed to that worker, running: returned (its Procrastinate id), for the caller
+        to run at once and then :meth:`finish_task`. Else None."""
+        # one call (``reelgen_release``, or ``reelgen_release_taking`` which calls it): a job
+        # whose slot is already free changes nothing; else its slot, the account's limit,
+        # the admission (and the task taken) change in one transaction, under the account's
+        # lock
+        db = self.store._read_db()
         with self.store._writing():
-            admitted = (
-                self.store._read_db()
-                .execute("SELECT reelgen_release(?, ?, ?, ?) AS id", (job.id, clean, QUEUE, SUBMIT))
-                .fetchall()
-            )
-        if admitted:
+            if worker is None:
+                rows = db.execute(
+                    "SELECT reelgen_release(?, ?, ?, ?) AS admitted, NULL AS taken",
+                    (job.id, clean, QUEUE, SUBMIT),
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM reelgen_release_taking(?, ?, ?, ?, ?)",
+                    (job.id, clean, QUEUE, SUBMIT, worker),
+                ).fetchall()
+        taken = next(((r["admitted"], r["taken"]) for r in rows if r["taken"] is not None), None)
+        if len(rows) > (taken is not None):  # others wait for a fetch: now
             self._deferred(0.0)
+        return (str(taken[0]), int(taken[1])) if taken is not None else None
+
+    def finish_task(self, task: int, *, ok: bool) -> None:
+        """End a task :meth:`release` handed over, as Procrastinate ends the tasks it runs:
+        done, it is deleted; failed, it stays, marked failed (the sweep then gives the job,
+        left without a task, a new one)."""
+        with self.store._writing():
+            self.store._read_db().execute(
+                "SELECT procrastinate_finish_job_v1(?, ?, ?)",
+                (task, "succeeded" if ok else "failed", ok),
+            )
+
+    def requeue_task(self, task: int) -> None:
+        """Give a task :meth:`release` handed over back to the queue, due now (its worker is
+        stopping before it ran it to the end)."""
+        with self.store._writing():
+            self.store._read_db().execute(
+                "SELECT procrastinate_retry_job_v2(?, clock_timestamp(), NULL, NULL, NULL)",
+                (task,),
+            )
+        self._deferred(0.0)
 
     def free_damaged(self, job_id: str) -> bool:
         """A job whose row cannot be read and that was never submitted gives its slot back
