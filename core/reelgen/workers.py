@@ -172,20 +172,25 @@ class Steps:
     def store(self) -> JobStore:
         return self.engine.store
 
-    def _get(self, job_id: str) -> Job | None:
-        """The job, or None when its row is damaged (its slot freed if it never ran)."""
+    def _get(self, job_id: str, row: dict[str, Any] | None = None) -> Job | None:
+        """The job (read from ``row`` when the database handed it over already), or None
+        when its row is damaged (its slot freed if it never ran)."""
         try:
+            if row is not None:
+                return self.accounts.store.job_from(row)
             return self.store.get(job_id)
         except DamagedJob as err:
             freed = self.accounts.free_damaged(job_id)
             log.warning("%s%s", err, "; its account slot is free again" if freed else "")
             return None
 
-    async def submit(self, job_id: str, *, worker: int | None = None) -> None:
+    async def submit(
+        self, job_id: str, *, worker: int | None = None, row: dict[str, Any] | None = None
+    ) -> None:
         """The ``submit`` task (``worker``: the Procrastinate worker running it, which a
-        release of the job's slot hands the next admitted job's submission; see
-        :meth:`_release`)."""
-        job = self._get(job_id)
+        release of the job's slot hands the next admitted job's submission, see
+        :meth:`_release`; ``row``: the job's row, when handed over with it)."""
+        job = self._get(job_id, row)
         if job is None:
             return
         if job.state in ("planned", "submitting", "uncertain", "failed"):
@@ -265,24 +270,37 @@ class Steps:
 
     async def _release(self, job: Job, *, clean: bool, worker: int | None) -> None:
         """Free ``job``'s slot; when the release hands this worker the next admitted job's
-        submit task, submit that job here and now (no fetch, no wait for one), then end the
-        task as Procrastinate would. Its own release does not take another (no chain)."""
+        submit task, submit that job here and now (no fetch, no wait for one, no read), then
+        end the task as Procrastinate would: the defer of the job's next step ends it in the
+        same statement (:data:`FINISHING`), else it is ended on its own. Its own release does
+        not take another (no chain)."""
+        from .store.queue import FINISHING
+
         taken = self.accounts.release(job, clean=clean, worker=worker)
         if taken is None:
             return
-        admitted, task = taken
-        ok = False
+        finishing = FINISHING.set(taken.task)
+
+        def unfinished() -> bool:
+            left = FINISHING.get() is not None
+            FINISHING.reset(finishing)
+            return left
+
         try:
-            await self.submit(admitted)
-            ok = True
+            await self.submit(taken.job_id, row=taken.row)
         except asyncio.CancelledError:
-            self._end_task(task, requeue=True)  # stopping: any worker runs it, now
+            if unfinished():
+                self._end_task(taken.task, requeue=True)  # stopping: any worker runs it, now
             raise
         except Exception:
             # as Procrastinate does with a task that raises: logged, marked failed; the
             # sweep gives the job, left without a task, a new one
-            log.exception("job %s: its submission failed", admitted)
-        self._end_task(task, ok=ok)
+            log.exception("job %s: its submission failed", taken.job_id)
+            if unfinished():
+                self._end_task(taken.task, ok=False)
+        else:
+            if unfinished():
+                self._end_task(taken.task, ok=True)
 
     def _end_task(self, task: int, *, ok: bool = False, requeue: bool = False) -> None:
         """Finish (or requeue) a task handed over by a release, asking twice: a connection

@@ -146,14 +146,15 @@ _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     """,
     ),
     # a release by a worker hands it the first admitted job's submit task, marked as its own
-    # (``doing``) in the same transaction: it submits that job at once, without a fetch; if it
-    # dies doing so, the task is a dead worker's and runs again, as any other. A worker row
-    # gone (pruned as silent) takes nothing: the task stays queued for any worker.
+    # (``doing``) in the same transaction, with that job's row: it submits that job at once,
+    # without a fetch or a read; if it dies doing so, the task is a dead worker's and runs
+    # again, as any other. A worker row gone (pruned as silent) takes nothing: the task stays
+    # queued for any worker.
     4: (
         """
     CREATE OR REPLACE FUNCTION reelgen_release_taking(
         job TEXT, clean BOOLEAN, queue TEXT, task TEXT, worker BIGINT
-    ) RETURNS TABLE(admitted TEXT, taken BIGINT)
+    ) RETURNS TABLE(admitted TEXT, taken BIGINT, taken_row TEXT)
     LANGUAGE plpgsql AS $$
     DECLARE
         ids TEXT[];
@@ -174,7 +175,10 @@ _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
         EXCEPTION WHEN foreign_key_violation THEN
             took := NULL;
         END;
-        RETURN QUERY SELECT u.id, CASE WHEN u.n = 1 THEN took END
+        RETURN QUERY SELECT u.id, CASE WHEN u.n = 1 THEN took END,
+            CASE WHEN u.n = 1 AND took IS NOT NULL THEN
+                (SELECT row_to_json(j)::text FROM jobs j WHERE j.id = u.id)
+            END
             FROM unnest(ids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
     END $$
     """,
@@ -318,6 +322,11 @@ class PostgresJobStore(JobStore):
         if recent is not None and recent[0] is job and time.monotonic() - recent[1] < RECENT_FOR:
             return job
         return self.get(job.id)
+
+    def job_from(self, row: dict[str, Any]) -> Job:
+        """The job in a row this store's database handed over (the columns of ``jobs``, as
+        :meth:`get` reads them; DamagedJob when unreadable), kept as a read of it."""
+        return self._job(row, str(row["id"]))
 
     def _job(self, row: Any, job_id: str) -> Job:
         job = super()._job(row, job_id)

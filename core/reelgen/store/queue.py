@@ -17,7 +17,9 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from datetime import timedelta
+from typing import Any, NamedTuple
 
 from ..models import Job, utcnow
 from .base import Db, _read
@@ -31,21 +33,36 @@ CHECK = "reelgen.check"
 SAVE = "reelgen.save"
 
 
-def defer(db: Db, task: str, job_id: str, *, delay: float = 0.0) -> None:
-    """Defer a Procrastinate task for ``job_id`` inside the caller's transaction. Every task of
-    one job shares the job's lock, so no two of them ever run at once. A delay counts on the
-    database's clock (which workers fetch by), not this machine's."""
-    db.execute(
+FINISHING: ContextVar[int | None] = ContextVar("reelgen_finishing", default=None)
+"""A task handed over by :meth:`Accounts.release` that the asyncio task running it has not
+ended yet: the next task it defers ends it as done in the same statement (its job's next
+step queued and its submission's task deleted at once), and sets this to None."""
+
+
+class Taken(NamedTuple):
+    """A job's submission handed to a worker by a release: the job's id, its running
+    Procrastinate task, and its row as admitted."""
+
+    job_id: str
+    task: int
+    row: dict[str, Any]
+
+
+def defer(db: Db, task: str, job_id: str, *, delay: float = 0.0, finish: int | None = None) -> None:
+    """Defer a Procrastinate task for ``job_id`` inside the caller's transaction (``finish``:
+    and end that running task as done, in the same statement). Every task of one job shares
+    the job's lock, so no two of them ever run at once. A delay counts on the database's
+    clock (which workers fetch by), not this machine's."""
+    sql = (
         "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(?, ?, 0, ?, NULL, ?::jsonb, "
-        "clock_timestamp() + ?::float8 * interval '1 second')::procrastinate_job_to_defer_v1])",
-        (
-            QUEUE,
-            task,
-            job_id,
-            json.dumps({"job_id": job_id}),
-            delay if delay > 0 else None,
-        ),
+        "clock_timestamp() + ?::float8 * interval '1 second')::procrastinate_job_to_defer_v1])"
     )
+    args: list[Any] = [QUEUE, task, job_id, json.dumps({"job_id": job_id})]
+    args.append(delay if delay > 0 else None)
+    if finish is not None:
+        sql += ", procrastinate_finish_job_v1(?, 'succeeded', true)"
+        args.append(finish)
+    db.execute(sql, args)
 
 
 def _lock(db: Db, account: str) -> None:
@@ -137,9 +154,7 @@ class Accounts:
         found = [_read(r) for r in rows.fetchall()]
         return [j for j in found if isinstance(j, Job)]
 
-    def release(
-        self, job: Job, *, clean: bool, worker: int | None = None
-    ) -> tuple[str, int] | None:
+    def release(self, job: Job, *, clean: bool, worker: int | None = None) -> Taken | None:
         """``job`` no longer runs at its provider: free its slot (a clean finish raises the
         account's limit by one, up to its ceiling) and admit the next waiting job.
 
@@ -154,7 +169,8 @@ class Accounts:
         with self.store._writing():
             if worker is None:
                 rows = db.execute(
-                    "SELECT reelgen_release(?, ?, ?, ?) AS admitted, NULL AS taken",
+                    "SELECT reelgen_release(?, ?, ?, ?) AS admitted, NULL AS taken, "
+                    "NULL AS taken_row",
                     (job.id, clean, QUEUE, SUBMIT),
                 ).fetchall()
             else:
@@ -162,10 +178,17 @@ class Accounts:
                     "SELECT * FROM reelgen_release_taking(?, ?, ?, ?, ?)",
                     (job.id, clean, QUEUE, SUBMIT, worker),
                 ).fetchall()
-        taken = next(((r["admitted"], r["taken"]) for r in rows if r["taken"] is not None), None)
+        taken = next(
+            (
+                Taken(str(r["admitted"]), int(r["taken"]), json.loads(r["taken_row"]))
+                for r in rows
+                if r["taken"] is not None
+            ),
+            None,
+        )
         if len(rows) > (taken is not None):  # others wait for a fetch: now
             self._deferred(0.0)
-        return (str(taken[0]), int(taken[1])) if taken is not None else None
+        return taken
 
     def finish_task(self, task: int, *, ok: bool) -> None:
         """End a task :meth:`release` handed over, as Procrastinate ends the tasks it runs:
@@ -258,8 +281,11 @@ class Accounts:
             )
 
     def _defer(self, task: str, job: Job, delay: float) -> None:
+        finish = FINISHING.get()
         with self.store._writing():  # one statement: no transaction around it
-            defer(self.store._read_db(), task, job.id, delay=delay)
+            defer(self.store._read_db(), task, job.id, delay=delay, finish=finish)
+        if finish is not None:
+            FINISHING.set(None)
         self._deferred(delay)
 
     def defer_submit(self, job: Job, *, delay: float = 0.0) -> None:
