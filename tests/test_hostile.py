@@ -40,6 +40,29 @@ def test_reelgens_own_files_are_never_an_output(
     assert listed.exit_code == 0 and earlier in listed.stdout
 
 
+@pytest.mark.parametrize("how", ["symlink", "hard link"])
+def test_reelgens_job_log_under_another_name_is_never_an_output(
+    cli: Cli, fake_kling: FakeKling, isolated: Path, make_image, tmp_path: Path, how: str
+) -> None:
+    """`-o clip.mp4 --force` where clip.mp4 is the job log by another name is refused too."""
+    earlier = submitted(cli, make_image())
+    asked = len(fake_kling.requests)
+    target = tmp_path / "clip.mp4"
+    log = isolated / "jobs.sqlite3"
+    if how == "symlink":
+        target.symlink_to(log)
+    else:
+        os.link(log, target)
+    result = cli(
+        "generate", str(make_image()), "-p", "x", "-P", "kling", "-o", str(target), "--force"
+    )
+    assert result.exit_code == 2
+    assert "reelgen's job log" in result.stderr
+    assert len(fake_kling.requests) == asked
+    listed = cli("jobs")
+    assert listed.exit_code == 0 and earlier in listed.stdout
+
+
 def test_an_empty_output_is_refused(cli: Cli, fake_kling: FakeKling, make_image) -> None:
     """`-o ''` is a mistake, not "the current folder": refused, nothing sent."""
     result = cli("generate", str(make_image()), "-p", "x", "-P", "kling", "-o", "")

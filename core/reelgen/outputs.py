@@ -60,9 +60,11 @@ def check_target(target: Path, *, inputs: Sequence[str | Path] = (), force: bool
         if _same_file(resolved, source):
             via = "" if str(source) == str(target) else f" ({source})"
             raise InvalidRequest(f"{target} is the input image{via}; choose another output")
-    for what, own in _own_files():
+    existing = _stat(resolved)  # only a file that exists can be one of ours by another name
+    for what, own in _own_files():  # resolved already
         beside = resolved.parent == own.parent
-        if _same_file(resolved, own) or (beside and target.name.startswith(f"{own.name}-")):
+        same = resolved == own or (existing is not None and _same_stat(existing, _stat(own)))
+        if same or (beside and target.name.startswith(f"{own.name}-")):
             raise InvalidRequest(f"{target} is reelgen's {what}; choose another output")
     try:
         mode = os.stat(target).st_mode
@@ -167,6 +169,18 @@ def _resolved(path: Path) -> Path:
         return path.resolve()
     except (OSError, RuntimeError):
         return path
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):  # missing, unreadable, a symlink loop, a NUL in the name
+        return None
+
+
+def _same_stat(a: os.stat_result, b: os.stat_result | None) -> bool:
+    """Whether two stats are of one file (``os.path.samefile`` on stats in hand)."""
+    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _same_file(target: Path, source: str | Path) -> bool:
