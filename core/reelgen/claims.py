@@ -23,8 +23,21 @@ FOREIGN_CLAIM_SECONDS = 600.0
 def new_claim() -> str:
     """A claim on a job for one step: ``host:pid:started:token`` (``started``: when the process
     began, so a pid reused after a reboot or crash is not taken for the claimant)."""
+    return f"{_this_process()[1]}:{uuid.uuid4().hex[:8]}"
+
+
+_THIS: tuple[int, str, str] | None = None
+
+
+def _this_process() -> tuple[str, str]:
+    """This process's host and ``host:pid:started``, looked up once per process (a forked
+    child, with its own pid, looks them up again): a worker claims jobs all day."""
+    global _THIS
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_started(pid) or '-'}:{uuid.uuid4().hex[:8]}"
+    if _THIS is None or _THIS[0] != pid:
+        host = socket.gethostname()
+        _THIS = (pid, host, f"{host}:{pid}:{_started(pid) or '-'}")
+    return _THIS[1], _THIS[2]
 
 
 def _started(pid: int) -> str | None:
@@ -45,7 +58,7 @@ def claim_is_live(job: Job) -> bool:
     if not owner:
         return False
     host, pid, started = ([*owner.split(":"), "", ""])[:3]
-    if host != socket.gethostname():
+    if host != _this_process()[0]:
         age = (utcnow() - job.updated_at).total_seconds()
         return age < FOREIGN_CLAIM_SECONDS
     if pid == str(os.getpid()):

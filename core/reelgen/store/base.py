@@ -461,13 +461,16 @@ class JobStore(ABC):
         return events
 
 
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse)
+
+
 def _strict_json(text: str) -> Any:
     """JSON as SQLite's JSON functions read it: NaN and Infinity are damage, not numbers."""
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
+    return _STRICT_JSON.decode(text)
 
 
 def _owner(meta: str) -> str | None:
