@@ -127,7 +127,8 @@ class _Connection:
     async def _write(self, data: bytes, timeout: float | None) -> None:
         try:
             self.writer.write(data)
-            await _within(timeout, self.writer.drain())
+            if self.writer.transport.get_write_buffer_size():  # else all sent already
+                await _within(timeout, self.writer.drain())
         except asyncio.TimeoutError as exc:
             raise httpx.WriteTimeout(str(exc) or "timed out writing the request") from exc
         except OSError as exc:
