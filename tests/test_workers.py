@@ -375,6 +375,57 @@ def test_a_callback_moves_the_jobs_waiting_check_to_now_once_however_often_it_co
     assert fake.creates_accepted == 1
 
 
+def test_a_callback_while_the_jobs_check_runs_is_not_lost(
+    make_engine: Callable[[], Engine],
+    fake: FakeKling,
+    make_image,
+    tmp_path: Path,
+    isolated: Path,
+) -> None:
+    """A callback that comes while the job's check is running (which asked just before the
+    job finished, and then queues its next check minutes away) queues a check due now; the
+    running check's next check joins it: one check waiting, due now, and the job is saved
+    long before the learned time."""
+    import psycopg
+
+    (isolated / "config.toml").write_text(
+        "[providers.kling]\nconcurrency = 3\nexpected_seconds = 300\n"
+    )
+    engine = make_engine()
+    request = VideoRequest(image=str(make_image()), prompt="waves")
+    job = engine.plan(request, provider="kling", output=tmp_path / "a.mp4", enqueue=True)
+    url = engine.environ["REELGEN_DB"]
+    with psycopg.connect(url, autocommit=True) as conn:  # its submit task runs here, by hand
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
+    accounts = queue_store(engine.store)
+    asyncio.run(Steps(engine, accounts).submit(job.id))
+    with psycopg.connect(url, autocommit=True) as conn:  # a worker is running that check
+        (running,) = conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing' WHERE lock = %s RETURNING id",
+            (job.id,),
+        ).fetchone() or (None,)
+    assert running is not None
+    time.sleep(0.6)
+    fake.task_for_external(job.idempotency_key)["task_status"] = "succeed"  # type: ignore[index]
+
+    assert accounts.check_soon(engine.store.get(job.id)) is True  # the callback
+    assert accounts.check_soon(engine.store.get(job.id)) is False  # and again
+    # the running check saw "running" before the change: its next check, minutes away
+    accounts.defer_check(engine.store.get(job.id), delay=300)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT procrastinate_finish_job_v1(%s, 'succeeded', true)", (running,))
+        rows = conn.execute(
+            "SELECT task_name, status, COALESCE(scheduled_at, now()) <= now() "
+            "FROM procrastinate_jobs "
+            "WHERE lock = %s",
+            (job.id,),
+        ).fetchall()
+    assert rows == [("reelgen.check", "todo", True)]
+    asyncio.run(run_until_final([make_engine()], [job.id], seconds=10))
+    assert engine.store.get(job.id).state == "succeeded"
+    assert fake.creates_accepted == 1
+
+
 def test_batch_enqueue_then_wait(
     make_engine: Callable[[], Engine],
     fake: FakeKling,

@@ -172,14 +172,54 @@ _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
                 ORDER BY q.id LIMIT 1
             )
             RETURNING p.id INTO took;
-        EXCEPTION WHEN foreign_key_violation THEN
-            took := NULL;
+        EXCEPTION WHEN foreign_key_violation OR unique_violation THEN
+            took := NULL;  -- no such worker (any more), or the job has a task running
         END;
         RETURN QUERY SELECT u.id, CASE WHEN u.n = 1 THEN took END,
             CASE WHEN u.n = 1 AND took IS NOT NULL THEN
                 (SELECT row_to_json(j)::text FROM jobs j WHERE j.id = u.id)
             END
             FROM unnest(ids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
+    END $$
+    """,
+        # a job has at most one check waiting (its queueing lock ``task:job``): a check
+        # deferred while one waits merges into it, due at the sooner of the two times. A
+        # callback while the job's check runs thus queues one due now, which the running
+        # check's own next check then joins instead of starting a second round of checks.
+        # True when a check was added or moved sooner.
+        """
+    CREATE OR REPLACE FUNCTION reelgen_defer_check(
+        job TEXT, queue TEXT, task TEXT, delay FLOAT8
+    ) RETURNS BOOLEAN
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        due TIMESTAMPTZ := clock_timestamp() + GREATEST(delay, 0) * interval '1 second';
+        tag TEXT := task || ':' || job;
+        waiting TIMESTAMPTZ;
+    BEGIN
+        FOR attempt IN 1..3 LOOP
+            SELECT COALESCE(p.scheduled_at, '-infinity') INTO waiting
+            FROM procrastinate_jobs p
+            WHERE p.queueing_lock = tag AND p.status = 'todo' FOR UPDATE;
+            IF FOUND THEN
+                IF waiting <= due THEN
+                    RETURN false;
+                END IF;
+                UPDATE procrastinate_jobs p SET scheduled_at = due
+                WHERE p.queueing_lock = tag AND p.status = 'todo';
+                RETURN true;
+            END IF;
+            BEGIN
+                PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+                    queue, task, 0, job, tag, jsonb_build_object('job_id', job),
+                    CASE WHEN delay > 0 THEN due END
+                )::procrastinate_job_to_defer_v1]);
+                RETURN true;
+            EXCEPTION WHEN unique_violation THEN
+                NULL;  -- one was deferred at the same moment: merge into it (next round)
+            END;
+        END LOOP;
+        RETURN false;
     END $$
     """,
     ),

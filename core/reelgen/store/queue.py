@@ -281,9 +281,20 @@ class Accounts:
             )
 
     def _defer(self, task: str, job: Job, delay: float) -> None:
+        """Defer ``task`` for ``job`` in one statement (a check merges into one waiting:
+        ``reelgen_defer_check``), ending the task :data:`FINISHING` names, if any."""
         finish = FINISHING.get()
+        db = self.store._read_db()
         with self.store._writing():  # one statement: no transaction around it
-            defer(self.store._read_db(), task, job.id, delay=delay, finish=finish)
+            if task == CHECK:
+                sql = "SELECT reelgen_defer_check(?, ?, ?, ?)"
+                args: list[Any] = [job.id, QUEUE, CHECK, delay]
+                if finish is not None:
+                    sql += ", procrastinate_finish_job_v1(?, 'succeeded', true)"
+                    args.append(finish)
+                db.execute(sql, args)
+            else:
+                defer(db, task, job.id, delay=delay, finish=finish)
         if finish is not None:
             FINISHING.set(None)
         self._deferred(delay)
@@ -292,32 +303,30 @@ class Accounts:
         self._defer(SUBMIT, job, delay)
 
     def defer_check(self, job: Job, *, delay: float = 0.0) -> None:
+        """Check ``job`` in ``delay`` seconds, or sooner if a check waits already: a job has
+        one check waiting at most (callbacks and checks merge)."""
         self._defer(CHECK, job, delay)
 
     def defer_save(self, job: Job, *, delay: float = 0.0) -> None:
         self._defer(SAVE, job, delay)
 
     def check_soon(self, job: Job) -> bool:
-        """A callback said ``job`` changed: the check it has waiting runs now instead of at
-        its time. Returns whether one was moved: a duplicate callback finds it due already.
-        No new task is deferred: the job's tasks share its lock, and Procrastinate runs
-        tasks of one lock in the order they were deferred, so a new check would wait behind
-        the waiting one (and then both would go on checking). With no check waiting (one is
-        running, or the job is at another step) nothing changes: the running one looks."""
+        """A callback said ``job`` changed: its waiting check runs now instead of at its time,
+        or, with none waiting (one running, which may have asked just before the change), a
+        check is queued due now, which the running one's next check joins. Returns whether
+        anything changed: a duplicate callback finds the check due already. (A new check
+        beside a waiting one would wait behind it: Procrastinate runs tasks of one lock in
+        the order they were deferred.)"""
         with self.store._writing():  # one statement: no transaction around it
-            moved = (
+            row = (
                 self.store._read_db()
-                .execute(
-                    "UPDATE procrastinate_jobs SET scheduled_at = clock_timestamp() "
-                    "WHERE lock = ? AND task_name = ? AND status = 'todo' "
-                    "AND scheduled_at > clock_timestamp() RETURNING id",
-                    (job.id, CHECK),
-                )
-                .fetchall()
+                .execute("SELECT reelgen_defer_check(?, ?, ?, 0) AS moved", (job.id, QUEUE, CHECK))
+                .fetchone()
             )
+        moved = bool(row and row["moved"])
         if moved:
             self._deferred(0.0)
-        return bool(moved)
+        return moved
 
     def limits(self) -> dict[str, tuple[int, int, int]]:
         """account -> (jobs holding a slot, limit, ceiling)."""
