@@ -228,7 +228,8 @@ def test_a_release_hands_its_worker_the_next_jobs_submission(
     the second is at Kling, its submit task is done (gone), only its check waits."""
     engine, first, second, worker = one_slot_two_jobs
     url = engine.environ["REELGEN_DB"]
-    asyncio.run(Steps(engine, queue_store(engine.store)).check(first.id, worker=worker))
+    steps = Steps(engine, queue_store(engine.store))
+    asyncio.run(steps.run_task(0, steps.check(first.id, worker=worker)))
     assert engine.store.get(first.id).state == "succeeded"
     assert (tmp_path / "0.mp4").read_bytes() == fake.video
     assert engine.store.get(second.id).state in ("queued", "running")
@@ -243,28 +244,26 @@ def test_a_release_for_a_worker_no_longer_registered_hands_over_nothing(
     waits in the queue for any worker."""
     engine, first, second, worker = one_slot_two_jobs
     url = engine.environ["REELGEN_DB"]
-    asyncio.run(Steps(engine, queue_store(engine.store)).check(first.id, worker=worker + 1000))
+    steps = Steps(engine, queue_store(engine.store))
+    asyncio.run(steps.run_task(0, steps.check(first.id, worker=worker + 1000)))
     assert engine.store.get(first.id).state == "succeeded"
     assert engine.store.get(second.id).state == "planned"
     assert fake.creates_accepted == 1
     assert _tasks(url, second.id) == [("reelgen.submit", "todo")]
 
 
-@pytest.mark.parametrize(
-    ("error", "left"),
-    [(RuntimeError("a bug"), "failed"), (asyncio.CancelledError(), "todo")],
-    ids=["raises", "cancelled"],
-)
+@pytest.mark.parametrize("how", ["raises", "cancelled"])
 def test_a_handed_over_submission_that_does_not_end_leaves_its_task_to_the_queue(
     one_slot_two_jobs: tuple[Engine, Job, Job, int],
     fake: FakeKling,
     monkeypatch: pytest.MonkeyPatch,
-    error: BaseException,
-    left: str,
+    how: str,
 ) -> None:
     """A handed-over submission that raises leaves its task failed, as Procrastinate does
-    (the sweep then finds the job without a task); one cancelled (the worker stopping) puts
-    it back in the queue, due now, and stops the check too. Nothing was paid for the second."""
+    (the sweep then finds the job without a task); one cancelled with the task that was
+    handed it (the worker stopping) puts it back in the queue, due now. Either way the first
+    job is saved (its download does not wait for the submission) and nothing was paid for
+    the second."""
     engine, first, second, worker = one_slot_two_jobs
     url = engine.environ["REELGEN_DB"]
     steps = Steps(engine, queue_store(engine.store))
@@ -272,23 +271,67 @@ def test_a_handed_over_submission_that_does_not_end_leaves_its_task_to_the_queue
 
     async def failing(job: Job, **kwargs: object) -> Job:
         if job.id == second.id:
-            raise error
+            if how == "raises":
+                raise RuntimeError("a bug")
+            await asyncio.sleep(3600)  # a submission still going when the worker stops
         return await advance(job, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(engine, "advance", failing)
-    if isinstance(error, asyncio.CancelledError):
+
+    async def run() -> None:
+        handed = asyncio.create_task(steps.run_task(0, steps.check(first.id, worker=worker)))
+        if how == "raises":
+            await handed
+            return
+        while engine.store.get(first.id).state != "succeeded":
+            await asyncio.sleep(0.05)
+        handed.cancel()
         with pytest.raises(asyncio.CancelledError):
-            asyncio.run(steps.check(first.id, worker=worker))
-    else:
-        asyncio.run(steps.check(first.id, worker=worker))
+            await handed
+
+    asyncio.run(run())
+    assert engine.store.get(first.id).state == "succeeded"
     assert engine.store.get(second.id).state == "planned"
     assert fake.creates_accepted == 1
+    left = "failed" if how == "raises" else "todo"
     assert _tasks(url, second.id) == [("reelgen.submit", left)]
-    # the next job is submitted before this one's video is fetched (the slot is what is
-    # scarce): a bug there still lets this one be saved, a stop does not
-    assert engine.store.get(first.id).state == ("succeeded" if left == "failed" else "result")
-    if left == "failed":
+    assert steps.running == set()
+    if how == "raises":
         assert [j.id for j in queue_store(engine.store).orphans(older_than=0)] == [second.id]
+
+
+def test_a_task_marked_as_a_workers_own_that_it_is_not_running_is_queued_again(
+    one_slot_two_jobs: tuple[Engine, Job, Job, int], fake: FakeKling
+) -> None:
+    """A handed-over task left marked as this worker's (its end never written: the database
+    was away) is given back to the queue by the worker's reconciler, on its second look; a
+    task the worker is running is left alone."""
+    import psycopg
+
+    from reelgen.workers import Reconciler
+
+    engine, first, second, worker = one_slot_two_jobs
+    url = engine.environ["REELGEN_DB"]
+    accounts = queue_store(engine.store)
+    taken = accounts.release(engine.store.get(first.id), clean=True, worker=worker)
+    assert taken is not None and taken.job_id == second.id  # and then nothing ended it
+    with psycopg.connect(url, autocommit=True) as conn:  # and one it is running
+        (running,) = conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args, status, "
+            "worker_id) VALUES ('reelgen', 'reelgen.check', %s, '{}', 'doing', %s) "
+            "RETURNING id",
+            (first.id, worker),
+        ).fetchone() or (None,)
+    steps = Steps(engine, accounts)
+    steps.running.add(running)
+    reconciler = Reconciler(steps)
+    assert reconciler.step(worker) == []  # a first look: it may have been fetched just now
+    assert _tasks(url, second.id) == [("reelgen.submit", "doing")]
+    assert reconciler.step(worker) == [taken.task]
+    assert _tasks(url, second.id) == [("reelgen.submit", "todo")]
+    assert _tasks(url, first.id) == [("reelgen.check", "doing")]
+    asyncio.run(run_until_final([engine], [second.id], seconds=20))
+    assert fake.creates_accepted == 2
 
 
 def test_enqueue_needs_a_postgresql_job_log(make_image, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from .batch import Item
     from .engine import Engine
-    from .store.queue import Accounts
+    from .store.queue import Accounts, Taken
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ about half a millisecond of CPU each, several per job)."""
 WAKE_MARGIN = 0.02
 """Seconds after a deferred task's due time its worker wakes (the task must be due when the
 fetch reaches the database)."""
+
+_SPAWNED: ContextVar[list[asyncio.Task[None]] | None] = ContextVar("reelgen_spawned", default=None)
+"""The handed-over submissions started by the Procrastinate task running in this context."""
+
+RECONCILE = 30.0
+"""Seconds between a worker's looks for tasks marked as its own that it is not running
+(:class:`Reconciler`)."""
 
 
 def queue_store(store: JobStore) -> Accounts:
@@ -156,6 +164,9 @@ class Steps:
 
     engine: Engine
     accounts: Accounts
+    running: set[int] = field(default_factory=set)
+    """The Procrastinate tasks this process is running: fetched, or handed over."""
+    _handed: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         waiter = self.engine.waiter
@@ -247,9 +258,8 @@ class Steps:
         if state in ("queued", "running"):
             self.accounts.defer_check(job, delay=next_check_in(self.engine, job))
         elif state in ("result", "downloading"):
-            # the provider is done: its slot goes to the next job, submitted first (the
-            # account's place is what is scarce); the download goes on in this task (a retry
-            # is deferred)
+            # the provider is done: its slot goes to the next job; the download goes on in
+            # this task (a retry is deferred)
             await self._release(job, clean=True, worker=worker)
             await self._save(job, released=True)
         elif state == "succeeded":
@@ -269,43 +279,79 @@ class Steps:
             self.accounts.defer_submit(job, delay=RETRY_LATER)
 
     async def _release(self, job: Job, *, clean: bool, worker: int | None) -> None:
-        """Free ``job``'s slot; when the release hands this worker the next admitted job's
-        submit task, submit that job here and now (no fetch, no wait for one, no read), then
-        end the task as Procrastinate would: the defer of the job's next step ends it in the
-        same statement (:data:`FINISHING`), else it is ended on its own. Its own release does
-        not take another (no chain)."""
-        from .store.queue import FINISHING
-
+        """Free ``job``'s slot. When the release hands this worker the next admitted job's
+        submit task, that job is submitted at once beside this task (no fetch, no wait for
+        one, no read; and this task's own work, such as its download, does not wait for it
+        either): :meth:`_run_handed`."""
         taken = self.accounts.release(job, clean=clean, worker=worker)
         if taken is None:
             return
-        finishing = FINISHING.set(taken.task)
+        self.running.add(taken.task)
+        runner = asyncio.create_task(
+            self._run_handed(taken), name=f"submit {taken.job_id} (handed over)"
+        )
+        self._handed.add(runner)
+        runner.add_done_callback(self._handed.discard)
+        spawned = _SPAWNED.get()
+        if spawned is not None:
+            spawned.append(runner)
 
-        def unfinished() -> bool:
-            left = FINISHING.get() is not None
-            FINISHING.reset(finishing)
-            return left
+    async def _run_handed(self, taken: Taken) -> None:
+        """Submit a job whose submit task a release handed over, then end that task as
+        Procrastinate would: the defer of the job's next step ends it in the same statement
+        (:data:`FINISHING`, set in this asyncio task's own context), else it is ended on its
+        own. Its job's own release does not take another (no chain)."""
+        from .store.queue import FINISHING
 
+        FINISHING.set(taken.task)
         try:
             await self.submit(taken.job_id, row=taken.row)
         except asyncio.CancelledError:
-            if unfinished():
+            if FINISHING.get() is not None:
                 self._end_task(taken.task, requeue=True)  # stopping: any worker runs it, now
             raise
         except Exception:
             # as Procrastinate does with a task that raises: logged, marked failed; the
             # sweep gives the job, left without a task, a new one
             log.exception("job %s: its submission failed", taken.job_id)
-            if unfinished():
+            if FINISHING.get() is not None:
                 self._end_task(taken.task, ok=False)
         else:
-            if unfinished():
+            if FINISHING.get() is not None:
                 self._end_task(taken.task, ok=True)
+        finally:
+            self.running.discard(taken.task)
+
+    async def drain(self) -> None:
+        """Wait for every handed-over submission still running."""
+        while self._handed:
+            await asyncio.gather(*list(self._handed), return_exceptions=True)
+
+    async def run_task(self, task: int, step: Awaitable[None]) -> None:
+        """Run the step of Procrastinate task ``task``, counted as running here
+        (:class:`Reconciler`); the submissions it was handed are awaited before it ends, so
+        a worker's graceful stop waits for them too (and a cancelled task cancels them)."""
+        spawned: list[asyncio.Task[None]] = []
+        here = _SPAWNED.set(spawned)
+        self.running.add(task)
+        try:
+            try:
+                await step
+            except asyncio.CancelledError:
+                for runner in spawned:
+                    runner.cancel()
+                raise
+            finally:
+                _SPAWNED.reset(here)
+                if spawned:  # a cancel while waiting for them cancels them too
+                    await asyncio.gather(*spawned, return_exceptions=True)
+        finally:
+            self.running.discard(task)
 
     def _end_task(self, task: int, *, ok: bool = False, requeue: bool = False) -> None:
         """Finish (or requeue) a task handed over by a release, asking twice: a connection
-        the server ended is replaced on the second try. A task left running here is run
-        again once this worker is gone (Procrastinate's stalled-task retry)."""
+        the server ended is replaced on the second try. A task left marked as running here
+        (the database away longer) goes back to the queue by :class:`Reconciler`."""
         for attempt in (1, 2):
             try:
                 if requeue:
@@ -316,6 +362,34 @@ class Steps:
             except ReelgenError as err:
                 if attempt == 2:
                     log.warning("task %s could not be ended: %s", task, err)
+
+
+class Reconciler:
+    """Gives back to the queue the tasks marked as this worker's that it is not running: a
+    handed-over submission whose end could not be written (the database away), a release
+    whose reply was lost after it took a task. Procrastinate's stalled-task retry only sees
+    tasks of silent workers; a live one would hold these for ever, and with them the jobs'
+    account slots. A task must be found twice, :data:`RECONCILE` seconds apart, so one
+    fetched a moment ago (not started yet) is not taken for lost."""
+
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.suspects: set[int] = set()
+
+    def step(self, worker: int) -> list[int]:
+        """One look (``worker``: this process's Procrastinate worker id); the tasks given
+        back."""
+        unknown = self.steps.accounts.doing(worker) - self.steps.running
+        lost = sorted(unknown & self.suspects)
+        self.suspects = unknown - set(lost)
+        for task in lost:
+            try:
+                self.steps.accounts.requeue_task(task)
+            except ReelgenError as err:  # ended meanwhile, or the database away again
+                log.info("task %s not given back: %s", task, err)
+                continue
+            log.warning("task %s was marked as running here, but was not: queued again", task)
+        return lost
 
 
 class QueuedHints(Hints):
@@ -407,20 +481,18 @@ def _being_cancelled() -> bool:
     return bool(cancelling()) if cancelling is not None else False
 
 
-def make_app(
-    engine: Engine, *, on_deferred: Callable[[float], None] | None = None
-) -> procrastinate.App:
-    """The Procrastinate app for ``engine``'s job log, with reelgen's tasks registered
-    (``on_deferred``: told the delay of each task the tasks defer for later)."""
+def make_app(engine: Engine, steps: Steps | None = None) -> procrastinate.App:
+    """The Procrastinate app for ``engine``'s job log, with reelgen's tasks registered, run
+    by ``steps`` (made for ``engine`` when not given)."""
     import procrastinate
 
     from .store.postgres import PostgresJobStore
     from .store.queue import CHECK, QUEUE, SAVE, SUBMIT
 
-    accounts = queue_store(engine.store)
-    accounts.on_deferred = on_deferred
+    if steps is None:
+        steps = Steps(engine, queue_store(engine.store))
+    accounts = steps.accounts
     assert isinstance(engine.store, PostgresJobStore)
-    steps = Steps(engine, accounts)
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=engine.store.url,
@@ -430,22 +502,29 @@ def make_app(
         )
     )
 
-    # each task tells its steps the worker running it (see Steps._release)
+    # each task is counted as running here (Reconciler) and tells its steps the worker
+    # running it (see Steps._release)
     @app.task(name=SUBMIT, queue=QUEUE, pass_context=True)
     async def submit(context: JobContext, job_id: str) -> None:
-        await steps.submit(job_id, worker=context.job.worker_id)
+        step = steps.submit(job_id, worker=context.job.worker_id)
+        await steps.run_task(context.job.id or 0, step)
 
     @app.task(name=CHECK, queue=QUEUE, pass_context=True)
     async def check(context: JobContext, job_id: str) -> None:
-        await steps.check(job_id, worker=context.job.worker_id)
+        step = steps.check(job_id, worker=context.job.worker_id)
+        await steps.run_task(context.job.id or 0, step)
 
     @app.task(name=SAVE, queue=QUEUE, pass_context=True)
     async def save(context: JobContext, job_id: str) -> None:
-        await steps.save(job_id, worker=context.job.worker_id)
+        step = steps.save(job_id, worker=context.job.worker_id)
+        await steps.run_task(context.job.id or 0, step)
 
     @app.periodic(cron=SWEEP_CRON)
-    @app.task(name="reelgen.sweep", queue=QUEUE, queueing_lock="reelgen.sweep")
-    async def sweep(timestamp: int) -> None:
+    @app.task(name="reelgen.sweep", queue=QUEUE, queueing_lock="reelgen.sweep", pass_context=True)
+    async def sweep(context: JobContext, timestamp: int) -> None:
+        await steps.run_task(context.job.id or 0, _sweep())
+
+    async def _sweep() -> None:
         for stalled in await app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=STALLED_AFTER
         ):
@@ -487,7 +566,22 @@ async def run_worker(
     def wake_in(delay: float) -> None:
         loop.call_later(delay + WAKE_MARGIN, wake)
 
-    app = make_app(engine, on_deferred=wake_in)
+    steps = Steps(engine, queue_store(engine.store))
+    steps.accounts.on_deferred = wake_in
+    app = make_app(engine, steps)
+    reconciler = Reconciler(steps)
+
+    async def reconcile() -> None:
+        while True:
+            await asyncio.sleep(RECONCILE)
+            worker = getattr(current, "worker_id", None)
+            if worker is None:
+                continue
+            try:
+                reconciler.step(worker)
+            except ReelgenError as err:  # the database away: next time
+                log.info("could not look for lost tasks: %s", err)
+
     options: dict[str, Any] = {
         "queues": ["reelgen"],
         "concurrency": concurrency,
@@ -514,6 +608,7 @@ async def run_worker(
     if signals:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop)
+    reconciling = asyncio.create_task(reconcile(), name="reelgen reconcile")
     try:
         async with app.open_async():
             while not stopping:
@@ -532,7 +627,9 @@ async def run_worker(
                     break
                 log.warning("the job log's database is unreachable; trying again in %.0f s", 5.0)
                 await asyncio.sleep(5.0)
+            await steps.drain()  # submissions handed over, still being sent
     finally:
+        reconciling.cancel()
         if signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
