@@ -213,13 +213,12 @@ def test_forget_drops_an_uncertain_job_resume_skips_it_and_a_batch_rerun_runs_th
 @pytest.fixture
 def local_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """The local provider cannot render (its disk is full): a definite failure."""
-    import reelgen_local.provider as local
-    from reelgen_local.render import RenderError
+    import reelgen_local.render as render
 
     def broken(*_args: object, **_kwargs: object) -> None:
-        raise RenderError("no space left on device")
+        raise render.RenderError("no space left on device")
 
-    monkeypatch.setattr(local, "render_ken_burns", broken)
+    monkeypatch.setattr(render, "render_ken_burns", broken)
 
 
 @pytest.fixture

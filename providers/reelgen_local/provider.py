@@ -27,7 +27,7 @@ from reelgen.provider import (
     VideoProvider,
 )
 
-from .render import MOTIONS, RenderError, render_ken_burns
+from .motions import MOTIONS
 
 HEIGHTS = {"std": 720, "pro": 1080}
 
@@ -157,9 +157,11 @@ class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
         out = self._path(job)
         out.parent.mkdir(parents=True, exist_ok=True)
         self._prune(out.parent)
+        from . import render  # PyAV: loaded by a render, not by every process
+
         try:
             await asyncio.to_thread(
-                render_ken_burns,
+                render.render_ken_burns,
                 Path(request.image).expanduser(),
                 out,
                 duration=request.duration or self.capabilities.default_duration,
@@ -168,7 +170,7 @@ class LocalProvider(VideoProvider[LocalSettings, LocalOptions]):
                 height=self._height(request),
                 strength=options.strength,
             )
-        except (RenderError, ValueError) as exc:
+        except (render.RenderError, ValueError) as exc:
             raise JobFailed(
                 f"local render failed: {exc}", provider=self.name, job_id=job.id
             ) from exc

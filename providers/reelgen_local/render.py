@@ -18,7 +18,6 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, get_args
 
 import av
 from av.codec.context import Flags, ThreadType
@@ -32,10 +31,9 @@ from av.video.reformatter import (
 )
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["MOTIONS", "Motion", "RenderError", "output_size", "render_ken_burns"]
+from .motions import MOTIONS, Motion
 
-Motion = Literal["zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down"]
-MOTIONS: tuple[str, ...] = get_args(Motion)
+__all__ = ["MOTIONS", "Motion", "RenderError", "output_size", "render_ken_burns"]
 
 # Software H.264 encoders in order of preference; hardware ones (nvenc, qsv, ...) are listed
 # by ``av.codecs_available`` even without the hardware, so they are not tried.

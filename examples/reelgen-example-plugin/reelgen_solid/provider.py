@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import av
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelgen import Job, JobStatus, Video, VideoProvider, VideoResult
@@ -45,6 +43,11 @@ def colour_of(prompt: str) -> tuple[int, int, int]:
 
 
 def render(out: Path, rgb: tuple[int, int, int], *, seconds: float, size: int, fps: int) -> None:
+    # imported here, not with the module: every reelgen process loads the provider class,
+    # and PyAV alone costs a process start about 0.2 s
+    import av
+    from PIL import Image
+
     tmp = out.with_name(f".{out.name}.part")
     frames = max(1, round(seconds * fps))
     with av.open(str(tmp), "w", format="mp4") as container:
