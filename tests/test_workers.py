@@ -196,6 +196,42 @@ def _tasks(url: str, job_id: str) -> list[tuple[str, str]]:
     return [(name, status) for name, status in rows]
 
 
+def two_jobs_one_slot(
+    make_engine: Callable[[], Engine], make_image, tmp_path: Path, isolated: Path
+) -> tuple[Engine, Job, Job, str]:
+    """An account limit of 1 and two jobs enqueued: the first holds the slot, the second
+    waits; and the database's URL."""
+    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
+    engine = make_engine()
+    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
+    return engine, first, second, engine.environ["REELGEN_DB"]
+
+
+def submitted_and_checked_late(
+    make_engine: Callable[[], Engine],
+    make_image,
+    tmp_path: Path,
+    isolated: Path,
+    callback_url: str | None = None,
+) -> tuple[Engine, Job, str]:
+    """One job submitted (its submit task run by hand) with Kling expected to take minutes:
+    its first check waits long after the submission. The engine, the job, the database URL."""
+    import psycopg
+
+    (isolated / "config.toml").write_text(
+        "[providers.kling]\nconcurrency = 3\nexpected_seconds = 300\n"
+    )
+    engine = make_engine()
+    request = VideoRequest(image=str(make_image()), prompt="waves", callback_url=callback_url)
+    job = engine.plan(request, provider="kling", output=tmp_path / "a.mp4", enqueue=True)
+    url = engine.environ["REELGEN_DB"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
+    asyncio.run(Steps(engine, queue_store(engine.store)).submit(job.id))
+    assert engine.store.get(job.id).state in ("queued", "running")
+    return engine, job, url
+
+
 @pytest.fixture
 def one_slot_two_jobs(
     make_engine: Callable[[], Engine], make_image, tmp_path: Path, isolated: Path
@@ -204,10 +240,7 @@ def one_slot_two_jobs(
     done at Kling, the second waiting; and a registered worker's id."""
     import psycopg
 
-    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
-    engine = make_engine()
-    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
-    url = engine.environ["REELGEN_DB"]
+    engine, first, second, url = two_jobs_one_slot(make_engine, make_image, tmp_path, isolated)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (first.id,))
         row = conn.execute("SELECT worker_id FROM procrastinate_register_worker_v1()").fetchone()
@@ -365,21 +398,10 @@ def test_a_callback_moves_the_jobs_waiting_check_to_now_once_however_often_it_co
     from reelgen.receiver import Receiver
     from reelgen.workers import QueuedHints
 
-    # Kling is expected to take minutes: the first check waits long after the submission
-    (isolated / "config.toml").write_text(
-        "[providers.kling]\nconcurrency = 3\nexpected_seconds = 300\n"
+    engine, job, url = submitted_and_checked_late(
+        make_engine, make_image, tmp_path, isolated, "https://hooks.example.test/kling"
     )
-    engine = make_engine()
-    request = VideoRequest(
-        image=str(make_image()), prompt="waves", callback_url="https://hooks.example.test/kling"
-    )
-    job = engine.plan(request, provider="kling", output=tmp_path / "a.mp4", enqueue=True)
-    url = engine.environ["REELGEN_DB"]
-    with psycopg.connect(url) as conn:  # its submit task runs here, by hand
-        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
     accounts = queue_store(engine.store)
-    asyncio.run(Steps(engine, accounts).submit(job.id))
-    assert engine.store.get(job.id).state in ("queued", "running")
 
     def tasks() -> list[tuple[str, str, float]]:
         """The job's tasks: (task, status, seconds until due)."""
@@ -431,17 +453,8 @@ def test_a_callback_while_the_jobs_check_runs_is_not_lost(
     long before the learned time."""
     import psycopg
 
-    (isolated / "config.toml").write_text(
-        "[providers.kling]\nconcurrency = 3\nexpected_seconds = 300\n"
-    )
-    engine = make_engine()
-    request = VideoRequest(image=str(make_image()), prompt="waves")
-    job = engine.plan(request, provider="kling", output=tmp_path / "a.mp4", enqueue=True)
-    url = engine.environ["REELGEN_DB"]
-    with psycopg.connect(url, autocommit=True) as conn:  # its submit task runs here, by hand
-        conn.execute("DELETE FROM procrastinate_jobs WHERE lock = %s", (job.id,))
+    engine, job, url = submitted_and_checked_late(make_engine, make_image, tmp_path, isolated)
     accounts = queue_store(engine.store)
-    asyncio.run(Steps(engine, accounts).submit(job.id))
     with psycopg.connect(url, autocommit=True) as conn:  # a worker is running that check
         (running,) = conn.execute(
             "UPDATE procrastinate_jobs SET status = 'doing' WHERE lock = %s RETURNING id",
@@ -555,10 +568,7 @@ def test_a_slot_a_failed_release_left_held_is_freed_by_the_sweep(
     next job."""
     import psycopg
 
-    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
-    engine = make_engine()
-    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
-    url = engine.environ["REELGEN_DB"]
+    engine, first, second, url = two_jobs_one_slot(make_engine, make_image, tmp_path, isolated)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE jobs SET state = 'succeeded' WHERE id = %s", (first.id,))
     accounts = queue_store(engine.store)
@@ -576,11 +586,8 @@ def test_a_damaged_waiting_row_gives_its_slot_back(
     damaged gives its slot to the next job instead of holding it for ever."""
     import psycopg
 
-    (isolated / "config.toml").write_text("[providers.kling]\nconcurrency = 1\n")
-    engine = make_engine()
+    engine, first, second, url = two_jobs_one_slot(make_engine, make_image, tmp_path, isolated)
     assert engine.provider("kling").settings.concurrency == 1
-    first, second = enqueue_jobs(engine, make_image(), tmp_path, 2)
-    url = engine.environ["REELGEN_DB"]
 
     def slots() -> dict[str, bool]:
         with psycopg.connect(url) as conn:
