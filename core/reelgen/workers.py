@@ -581,6 +581,8 @@ async def run_worker(
                 reconciler.step(worker)
             except ReelgenError as err:  # the database away: next time
                 log.info("could not look for lost tasks: %s", err)
+            except Exception:  # never the end of the looking
+                log.exception("looking for lost tasks failed")
 
     options: dict[str, Any] = {
         "queues": ["reelgen"],

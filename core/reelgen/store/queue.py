@@ -202,11 +202,12 @@ class Accounts:
 
     def doing(self, worker: int) -> set[int]:
         """The tasks marked as running under Procrastinate worker ``worker``."""
-        rows = self.store._read_db().execute(
-            "SELECT id FROM procrastinate_jobs WHERE worker_id = ? AND status = 'doing'",
-            (worker,),
-        )
-        return {int(r["id"]) for r in rows.fetchall()}
+        with self.store._writing():  # its database errors as reelgen's (one line)
+            rows = self.store._read_db().execute(
+                "SELECT id FROM procrastinate_jobs WHERE worker_id = ? AND status = 'doing'",
+                (worker,),
+            )
+            return {int(r["id"]) for r in rows.fetchall()}
 
     def requeue_task(self, task: int) -> None:
         """Give a task :meth:`release` handed over back to the queue, due now (its worker is
