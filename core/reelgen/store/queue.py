@@ -59,10 +59,15 @@ def defer(db: Db, task: str, job_id: str, *, delay: float = 0.0, finish: int | N
     )
     args: list[Any] = [QUEUE, task, job_id, json.dumps({"job_id": job_id})]
     args.append(delay if delay > 0 else None)
-    if finish is not None:
-        sql += ", procrastinate_finish_job_v1(?, 'succeeded', true)"
-        args.append(finish)
-    db.execute(sql, args)
+    db.execute(*_finishing(sql, args, finish))
+
+
+def _finishing(sql: str, args: list[Any], finish: int | None) -> tuple[str, list[Any]]:
+    """A one-row SELECT that also ends running task ``finish`` as done (deleted, as the
+    workers' Procrastinate does with done tasks), when one is given."""
+    if finish is None:
+        return sql, args
+    return sql + ", procrastinate_finish_job_v1(?, 'succeeded', true)", [*args, finish]
 
 
 def _lock(db: Db, account: str) -> None:
@@ -159,8 +164,9 @@ class Accounts:
         account's limit by one, up to its ceiling) and admit the next waiting job.
 
         With ``worker`` (a Procrastinate worker's id), the first job admitted has its submit
-        task handed to that worker, running: returned (its Procrastinate id), for the caller
-        to run at once and then :meth:`finish_task`. Else None."""
+        task handed to that worker, marked as running: returned (:class:`Taken`), for the
+        caller to run at once and then end (:data:`FINISHING`, :meth:`finish_task`). Else
+        None."""
         # one call (``reelgen_release``, or ``reelgen_release_taking`` which calls it): a job
         # whose slot is already free changes nothing; else its slot, the account's limit,
         # the admission (and the task taken) change in one transaction, under the account's
@@ -297,11 +303,7 @@ class Accounts:
         with self.store._writing():  # one statement: no transaction around it
             if task == CHECK:
                 sql = "SELECT reelgen_defer_check(?, ?, ?, ?)"
-                args: list[Any] = [job.id, QUEUE, CHECK, delay]
-                if finish is not None:
-                    sql += ", procrastinate_finish_job_v1(?, 'succeeded', true)"
-                    args.append(finish)
-                db.execute(sql, args)
+                db.execute(*_finishing(sql, [job.id, QUEUE, CHECK, delay], finish))
             else:
                 defer(db, task, job.id, delay=delay, finish=finish)
         if finish is not None:
